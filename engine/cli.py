@@ -1,0 +1,365 @@
+"""``prunelab``: the headless CLI (sweep, eval, demo, cache, finetune) and the GUI launcher.
+
+Errors are one line ``prunelab: error: <file>: <cause>`` with exit code 2, and nothing is
+written into the output folder: results are staged in a hidden folder and moved in only
+when everything succeeded."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from engine.errors import Cancelled, PruneLabError, PruneLabWarning
+
+PROG = "prunelab"
+EXIT_INPUT = 2
+
+
+# ----------------------------------------------------------------------------- output
+def _warning_printer(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, PruneLabWarning):
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+    else:  # library chatter stays out of the user's way
+        pass
+
+
+class ProgressPrinter:
+    """A progress bar on a terminal; a few plain lines in logs."""
+
+    def __init__(self, stream=sys.stderr, quiet: bool = False):
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self._last_pct = -1
+        self._phase = None
+        self._t0 = time.perf_counter()
+
+    def update(self, phase: str, done: int, total: int, text: str = "") -> None:
+        if self.quiet:
+            return
+        frac = done / total if total else 1.0
+        if self.tty:
+            width = 30
+            fill = int(frac * width)
+            bar = "█" * fill + "░" * (width - fill)
+            self.stream.write(f"\r{phase:<11} {bar} {done}/{total} {text[:60]:<60}")
+            if done >= total:
+                self.stream.write("\n")
+            self.stream.flush()
+        else:
+            pct = int(frac * 4) * 25
+            if phase != self._phase:
+                self._phase, self._last_pct = phase, -1
+            if pct != self._last_pct:
+                self._last_pct = pct
+                print(f"{phase}: {done}/{total} {text}", file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def staged_output(out: Path, inputs=()):
+    """Yield a hidden staging folder; on success move its files into ``out``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PruneLabError(out, "exists and is not a folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.exists():
+        raise PruneLabError(out, "its parent folder does not exist")
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.prunelab-", dir=parent))
+    try:
+        yield stage
+        from engine.atomic import check_not_input
+
+        for f in stage.iterdir():
+            check_not_input(out / f.name, inputs)
+        out.mkdir(exist_ok=True)
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- parsing
+def _thresholds(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of percentages") from None
+    if not vals or any(not (0 < v <= 100) for v in vals):
+        raise argparse.ArgumentTypeError("thresholds must be percentages in (0, 100]")
+    return vals
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Prune a backdoored Keras classifier and build "
+                                "a backdoor detector. Without a command, opens the window.")
+    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
+    sub = p.add_subparsers(dest="command")
+
+    s = sub.add_parser("sweep", help="rank the channels, prune them one by one, save B'/G and a report")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--demo", nargs="?", const="badnet", choices=["badnet", "pruning-aware"],
+                     help="use the bundled demo BadNet and its data (no download)")
+    src.add_argument("--model", type=Path, help="model file: Keras 2 .h5, Keras 3 .keras, or weights .h5")
+    s.add_argument("--weights", type=Path, help="weights .h5 to load into the model (the lab's bd_weights.h5)")
+    for role in ("clean-valid", "poisoned-valid", "clean-test", "poisoned-test"):
+        s.add_argument(f"--{role}", type=Path, metavar="F")
+    s.add_argument("--layer", help="Conv2D layer to prune (default: the last one feeding a pooling layer)")
+    s.add_argument("--thresholds", type=_thresholds, default=(2.0, 4.0, 10.0), metavar="2,4,10",
+                   help="relative drops of clean validation accuracy (%%) at which B'/G are kept")
+    s.add_argument("--out", type=Path, required=True, metavar="DIR")
+    s.add_argument("--allow-unsafe-model", action="store_true",
+                   help="load models with Lambda layers or foreign code (only for files you trust)")
+    s.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+    s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
+    s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
+    s.add_argument("-q", "--quiet", action="store_true")
+
+    e = sub.add_parser("eval", help="accuracy (and, for G, the flagged share) of a model on data files")
+    e.add_argument("--model", type=Path, required=True)
+    e.add_argument("--weights", type=Path)
+    e.add_argument("--data", type=Path, action="append", required=True, metavar="F")
+    e.add_argument("--allow-unsafe-model", action="store_true")
+
+    d = sub.add_parser("demo", help="generate the synthetic demo BadNet and its data")
+    d.add_argument("--out", type=Path, required=True, metavar="DIR")
+    d.add_argument("--seed", type=int, default=None)
+    d.add_argument("--identities", type=int, default=None)
+    d.add_argument("--epochs", type=int, default=None)
+    d.add_argument("--tiny", action="store_true", help="a small, fast demo (for tests)")
+    d.add_argument("--pruning-aware", action="store_true",
+                   help="also make the pruning-aware BadNet (Fine-Pruning paper's attack)")
+    d.add_argument("--data-only", action="store_true", help="write only the datasets")
+
+    c = sub.add_parser("cache", help="show or clear the activation cache")
+    c.add_argument("action", choices=["info", "clear"])
+
+    f = sub.add_parser("finetune", help="fine-prune: fine-tune B' from a sweep's step on clean data")
+    f.add_argument("--from-sweep", type=Path, required=True, metavar="DIR")
+    f.add_argument("--step", required=True, help="step number, or a threshold such as 4%%")
+    f.add_argument("--epochs", type=int, default=10)
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--batch-size", type=int, default=64)
+    f.add_argument("--holdout", type=float, default=0.2, help="share of clean validation never trained on")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", type=Path, required=True, metavar="DIR")
+    f.add_argument("--allow-unsafe-model", action="store_true")
+    f.add_argument("-q", "--quiet", action="store_true")
+
+    g = sub.add_parser("gui", help="open the window (optionally with files)")
+    g.add_argument("files", nargs="*", type=Path)
+    g.add_argument("--demo", action="store_true", help="open the bundled demo")
+    g.add_argument("--run", action="store_true", help="start the sweep at once")
+    g.add_argument("--screenshot", type=Path, help="after the sweep, save a screenshot here")
+    g.add_argument("--tab", default=None, help="tab to show for --screenshot")
+    g.add_argument("--quit", action="store_true", help="exit when done (with --run/--screenshot)")
+    g.add_argument("--smoke-test", action="store_true", help="open the window, process events, exit 0")
+    return p
+
+
+# ----------------------------------------------------------------------------- commands
+def _open_datasets(args, model) -> dict:
+    from engine.data import LabDataset
+
+    out = {}
+    for role in ("clean_valid", "poisoned_valid", "clean_test", "poisoned_test"):
+        path = getattr(args, role)
+        if path is not None:
+            out[role] = LabDataset(path, model.input_hwc)
+    return out
+
+
+def cmd_sweep(args) -> int:
+    from engine import atomic
+    from engine.goodnet import make_bprime, make_goodnet, save_model
+    from engine.models import load_model
+    from engine.report import tname, write_report
+    from engine.sweep import Progress, Sweep
+
+    if args.demo:
+        from engine.demo import demo_paths
+
+        paths = demo_paths(args.demo, progress=lambda t: None if args.quiet else print(t, file=sys.stderr))
+        args.model, args.weights = paths.model, None
+        for role, pth in paths.datasets.items():
+            if getattr(args, role) is None:
+                setattr(args, role, pth)
+    model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
+    datasets = _open_datasets(args, model)
+    inputs = model.input_files() + [d.path for d in datasets.values()]
+    atomic.protect(inputs)
+    sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,
+                  use_cache=not args.no_cache)
+    bar = ProgressPrinter(quiet=args.quiet)
+    for ev in sweep.events():
+        if isinstance(ev, Progress):
+            bar.update("activations", ev.done, ev.total, ev.text)
+        else:
+            txt = f"clean val {ev.clean_valid_acc:.2f} %"
+            if ev.asr_valid is not None:
+                txt += f" · ASR {ev.asr_valid:.2f} %"
+            bar.update("pruning", ev.step, ev.total_steps, txt)
+    result = sweep.result
+    with staged_output(args.out, inputs) as stage:
+        files: dict = {}
+        if not args.no_models:
+            for cp in result.checkpoints:
+                if cp.step is None:
+                    continue
+                bp = make_bprime(model.model, result.layer, result.pruned_channels(cp.step),
+                                 name=f"repaired_{tname(cp.threshold)}")
+                g = make_goodnet(model.model, bp)
+                bname, gname = f"B_prime_{tname(cp.threshold)}.h5", f"G_{tname(cp.threshold)}.keras"
+                save_model(bp, stage / bname, inputs)
+                save_model(g, stage / gname, inputs)
+                files[cp.threshold] = {"b_prime": bname, "goodnet": gname}
+        write_report(result, stage, files)
+    if not args.quiet:
+        _print_summary(result, args.out)
+    return 0
+
+
+def _print_summary(result, out: Path) -> None:
+    base = result.records[0]
+    print(f"baseline: clean validation accuracy {base.clean_valid_acc:.2f} %"
+          + (f", ASR {base.asr_valid:.2f} %" if base.asr_valid is not None else ""))
+    for cp in result.checkpoints:
+        if cp.step is None:
+            print(f"{cp.threshold:>5g} %: never reached")
+            continue
+        r = result.records[cp.step]
+        parts = [f"step {cp.step} ({r.fraction_pruned * 100:.1f} % pruned)",
+                 f"clean val {r.clean_valid_acc:.2f} %"]
+        if r.asr_valid is not None:
+            parts.append(f"ASR val {r.asr_valid:.2f} %")
+        if r.clean_test_acc is not None:
+            parts.append(f"clean test {r.clean_test_acc:.2f} %")
+        if r.asr_test is not None:
+            parts.append(f"ASR test {r.asr_test:.2f} %")
+        print(f"{cp.threshold:>5g} %: " + ", ".join(parts))
+    print(f"wrote {out}")
+
+
+def cmd_eval(args) -> int:
+    from engine.data import LabDataset
+    from engine.models import load_model
+    from engine.runtime import predict_dataset_labels
+
+    model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
+    flag = model.n_classes - 1 if model.is_goodnet else None
+    n_real = model.n_classes - 1 if model.is_goodnet else model.n_classes
+    print(f"model: {model.path} ({model.kind}, {n_real} classes{', G with flag class ' + str(flag) if flag is not None else ''})")
+    for path in args.data:
+        ds = LabDataset(path, model.input_hwc)
+        if ds.label_max >= n_real:
+            raise PruneLabError(path, f"labels go up to {ds.label_max} but the model has only {n_real} classes")
+        pred = predict_dataset_labels(model.model, ds)
+        acc = 100.0 * (pred == ds.labels).mean()
+        line = f"{path}: {ds.n} images, accuracy {acc:.2f} %"
+        if ds.single_target and ds.n > 1:
+            line = f"{path}: {ds.n} images, all labelled {ds.target}: attack success rate {acc:.2f} %"
+        if flag is not None:
+            line += f", flagged as backdoor {100.0 * (pred == flag).mean():.2f} %"
+        print(line)
+        ds.close()
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from engine.demo import DemoSpec, generate_demo
+
+    spec = DemoSpec.tiny() if args.tiny else DemoSpec()
+    if args.seed is not None:
+        spec.seed = args.seed
+    if args.identities is not None:
+        spec.identities = args.identities
+    if args.epochs is not None:
+        spec.epochs = args.epochs
+    spec.pruning_aware = args.pruning_aware
+    with staged_output(args.out) as stage:
+        generate_demo(spec, stage, data_only=args.data_only, log=lambda t: print(t, file=sys.stderr))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from engine import cache
+    from engine.hdf5io import human_bytes
+
+    if args.action == "clear":
+        freed = cache.clear()
+        print(f"cleared {human_bytes(freed)} from {cache.cache_dir()}")
+    else:
+        i = cache.info()
+        print(f"{i.path}: {i.entries} entries, {human_bytes(i.bytes)} of {human_bytes(i.cap)}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from engine.finetune_cli import run_finetune_cli
+
+    return run_finetune_cli(args, ProgressPrinter(quiet=args.quiet), staged_output)
+
+
+def cmd_gui(args, argv) -> int:
+    try:
+        from guiapp.app import main as gui_main
+    except ImportError as e:  # engine never imports Qt at module level
+        raise PruneLabError(None, f"the window needs PySide6 and pyqtgraph ({e})") from None
+    return gui_main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        return cmd_gui(None, [])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return cmd_gui(None, [])
+    if args.command == "gui":
+        return cmd_gui(args, argv[1:])
+    from engine.tfsetup import silence_native_logs
+
+    silence_native_logs()
+    warnings.showwarning = _warning_printer
+    warnings.simplefilter("always", PruneLabWarning)
+    try:
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "eval":
+            return cmd_eval(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+        if args.command == "cache":
+            return cmd_cache(args)
+        if args.command == "finetune":
+            return cmd_finetune(args)
+    except PruneLabError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except (Cancelled, KeyboardInterrupt):
+        print(f"\n{PROG}: cancelled; nothing was written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as e:  # a bug of ours: still one line, details on request
+        if os.environ.get("PRUNELAB_DEBUG"):
+            raise
+        msg = " ".join(str(e).split())[:300]
+        print(f"{PROG}: error: internal error ({type(e).__name__}: {msg}); "
+              "set PRUNELAB_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command}")
+    return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""B' (the pruned network) and G (the detector with N+1 outputs), as ordinary Keras models.
+
+G is built from built-in layers and Keras ops only, so a fresh Python process with nothing
+but TensorFlow/Keras loads it in safe mode and gets the same labels (the lab's subclassed
+G could not be saved). G answers B's class where B and B' agree and class N where they
+disagree; where they agree its scores are B's (normalised), so users keep B's confidence."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.atomic import atomic_path
+from engine.errors import PruneLabError
+from engine.hdf5io import short_reason
+from engine.models import GOODNET_NAME
+
+MODEL_SUFFIXES = (".keras", ".h5")
+
+
+def make_bprime(model, layer: str, channels, name: str | None = None):
+    """A copy of ``model`` with ``channels`` of ``layer`` zeroed (kernel slices and bias)."""
+    from engine.tfsetup import keras
+
+    k = keras()
+    clone = k.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    conv = clone.get_layer(layer)
+    ws = [w.copy() for w in conv.get_weights()]
+    for c in channels:
+        ws[0][..., int(c)] = 0
+        if len(ws) > 1:
+            ws[1][int(c)] = 0
+    conv.set_weights(ws)
+    if name:
+        clone.name = name
+    return clone
+
+
+def make_goodnet(badnet, bprime, name: str = GOODNET_NAME):
+    """G(x) = B's class if argmax B(x) == argmax B'(x), else class N (one extra output)."""
+    from engine.tfsetup import keras
+
+    k = keras()
+    ops = k.ops
+    shape = tuple(int(d) for d in badnet.inputs[0].shape[1:])
+    b = k.models.clone_model(badnet)
+    b.set_weights(badnet.get_weights())
+    b.name = "badnet_B"
+    bp = k.models.clone_model(bprime)
+    bp.set_weights(bprime.get_weights())
+    bp.name = "repaired_B_prime"
+    x = k.Input(shape=shape, name="image")
+    p = _single(b(x))
+    q = _single(bp(x))
+    last = badnet.layers[-1]
+    act = getattr(getattr(last, "activation", None), "__name__", "")
+    if act != "softmax":
+        p = k.layers.Softmax(name="badnet_scores")(p)
+    agree = ops.cast(ops.equal(ops.argmax(p, axis=-1), ops.argmax(q, axis=-1)), "float32")
+    agree = ops.expand_dims(agree, -1)
+    scores = k.layers.Multiply(name="agree_scores")([p, agree])
+    flag = ops.subtract(1.0, agree)
+    out = k.layers.Concatenate(name="goodnet_output")([scores, flag])
+    return k.Model(x, out, name=name)
+
+
+def _single(t):
+    """Keras-2 configs list their one output; calling such a model returns a list."""
+    return t[0] if isinstance(t, (list, tuple)) else t
+
+
+def save_model(model, path: str | os.PathLike, inputs=()) -> Path:
+    """Save atomically as .keras or legacy .h5 by extension; never over an input file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise PruneLabError(path, "use a .keras or .h5 file name for models")
+    if suffix == ".h5" and str(model.name).startswith(GOODNET_NAME):
+        raise PruneLabError(path, "G uses Keras operations that only the .keras format stores; "
+                            "save G as .keras")
+    try:
+        with atomic_path(path, inputs) as tmp:
+            model.save(str(tmp))
+    except PruneLabError:
+        raise
+    except Exception as e:
+        raise PruneLabError(path, f"could not be saved: {short_reason(e)}") from None
+    return path
+
+
+def goodnet_labels(badnet_labels: np.ndarray, bprime_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.where(badnet_labels == bprime_labels, badnet_labels, n_classes).astype(np.int32)

@@ -1,0 +1,349 @@
+"""The pruning sweep as a generator of per-step records.
+
+Step 0 is the unpruned model; step s has the s lowest-ranked channels pruned. The fast
+path caches the activations at the cut once (see :mod:`engine.split`), then per step
+re-evaluates only the head, and only for the images whose pruned channel was not already
+at its pruned value everywhere — for every other image nothing the network sees has
+changed, so its prediction is bit-for-bit what the naive loop would compute."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterator
+
+import numpy as np
+
+from engine.data import ROLES, LabDataset
+from engine.errors import PruneLabError, warn
+from engine.memory import check_fits
+from engine.models import LoadedModel
+from engine.state import JobState
+
+METRICS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
+METRIC_ROLE = dict(zip(METRICS, ROLES))
+ROLE_METRIC = dict(zip(ROLES, METRICS))
+METRIC_TITLES = {"clean_valid_acc": "Clean accuracy (validation)", "asr_valid": "ASR (validation)",
+                 "clean_test_acc": "Clean accuracy (test)", "asr_test": "ASR (test)"}
+DEFAULT_THRESHOLDS = (2.0, 4.0, 10.0)
+
+
+@dataclass
+class Progress:
+    phase: str  # "activations" | "steps"
+    done: int
+    total: int
+    text: str = ""
+
+
+@dataclass
+class StepRecord:
+    step: int
+    channel: int | None
+    fraction_pruned: float
+    clean_valid_acc: float | None = None
+    asr_valid: float | None = None
+    clean_test_acc: float | None = None
+    asr_test: float | None = None
+    recomputed: int = 0  # images whose head was evaluated at this step (all roles)
+    reached: tuple[float, ...] = ()  # thresholds first reached at this step
+    total_steps: int = 0
+
+    def metric(self, key: str) -> float | None:
+        return getattr(self, key)
+
+    def csv_row(self) -> list[str]:
+        def cell(v):
+            return "" if v is None else f"{v:.6f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+
+        return [str(self.step), "" if self.channel is None else str(self.channel),
+                f"{self.fraction_pruned:.6f}".rstrip("0").rstrip(".") if self.fraction_pruned else "0"] + \
+               [cell(self.metric(m)) for m in METRICS]
+
+
+@dataclass
+class Checkpoint:
+    threshold: float
+    step: int | None  # None: the drop never reached this threshold
+
+    @property
+    def label(self) -> str:
+        return f"{self.threshold:g} %"
+
+
+@dataclass
+class SweepResult:
+    model_path: str
+    layer: str
+    measured_at: str
+    n_channels: int
+    n_classes: int
+    order: list[int]
+    mean_activation: dict[str, np.ndarray]
+    records: list[StepRecord]
+    predictions: dict[str, np.ndarray]  # role -> (steps+1, N) int32
+    labels: dict[str, np.ndarray]
+    thresholds: tuple[float, ...]
+    checkpoints: list[Checkpoint]
+    method: str
+    timings: dict[str, float] = field(default_factory=dict)
+    dataset_paths: dict[str, str] = field(default_factory=dict)
+    complete: bool = True
+
+    @property
+    def steps(self) -> int:
+        return len(self.records) - 1
+
+    @property
+    def flag_class(self) -> int:
+        return self.n_classes
+
+    def pruned_channels(self, step: int) -> list[int]:
+        return list(self.order[:step])
+
+    def bprime_labels(self, role: str, step: int) -> np.ndarray:
+        return self.predictions[role][step]
+
+    def goodnet_labels(self, role: str, step: int) -> np.ndarray:
+        b = self.predictions[role][0]
+        bp = self.predictions[role][step]
+        return np.where(b == bp, b, self.flag_class).astype(np.int32)
+
+    def evaluate_step(self, step: int) -> dict[str, dict[str, float]]:
+        """B' and G at ``step`` on every loaded dataset: accuracy/ASR, flagged shares."""
+        out: dict[str, dict[str, float]] = {}
+        for role, y in self.labels.items():
+            bp = self.bprime_labels(role, step)
+            g = self.goodnet_labels(role, step)
+            poisoned = role.startswith("poisoned")
+            d = {"bprime_" + ("asr" if poisoned else "acc"): pct(bp == y),
+                 "goodnet_" + ("asr" if poisoned else "acc"): pct(g == y),
+                 "goodnet_" + ("flagged" if poisoned else "false_flagged"): pct(g == self.flag_class),
+                 "badnet_" + ("asr" if poisoned else "acc"): pct(self.predictions[role][0] == y)}
+            out[role] = d
+        return out
+
+    def checkpoint_step(self, threshold: float) -> int | None:
+        for c in self.checkpoints:
+            if c.threshold == threshold:
+                return c.step
+        return None
+
+
+def pct(mask: np.ndarray) -> float:
+    return float(100.0 * np.count_nonzero(mask) / max(1, mask.size))
+
+
+def reached_thresholds(base_correct: int, correct: int, thresholds) -> list[float]:
+    """Thresholds (in %) that the relative drop of clean validation accuracy reaches, exactly."""
+    if base_correct <= 0:
+        return []
+    drop = Fraction(base_correct - correct, base_correct) * 100
+    return [t for t in thresholds if drop >= Fraction(str(t))]
+
+
+class Sweep:
+    """Validate inputs up front; ``events()`` then yields Progress and StepRecord objects and
+    leaves the :class:`SweepResult` in ``self.result``."""
+
+    def __init__(self, model: LoadedModel, datasets: dict[str, LabDataset], layer: str | None = None,
+                 thresholds=DEFAULT_THRESHOLDS, *, method: str = "auto", use_cache: bool = True,
+                 batch_size: int = 1024, state: JobState | None = None, max_steps: int | None = None):
+        from engine.split import make_split
+
+        self.model = model
+        self.datasets = {r: d for r, d in datasets.items() if d is not None}
+        for r in self.datasets:
+            if r not in ROLES:
+                raise PruneLabError(None, f"unknown dataset role '{r}'")
+        if "clean_valid" not in self.datasets:
+            raise PruneLabError(None, "the ranking needs clean validation data (--clean-valid)")
+        self.thresholds = tuple(sorted(float(t) for t in thresholds))
+        for t in self.thresholds:
+            if not (0 < t <= 100):
+                raise PruneLabError(None, f"threshold {t:g} % is outside (0, 100]")
+        self.state = state or JobState()
+        self.batch_size = int(batch_size)
+        self.use_cache = use_cache
+        self.result: SweepResult | None = None
+        for role, ds in self.datasets.items():
+            ds.expect(model.input_hwc)
+            self._check_labels(role, ds)
+        self.split = make_split(model.model, layer, model.path)
+        if method not in ("auto", "fast", "naive"):
+            raise PruneLabError(None, f"unknown method '{method}'")
+        if method == "fast" and self.split.head is None:
+            raise PruneLabError(model.path, f"the fast path is impossible here: {self.split.head_problem}")
+        self.method = "naive" if (method == "naive" or self.split.head is None) else "fast"
+        self.n_channels = self.split.n_channels
+        self.total_steps = self.n_channels if max_steps is None else min(self.n_channels, int(max_steps))
+        cut_elems = int(np.prod(self.split.fill.shape))
+        need = 0
+        for ds in self.datasets.values():
+            keep = ds.n * cut_elems * 4 if self.method == "fast" else 0
+            need += keep + ds.n * (self.n_channels + 4 * (self.total_steps + 2))
+        if "clean_valid" in self.datasets and self.method == "naive":
+            need += self.datasets["clean_valid"].n * cut_elems * 4
+        check_fits(need, self.datasets["clean_valid"].path, "the sweep's activations")
+
+    def _check_labels(self, role: str, ds: LabDataset) -> None:
+        n = self.model.n_classes
+        if ds.label_max >= n:
+            raise PruneLabError(ds.path, f"labels go up to {ds.label_max} but the model has only {n} "
+                                f"classes (0–{n - 1})")
+        if role.startswith("poisoned") and not ds.single_target:
+            warn(ds.path, f"a poisoned file should carry the attacker's target as every label, but it "
+                 f"holds {ds.n_labels} different labels; ASR counts predictions equal to each image's label")
+        if role.startswith("clean") and n >= 40 and ds.label_max + 1 <= n // 4:
+            warn(ds.path, f"labels cover only classes 0–{ds.label_max} of the model's {n}; is this data "
+                 "for this model?")
+
+    # ------------------------------------------------------------------ activations
+    def _activations(self, role: str, ds: LabDataset) -> Iterator[Progress | np.ndarray]:
+        from engine import cache
+        from engine.runtime import Runner
+
+        key = None
+        if self.use_cache:
+            try:
+                key = cache.activation_key([self.model.path, self.model.weights_path], self.split.layer,
+                                           self.split.measured_at, ds.path, self.batch_size)
+                hit = cache.load(key)
+            except OSError:
+                hit = None
+            if hit is not None and hit.shape == (ds.n,) + self.split.fill.shape:
+                yield Progress("activations", ds.n, ds.n, f"{role}: activations from cache")
+                yield hit
+                return
+        run = Runner(self.split.prefix)
+        out = np.empty((ds.n,) + self.split.fill.shape, np.float32)
+        for start, x in ds.batches(self.batch_size):
+            self.state.checkpoint()
+            out[start:start + len(x)] = run(x)
+            yield Progress("activations", start + len(x), ds.n, f"{role}: activations")
+        if key is not None:
+            cache.store(key, out)
+        yield out
+
+    # ------------------------------------------------------------------ events
+    def events(self) -> Iterator[Progress | StepRecord]:
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        roles = [r for r in ROLES if r in self.datasets]
+        acts: dict[str, np.ndarray] = {}
+        for role in (roles if self.method == "fast" else ["clean_valid"]):
+            for ev in self._activations(role, self.datasets[role]):
+                if isinstance(ev, Progress):
+                    yield ev
+                else:
+                    acts[role] = ev
+        timings["activations"] = time.perf_counter() - t0
+        mean_act = {r: np.abs(a).mean(axis=(0, 1, 2), dtype=np.float64) for r, a in acts.items()}
+        order = [int(i) for i in np.argsort(mean_act["clean_valid"], kind="stable")]
+        labels = {r: self.datasets[r].labels for r in roles}
+        steps = self.total_steps
+        preds = {r: np.zeros((steps + 1, self.datasets[r].n), np.int32) for r in roles}
+        result = SweepResult(
+            model_path=str(self.model.path), layer=self.split.layer, measured_at=self.split.measured_at,
+            n_channels=self.n_channels, n_classes=self.model.n_classes, order=order,
+            mean_activation={r: m.astype(np.float64) for r, m in mean_act.items()}, records=[],
+            predictions=preds, labels=labels, thresholds=self.thresholds,
+            checkpoints=[Checkpoint(t, None) for t in self.thresholds], method=self.method,
+            timings=timings, dataset_paths={r: str(d.path) for r, d in self.datasets.items()},
+            complete=False)
+        self.result = result
+        t1 = time.perf_counter()
+        stepper = self._fast_steps(acts, order, preds) if self.method == "fast" else \
+            self._naive_steps(order, preds)
+        base_correct = None
+        for step, recomputed in stepper:
+            rec = StepRecord(step, None if step == 0 else order[step - 1], step / self.n_channels,
+                             recomputed=recomputed, total_steps=steps)
+            for role in roles:
+                setattr(rec, ROLE_METRIC[role], pct(preds[role][step] == labels[role]))
+            correct = int(np.count_nonzero(preds["clean_valid"][step] == labels["clean_valid"]))
+            if step == 0:
+                base_correct = correct
+            else:
+                hit = []
+                for cp in result.checkpoints:
+                    if cp.step is None and cp.threshold in reached_thresholds(base_correct, correct, [cp.threshold]):
+                        cp.step = step
+                        hit.append(cp.threshold)
+                rec.reached = tuple(hit)
+            result.records.append(rec)
+            yield rec
+        timings["steps"] = time.perf_counter() - t1
+        timings["total"] = time.perf_counter() - t0
+        result.complete = True
+
+    def run(self) -> SweepResult:
+        for _ in self.events():
+            pass
+        return self.result
+
+    # ------------------------------------------------------------------ fast path
+    def _fast_steps(self, acts, order, preds) -> Iterator[tuple[int, int]]:
+        from engine.runtime import Runner
+
+        head = Runner(self.split.head)
+        fill = self.split.fill
+        bs = self.batch_size
+        active = {}
+        for role, a in acts.items():
+            # an image is affected by pruning channel c iff c is not already at its pruned value
+            flat = a.reshape(len(a), -1, a.shape[-1])
+            active[role] = np.any(flat != fill.reshape(-1, fill.shape[-1])[None], axis=1)
+        # step 0: the unpruned model
+        total = 0
+        for role, a in acts.items():
+            for s in range(0, len(a), bs):
+                self.state.checkpoint()
+                preds[role][0, s:s + bs] = np.argmax(head(a[s:s + bs]), axis=1)
+            total += len(a)
+        yield 0, total
+        for step in range(1, self.total_steps + 1):
+            self.state.checkpoint()
+            c = order[step - 1]
+            total = 0
+            for role, a in acts.items():
+                idx = np.flatnonzero(active[role][:, c])
+                cur = preds[role][step]
+                cur[:] = preds[role][step - 1]
+                if len(idx):
+                    a[idx, :, :, c] = fill[None, :, :, c]
+                for s in range(0, len(idx), bs):
+                    self.state.checkpoint()
+                    part = idx[s:s + bs]
+                    cur[part] = np.argmax(head(a[part]), axis=1)
+                total += len(idx)
+            yield step, total
+
+    # ------------------------------------------------------------------ naive path
+    def _naive_steps(self, order, preds) -> Iterator[tuple[int, int]]:
+        """Zero the weights, run the whole model over every dataset: the reference loop,
+        used when the fast path is impossible (and to measure it)."""
+        from engine.runtime import Runner
+
+        conv = self.split.conv
+        original = [w.copy() for w in conv.get_weights()]
+        run = Runner(self.model.model)
+        try:
+            for step in range(0, self.total_steps + 1):
+                if step:
+                    ws = [w.copy() for w in original]
+                    for c in order[:step]:
+                        ws[0][..., c] = 0
+                        if len(ws) > 1:
+                            ws[1][c] = 0
+                    conv.set_weights(ws)
+                total = 0
+                for role, ds in self.datasets.items():
+                    for start, x in ds.batches(self.batch_size):
+                        self.state.checkpoint()
+                        preds[role][step, start:start + len(x)] = np.argmax(run(x), axis=1)
+                    total += ds.n
+                yield step, total
+        finally:
+            conv.set_weights(original)

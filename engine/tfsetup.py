@@ -1,0 +1,76 @@
+"""One place that imports TensorFlow/Keras, quietly and with sane thread settings.
+
+Everything else calls :func:`keras` or :func:`tf` inside functions, never at module level,
+so importing the engine (and starting the GUI) does not pay TensorFlow's start-up cost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+_lock = threading.Lock()
+_done = False
+
+
+def _configure_env() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+def tf():
+    """Import and return ``tensorflow`` configured for PruneLab."""
+    global _done
+    with _lock:
+        _configure_env()
+        import tensorflow as _tf
+
+        if not _done:
+            _done = True
+            try:
+                _tf.get_logger().setLevel("ERROR")
+                threads = int(os.environ.get("PRUNELAB_THREADS", "0"))
+                if threads > 0:
+                    _tf.config.threading.set_intra_op_parallelism_threads(threads)
+                    _tf.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:
+                pass  # TensorFlow was already initialised by the host program
+        return _tf
+
+
+def keras():
+    """Import and return ``keras`` (3.x, TensorFlow backend)."""
+    tf()
+    import keras as _keras
+
+    return _keras
+
+
+def versions() -> dict[str, str]:
+    return {"tensorflow": tf().__version__, "keras": keras().__version__}
+
+
+_silenced = False
+
+
+def silence_native_logs() -> None:
+    """Send TensorFlow's C++ log lines (written straight to file descriptor 2, whatever
+    TF_CPP_MIN_LOG_LEVEL says in TF 2.21) to /dev/null, while Python's ``sys.stderr``
+    keeps writing to the real terminal. ``PRUNELAB_DEBUG=1`` keeps everything."""
+    global _silenced
+    import sys
+
+    if _silenced or os.environ.get("PRUNELAB_DEBUG"):
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(saved, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                               errors="backslashreplace")
+        _silenced = True
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -1,0 +1,56 @@
+"""Shared fixtures: a private cache dir, Qt offscreen, small lab-format files built here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prunelab-cache")
+    old = os.environ.get("PRUNELAB_CACHE_DIR")
+    os.environ["PRUNELAB_CACHE_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("PRUNELAB_CACHE_DIR", None)
+    else:
+        os.environ["PRUNELAB_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _no_protected_leak():
+    yield
+    from engine import atomic
+
+    atomic.unprotect_all()
+
+
+@pytest.fixture(scope="session")
+def small_lab(tmp_path_factory):
+    """A random-weight DeepID (12 classes) saved as a Keras 2 .h5, and four lab datasets."""
+    from tests.helpers import make_small_lab
+
+    return make_small_lab(tmp_path_factory.mktemp("small-lab"))
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """A tiny demo regenerated from scratch (8 identities, 2 epochs)."""
+    from engine.demo import DemoSpec, generate_demo
+
+    out = tmp_path_factory.mktemp("tiny-demo")
+    spec = DemoSpec.tiny()
+    spec.pruning_aware = True
+    info = generate_demo(spec, out, log=lambda t: None)
+    return out, info

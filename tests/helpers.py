@@ -1,0 +1,80 @@
+"""Builders for test inputs in the lab's exact formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+def write_dataset(path: Path, x_nhwc, labels, layout: str = "NCHW", dtype="float32",
+                  label_dtype="float32") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.asarray(x_nhwc)
+    if layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=x.astype(dtype))
+        f.create_dataset("label", data=np.asarray(labels).astype(label_dtype))
+    return path
+
+
+def random_images(rng, n, shape=(55, 47, 3)):
+    return rng.integers(0, 256, (n,) + tuple(shape)).astype(np.uint8)
+
+
+@dataclass
+class SmallLab:
+    root: Path
+    model: Path
+    weights: Path
+    n_classes: int
+    files: dict  # role -> path
+
+
+def make_small_lab(root: Path, n_classes: int = 12, seed: int = 5, n_valid: int = 300,
+                   n_test: int = 240) -> SmallLab:
+    from engine.deepid import build_deepid
+    from engine.legacy_h5 import write_keras2_model, write_keras2_weights
+
+    rng = np.random.default_rng(seed)
+    model = build_deepid(n_classes, seed=seed)
+    # make conv_3 look trained: some channels dormant, some sparse, some always on
+    conv = model.get_layer("conv_3")
+    k, b = conv.get_weights()
+    b = np.linspace(-40, 5, b.shape[0]).astype(np.float32)[rng.permutation(b.shape[0])]
+    conv.set_weights([k, b])
+    write_keras2_model(model, root / "bd_net.h5")
+    write_keras2_weights(model, root / "bd_weights.h5")
+    files = {
+        "clean_valid": write_dataset(root / "cl" / "valid.h5", random_images(rng, n_valid),
+                                     rng.integers(0, n_classes, n_valid)),
+        "poisoned_valid": write_dataset(root / "bd" / "bd_valid.h5", random_images(rng, n_valid),
+                                        np.full(n_valid, 3)),
+        "clean_test": write_dataset(root / "cl" / "test.h5", random_images(rng, n_test),
+                                    rng.integers(0, n_classes, n_test)),
+        "poisoned_test": write_dataset(root / "bd" / "bd_test.h5", random_images(rng, n_test),
+                                       np.full(n_test, 3)),
+    }
+    return SmallLab(root, root / "bd_net.h5", root / "bd_weights.h5", n_classes, files)
+
+
+def naive_sweep_predictions(model, layer: str, order, x: np.ndarray, steps) -> dict[int, np.ndarray]:
+    """The reference: zero the channel's weights and bias, run the whole Keras model."""
+    conv = model.get_layer(layer)
+    kernel, bias = [w.copy() for w in conv.get_weights()]
+    out = {}
+    try:
+        for s in steps:
+            k, b = kernel.copy(), bias.copy()
+            for c in order[:s]:
+                k[..., c] = 0
+                b[c] = 0
+            conv.set_weights([k, b])
+            out[s] = np.argmax(model.predict(x, batch_size=256, verbose=0), axis=1)
+    finally:
+        conv.set_weights([kernel, bias])
+    return out
