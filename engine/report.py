@@ -127,6 +127,8 @@ def bars_figure(result: SweepResult, which: str, steps: list[tuple[str, int]] | 
         acc.append(ev.get(clean_role, {}).get(f"{which}_acc", np.nan))
         asr.append(ev.get(bd_role, {}).get(f"{which}_asr", np.nan))
         flag.append(ev.get(bd_role, {}).get("goodnet_flagged", np.nan))
+    if not steps:
+        ax.text(0.5, 0.5, "no threshold was reached", ha="center", va="center", transform=ax.transAxes)
     idx = np.arange(len(steps))
     groups = [("accuracy", acc, "tab:green"), ("attack success rate", asr, "tab:red")]
     if which == "goodnet":
@@ -175,7 +177,7 @@ def write_report(result: SweepResult, out: str | os.PathLike, checkpoint_files: 
         p = out / FIGURES["curves_test"]
         save_figure(curve_figure(result, "test"), p)
         written.append(p)
-    if any(c.step is not None for c in result.checkpoints):
+    if result.checkpoints:
         for which in ("bprime", "goodnet"):
             p = out / FIGURES[f"{which}_bars"]
             save_figure(bars_figure(result, which), p)
