@@ -79,8 +79,8 @@ def keras2_model_config(model, class_name: str = "Functional", extra_layers=None
 
 
 def _write_weights(group: h5py.Group, model, keras_version: str) -> None:
-    group.attrs["backend"] = b"tensorflow"
-    group.attrs["keras_version"] = keras_version.encode()
+    group.attrs["backend"] = np.bytes_(b"tensorflow")
+    group.attrs["keras_version"] = np.bytes_(keras_version.encode())
     group.attrs["layer_names"] = np.array([l.name.encode() for l in model.layers])
     for layer in model.layers:
         g = group.create_group(layer.name)
@@ -100,16 +100,16 @@ def write_keras2_model(model, path, keras_version: str = "2.7.0", class_name: st
     cfg = config if config is not None else keras2_model_config(model, class_name)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.attrs["backend"] = b"tensorflow"
-            f.attrs["keras_version"] = keras_version.encode()
-            f.attrs["model_config"] = json.dumps(cfg).encode()
+            f.attrs["backend"] = np.bytes_(b"tensorflow")
+            f.attrs["keras_version"] = np.bytes_(keras_version.encode())
+            f.attrs["model_config"] = np.bytes_(json.dumps(cfg).encode())
             if compiled:
-                f.attrs["training_config"] = json.dumps({
+                f.attrs["training_config"] = np.bytes_(json.dumps({
                     "loss": "categorical_crossentropy", "metrics": ["accuracy"],
                     "weighted_metrics": None, "loss_weights": None, "sample_weight_mode": None,
                     "optimizer_config": {"class_name": "Adadelta", "config": {
                         "name": "Adadelta", "learning_rate": 1.0, "decay": 0.0, "rho": 0.95,
-                        "epsilon": 1e-07}}}).encode()
+                        "epsilon": 1e-07}}}).encode())
             _write_weights(f.create_group("model_weights"), model, keras_version)
     return path
 

@@ -1,0 +1,159 @@
+"""Sweep speed and memory at the lab's real scale (not a test; prints numbers).
+
+Builds the DeepID with 1283 classes and random weights, writes the four datasets at the
+lab's sizes (11,547 + 11,547 + 12,830 + 12,830 images, N×3×55×47 float32) as HDF5, then
+measures in one run: the naive loop's time per step (a few steps), one plain forward pass
+over all four sets, the engine's cold sweep (activations computed from the files, in a fresh
+process) and warm sweep (activation cache hit, in another fresh process), the ratios, and
+each sweep process's peak RSS.
+
+    python benchmarks/sweep_speed.py [--scale 1.0] [--naive-steps 2] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SIZES = {"clean_valid": 11547, "poisoned_valid": 11547, "clean_test": 12830, "poisoned_test": 12830}
+FILES = {"clean_valid": "cl/valid.h5", "poisoned_valid": "bd/bd_valid.h5", "clean_test": "cl/test.h5",
+         "poisoned_test": "bd/bd_test.h5"}
+
+
+def make_inputs(root: Path, scale: float, seed: int = 0) -> dict:
+    import h5py
+
+    from engine.deepid import build_deepid
+    from engine.legacy_h5 import write_keras2_model
+
+    rng = np.random.default_rng(seed)
+    model = build_deepid(1283, seed=seed)
+    write_keras2_model(model, root / "bd_net.h5")
+    paths = {}
+    for role, n in SIZES.items():
+        n = max(64, int(n * scale))
+        p = root / FILES[role]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(p, "w") as f:
+            d = f.create_dataset("data", (n, 3, 55, 47), np.float32)
+            for s in range(0, n, 2048):
+                m = min(n, s + 2048) - s
+                d[s:s + m] = rng.integers(0, 256, (m, 3, 55, 47)).astype(np.float32)
+            lab = np.full(n, 0) if role.startswith("poisoned") else rng.integers(0, 1283, n)
+            f.create_dataset("label", data=lab.astype(np.float32))
+        paths[role] = str(p)
+    return {"model": str(root / "bd_net.h5"), "data": paths}
+
+
+CHILD = r"""
+import json, os, resource, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+spec = json.loads(sys.argv[2])
+from engine.data import LabDataset
+from engine.models import load_model
+from engine.sweep import Sweep
+lm = load_model(spec["model"])
+ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
+t1 = time.perf_counter()
+res = Sweep(lm, ds, method=spec.get("method", "auto")).run()
+t2 = time.perf_counter()
+print(json.dumps({"sweep_s": t2 - t1, "process_s": t2 - t0, "load_s": t1 - t0,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "timings": res.timings, "recomputed": [r.recomputed for r in res.records],
+                  "images": sum(d.n for d in ds.values())}))
+"""
+
+
+def run_child(spec: dict, cache: str) -> dict:
+    env = dict(os.environ, PRUNELAB_CACHE_DIR=cache, TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), json.dumps(spec)], capture_output=True,
+                       text=True, env=env)
+    if r.returncode:
+        raise SystemExit(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the lab's dataset sizes")
+    ap.add_argument("--naive-steps", type=int, default=2)
+    ap.add_argument("--keep", type=Path, help="reuse/keep the synthetic files in this folder")
+    args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from engine.tfsetup import silence_native_logs
+
+    silence_native_logs()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="prunelab-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    spec_file = work / "spec.json"
+    if spec_file.exists():
+        spec = json.loads(spec_file.read_text())
+    else:
+        print(f"writing synthetic lab-size files into {work} ...", flush=True)
+        spec = make_inputs(work, args.scale)
+        spec_file.write_text(json.dumps(spec))
+    cache = tempfile.mkdtemp(prefix="prunelab-bench-cache-")
+
+    from engine.data import LabDataset
+    from engine.models import load_model
+    from engine.runtime import predict_dataset_labels
+    from engine.sweep import Sweep
+    from engine.tfsetup import versions
+
+    lm = load_model(spec["model"])
+    ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
+    n_images = sum(d.n for d in ds.values())
+    # warm TensorFlow up (graph tracing) so it is not billed to the first measurement
+    predict_dataset_labels(lm.model, LabDataset(spec["data"]["clean_valid"], lm.input_hwc))
+
+    t = time.perf_counter()
+    for d in ds.values():
+        predict_dataset_labels(lm.model, d)
+    forward = time.perf_counter() - t
+
+    os.environ["PRUNELAB_CACHE_DIR"] = cache
+    naive = Sweep(lm, ds, method="naive", use_cache=False, max_steps=args.naive_steps)
+    stamps = []
+    for ev in naive.events():
+        if hasattr(ev, "step"):
+            stamps.append(time.perf_counter())
+    per_step = (stamps[-1] - stamps[0]) / args.naive_steps
+    steps = naive.n_channels
+
+    cold = run_child(spec, cache)
+    warm = run_child(spec, cache)
+
+    naive_total = per_step * steps
+    rec = cold["recomputed"][1:]
+    print()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, TF {versions()['tensorflow']}, Keras {versions()['keras']}")
+    print(f"data: {n_images:,} images in 4 HDF5 files (N×3×55×47 float32), DeepID with 1283 classes, "
+          f"random weights, {steps} channels of conv_3")
+    print(f"naive loop, per step (mean of {args.naive_steps})   {per_step:8.2f} s   -> {steps} steps ≈ {naive_total:7.1f} s")
+    print(f"one plain forward pass, 4 sets        {forward:8.2f} s")
+    print(f"cold sweep (fresh process, no cache)  {cold['sweep_s']:8.2f} s   activations {cold['timings']['activations']:.2f} s, "
+          f"steps {cold['timings']['steps']:.2f} s, peak RSS {cold['rss_mb']:.0f} MB")
+    print(f"warm sweep (fresh process, cached)    {warm['sweep_s']:8.2f} s   peak RSS {warm['rss_mb']:.0f} MB")
+    print(f"images re-evaluated per step: mean {np.mean(rec):.0f} of {n_images} "
+          f"({100 * np.mean(rec) / n_images:.1f} %)")
+    print(f"ratio naive 60 steps / cold sweep     {naive_total / cold['sweep_s']:8.1f} x")
+    print(f"ratio cold sweep / forward pass       {cold['sweep_s'] / forward:8.2f}")
+    print(f"ratio warm sweep / forward pass       {warm['sweep_s'] / forward:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
