@@ -93,6 +93,10 @@ def activation_key(model_files: list, layer: str, cut: str, data_file, batch_siz
     return hashlib.blake2b("|".join(parts).encode(), digest_size=20).hexdigest()
 
 
+def derived_key(*parts) -> str:
+    return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=20).hexdigest()
+
+
 def _entry(key: str) -> Path:
     d = cache_dir() / "activations"
     d.mkdir(parents=True, exist_ok=True)
@@ -100,6 +104,7 @@ def _entry(key: str) -> Path:
 
 
 def load(key: str) -> np.ndarray | None:
+    """A cached array (memory-mapped copy-on-write), or None."""
     p = _entry(key)
     if not p.exists():
         return None

@@ -21,6 +21,9 @@ class Runner:
             shape = tuple(int(d) for d in self.model.outputs[0].shape[1:])
             return np.zeros((0,) + shape, np.float32)
         out = self._fn(np.ascontiguousarray(x, dtype=np.float32))
+        if isinstance(out, (list, tuple)):  # several outputs (or a Keras-2 config's list of one)
+            outs = [np.asarray(o) for o in out]
+            return outs[0] if len(outs) == 1 else outs
         return np.asarray(out)
 
     def predict_labels(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:

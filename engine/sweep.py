@@ -27,6 +27,8 @@ ROLE_METRIC = dict(zip(ROLES, METRICS))
 METRIC_TITLES = {"clean_valid_acc": "Clean accuracy (validation)", "asr_valid": "ASR (validation)",
                  "clean_test_acc": "Clean accuracy (test)", "asr_test": "ASR (test)"}
 DEFAULT_THRESHOLDS = (2.0, 4.0, 10.0)
+PREFIX_BATCH = 256  # small: conv_1's output for 1024 images alone is ~190 MB
+HEAD_BATCH = 2048  # the head is cheap per image; big batches keep the two cores busy
 
 
 @dataclass
@@ -149,7 +151,7 @@ class Sweep:
 
     def __init__(self, model: LoadedModel, datasets: dict[str, LabDataset], layer: str | None = None,
                  thresholds=DEFAULT_THRESHOLDS, *, method: str = "auto", use_cache: bool = True,
-                 batch_size: int = 1024, state: JobState | None = None, max_steps: int | None = None):
+                 state: JobState | None = None, max_steps: int | None = None):
         from engine.split import make_split
 
         self.model = model
@@ -164,7 +166,6 @@ class Sweep:
             if not (0 < t <= 100):
                 raise PruneLabError(None, f"threshold {t:g} % is outside (0, 100]")
         self.state = state or JobState()
-        self.batch_size = int(batch_size)
         self.use_cache = use_cache
         self.result: SweepResult | None = None
         for role, ds in self.datasets.items():
@@ -200,50 +201,104 @@ class Sweep:
                  "for this model?")
 
     # ------------------------------------------------------------------ activations
-    def _activations(self, role: str, ds: LabDataset) -> Iterator[Progress | np.ndarray]:
+    def _keys(self, role: str) -> str | None:
+        from engine import cache
+
+        if not self.use_cache:
+            return None
+        try:
+            return cache.activation_key([self.model.path, self.model.weights_path], self.split.layer,
+                                        self.split.measured_at, self.datasets[role].path, PREFIX_BATCH)
+        except OSError:
+            return None
+
+    def _activations(self, role: str, key: str | None) -> Iterator[Progress | tuple]:
+        """Yield progress, then ``(P, step0_predictions or None)`` for one dataset."""
         from engine import cache
         from engine.runtime import Runner
+        from engine.tfsetup import keras
 
-        key = None
-        if self.use_cache:
-            try:
-                key = cache.activation_key([self.model.path, self.model.weights_path], self.split.layer,
-                                           self.split.measured_at, ds.path, self.batch_size)
-                hit = cache.load(key)
-            except OSError:
-                hit = None
+        ds = self.datasets[role]
+        if key is not None:
+            hit = cache.load(key)
             if hit is not None and hit.shape == (ds.n,) + self.split.fill.shape:
                 yield Progress("activations", ds.n, ds.n, f"{role}: activations from cache")
-                yield hit
+                yield hit, None
                 return
-        run = Runner(self.split.prefix)
+        # one pass gives the cut activations and the unpruned model's answers (step 0)
+        both = self.split.head is not None and self.method == "fast"
+        model = keras().Model(self.model.model.inputs, [self.split.cut.output] + list(self.model.model.outputs)) \
+            if both else self.split.prefix
+        run = Runner(model)
         out = np.empty((ds.n,) + self.split.fill.shape, np.float32)
-        for start, x in ds.batches(self.batch_size):
+        pred0 = np.empty(ds.n, np.int32) if both else None
+        for start, x in ds.batches(PREFIX_BATCH):
             self.state.checkpoint()
-            out[start:start + len(x)] = run(x)
+            y = run(x)
+            if both:
+                out[start:start + len(x)] = y[0]
+                pred0[start:start + len(x)] = np.argmax(y[1], axis=1)
+            else:
+                out[start:start + len(x)] = y
             yield Progress("activations", start + len(x), ds.n, f"{role}: activations")
         if key is not None:
             cache.store(key, out)
-        yield out
+        yield out, pred0
 
     # ------------------------------------------------------------------ events
     def events(self) -> Iterator[Progress | StepRecord]:
+        from engine import cache
+
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         roles = [r for r in ROLES if r in self.datasets]
+        steps = self.total_steps
+        keys = {r: self._keys(r) for r in roles}
+        mean_act: dict[str, np.ndarray] = {}
+        for r in roles:
+            if keys[r] is not None:
+                m = cache.load(cache.derived_key("mean", keys[r]))
+                if m is not None and m.shape == (self.n_channels,):
+                    mean_act[r] = np.array(m, np.float64)
         acts: dict[str, np.ndarray] = {}
-        for role in (roles if self.method == "fast" else ["clean_valid"]):
-            for ev in self._activations(role, self.datasets[role]):
+        step0: dict[str, np.ndarray] = {}
+
+        def load_acts(role):
+            for ev in self._activations(role, keys[role]):
                 if isinstance(ev, Progress):
                     yield ev
                 else:
-                    acts[role] = ev
-        timings["activations"] = time.perf_counter() - t0
-        mean_act = {r: np.abs(a).mean(axis=(0, 1, 2), dtype=np.float64) for r, a in acts.items()}
+                    acts[role], p0 = ev
+                    if p0 is not None:
+                        step0[role] = p0
+                    mean_act[role] = np.abs(acts[role]).mean(axis=(0, 1, 2), dtype=np.float64)
+                    if keys[role] is not None:
+                        cache.store(cache.derived_key("mean", keys[role]), mean_act[role])
+
+        if "clean_valid" not in mean_act:
+            yield from load_acts("clean_valid")
         order = [int(i) for i in np.argsort(mean_act["clean_valid"], kind="stable")]
         labels = {r: self.datasets[r].labels for r in roles}
-        steps = self.total_steps
         preds = {r: np.zeros((steps + 1, self.datasets[r].n), np.int32) for r in roles}
+        # a finished sweep's answers are cached per dataset (keyed by content, layer, order)
+        hist_keys = {r: (cache.derived_key("hist", keys[r], order, steps) if keys[r] and self.method == "fast"
+                         else None) for r in roles}
+        todo = []
+        for r in roles:
+            hit = cache.load(hist_keys[r]) if hist_keys[r] else None
+            if hit is not None and hit.shape == preds[r].shape:
+                preds[r][:] = hit
+                yield Progress("activations", 1, 1, f"{r}: results from cache")
+            else:
+                todo.append(r)
+        if self.method == "fast":
+            for r in todo:
+                if r not in acts:
+                    yield from load_acts(r)
+        for r in roles:  # poisoned-validation means for the Activations tab
+            if r not in mean_act and r in acts:
+                mean_act[r] = np.abs(acts[r]).mean(axis=(0, 1, 2), dtype=np.float64)
+        timings["activations"] = time.perf_counter() - t0
         result = SweepResult(
             model_path=str(self.model.path), layer=self.split.layer, measured_at=self.split.measured_at,
             n_channels=self.n_channels, n_classes=self.model.n_classes, order=order,
@@ -254,8 +309,10 @@ class Sweep:
             complete=False)
         self.result = result
         t1 = time.perf_counter()
-        stepper = self._fast_steps(acts, order, preds) if self.method == "fast" else \
-            self._naive_steps(order, preds)
+        if self.method == "fast":
+            stepper = self._fast_steps({r: acts[r] for r in todo}, order, preds, step0)
+        else:
+            stepper = self._naive_steps(order, preds)
         base_correct = None
         for step, recomputed in stepper:
             rec = StepRecord(step, None if step == 0 else order[step - 1], step / self.n_channels,
@@ -274,6 +331,9 @@ class Sweep:
                 rec.reached = tuple(hit)
             result.records.append(rec)
             yield rec
+        for r in todo:
+            if hist_keys[r]:
+                cache.store(hist_keys[r], preds[r])
         timings["steps"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         result.complete = True
@@ -284,12 +344,12 @@ class Sweep:
         return self.result
 
     # ------------------------------------------------------------------ fast path
-    def _fast_steps(self, acts, order, preds) -> Iterator[tuple[int, int]]:
+    def _fast_steps(self, acts, order, preds, step0) -> Iterator[tuple[int, int]]:
         from engine.runtime import Runner
 
         head = Runner(self.split.head)
         fill = self.split.fill
-        bs = self.batch_size
+        bs = HEAD_BATCH
         active = {}
         for role, a in acts.items():
             # an image is affected by pruning channel c iff c is not already at its pruned value
@@ -298,6 +358,9 @@ class Sweep:
         # step 0: the unpruned model
         total = 0
         for role, a in acts.items():
+            if role in step0:
+                preds[role][0] = step0[role]
+                continue
             for s in range(0, len(a), bs):
                 self.state.checkpoint()
                 preds[role][0, s:s + bs] = np.argmax(head(a[s:s + bs]), axis=1)
@@ -340,7 +403,7 @@ class Sweep:
                     conv.set_weights(ws)
                 total = 0
                 for role, ds in self.datasets.items():
-                    for start, x in ds.batches(self.batch_size):
+                    for start, x in ds.batches(PREFIX_BATCH):
                         self.state.checkpoint()
                         preds[role][step, start:start + len(x)] = np.argmax(run(x), axis=1)
                     total += ds.n

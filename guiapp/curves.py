@@ -1,0 +1,243 @@
+"""Live pruning curves: clean accuracy and ASR against % channels removed, for validation
+and for test, with threshold lines, a movable cursor that snaps to steps, and hover read-out.
+Each curve is created once and then fed with ``setData`` as records stream in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QWidget
+
+ACC_PEN = pg.mkPen("#1f5fd1", width=2)
+ASR_PEN = pg.mkPen("#d1341f", width=2)
+FT_ACC_PEN = pg.mkPen("#1f5fd1", width=2, style=Qt.DashLine)
+FT_ASR_PEN = pg.mkPen("#d1341f", width=2, style=Qt.DashLine)
+THRESH_PEN = pg.mkPen("#444", width=1, style=Qt.DashLine)
+CURSOR_PEN = pg.mkPen("#2a9d3a", width=2)
+
+SPLITS = {"valid": ("Validation", "clean_valid_acc", "asr_valid"),
+          "test": ("Test", "clean_test_acc", "asr_test")}
+
+
+class CurvePlot(pg.PlotWidget):
+    """One of the two plots (validation or test)."""
+
+    def __init__(self, split: str, parent=None):
+        super().__init__(parent=parent, background="w")
+        self.split = split
+        title, self.acc_key, self.asr_key = SPLITS[split]
+        self.setTitle(f"<span style='color:#222'>{title}</span>")
+        self.setLabel("bottom", "channels removed", units="%")
+        self.setLabel("left", "rate", units="%")
+        self.setXRange(0, 100, padding=0.02)
+        self.setYRange(0, 100, padding=0.04)
+        self.showGrid(x=True, y=True, alpha=0.25)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.legend = self.addLegend(offset=(-10, -10), labelTextColor="#222")
+        self.acc = self.plot([], [], pen=ACC_PEN, name="clean accuracy", symbol="o", symbolSize=4,
+                             symbolBrush="#1f5fd1", symbolPen=None)
+        self.asr = self.plot([], [], pen=ASR_PEN, name="attack success rate", symbol="o", symbolSize=4,
+                             symbolBrush="#d1341f", symbolPen=None)
+        self.ft_acc = self.plot([], [], pen=FT_ACC_PEN, symbol="t", symbolSize=7, symbolBrush="#1f5fd1")
+        self.ft_asr = self.plot([], [], pen=FT_ASR_PEN, symbol="t", symbolSize=7, symbolBrush="#d1341f")
+        for item in (self.ft_acc, self.ft_asr):
+            item.setVisible(False)
+        self.acc.setCurveClickable(True, width=8)
+        self.asr.setCurveClickable(True, width=8)
+        self.thresholds: list[pg.InfiniteLine] = []
+        self.markers: list[pg.InfiniteLine] = []
+        self.cursor = pg.InfiniteLine(pos=0, angle=90, movable=True, pen=CURSOR_PEN,
+                                      hoverPen=pg.mkPen("#2a9d3a", width=4))
+        self.cursor.setZValue(10)
+        self.addItem(self.cursor)
+        self.readout = pg.TextItem(anchor=(0, 0), color="#222", fill=pg.mkBrush(255, 255, 255, 220))
+        self.readout.setZValue(20)
+        self.readout.setVisible(False)
+        self.addItem(self.readout, ignoreBounds=True)
+
+    def has_data(self) -> bool:
+        return self.acc_key is not None
+
+
+class CurvesView(QWidget):
+    """The two plots side by side, sharing one cursor position (a step)."""
+
+    stepPicked = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.plots = {s: CurvePlot(s) for s in SPLITS}
+        for p in self.plots.values():
+            lay.addWidget(p)
+            p.cursor.sigDragged.connect(lambda line, p=p: self._dragging(p))
+            p.cursor.sigPositionChangeFinished.connect(lambda line, p=p: self._drag_finished(p))
+            p.acc.sigClicked.connect(lambda item, ev, p=p: self._clicked(p, ev))
+            p.asr.sigClicked.connect(lambda item, ev, p=p: self._clicked(p, ev))
+            p.scene().sigMouseMoved.connect(lambda pos, p=p: self._hover(p, pos))
+        self.records: list = []
+        self.n_channels = 0
+        self.step = 0
+        self._fine: list = []
+
+    # ------------------------------------------------------------------ data
+    def clear(self, n_channels: int = 0, baseline: float | None = None, thresholds=()) -> None:
+        self.records = []
+        self.n_channels = n_channels
+        self._fine = []
+        for p in self.plots.values():
+            for item in (p.acc, p.asr, p.ft_acc, p.ft_asr):
+                item.setData([], [])
+            p.ft_acc.setVisible(False)
+            p.ft_asr.setVisible(False)
+            for line in p.thresholds + p.markers:
+                p.removeItem(line)
+            p.thresholds, p.markers = [], []
+            p.readout.setVisible(False)
+        self._thresholds = tuple(thresholds)
+        self.set_step(0, emit=False)
+
+    def add_record(self, rec) -> None:
+        """Append one step's record and refresh the curves (called once per step)."""
+        self.records.append(rec)
+        if rec.step == 0 and rec.clean_valid_acc is not None:
+            self._draw_thresholds(rec.clean_valid_acc)
+        for tval in rec.reached:
+            self._mark(rec, tval)
+        self._refresh()
+
+    def set_records(self, records, thresholds=(), checkpoints=()) -> None:
+        self.clear(self.n_channels, thresholds=thresholds)
+        for r in records:
+            self.records.append(r)
+        if records and records[0].clean_valid_acc is not None:
+            self._draw_thresholds(records[0].clean_valid_acc)
+        for cp in checkpoints:
+            if cp.step is not None:
+                self._mark(records[cp.step], cp.threshold)
+        self._refresh()
+
+    def _x(self) -> np.ndarray:
+        return np.array([r.fraction_pruned * 100 for r in self.records], float)
+
+    def _refresh(self) -> None:
+        x = self._x()
+        for p in self.plots.values():
+            for item, key in ((p.acc, p.acc_key), (p.asr, p.asr_key)):
+                ys = [r.metric(key) for r in self.records]
+                if ys and ys[0] is not None:
+                    item.setData(x, np.array(ys, float))
+                else:
+                    item.setData([], [])
+
+    def _draw_thresholds(self, base: float) -> None:
+        for p in self.plots.values():
+            for t in self._thresholds:
+                line = pg.InfiniteLine(pos=base * (1 - t / 100), angle=0, pen=THRESH_PEN,
+                                       label=f"{t:g} %", labelOpts={"position": 0.97, "color": "#444",
+                                                                    "anchors": [(1, 1), (1, 1)]})
+                p.addItem(line)
+                p.thresholds.append(line)
+
+    def _mark(self, rec, t: float) -> None:
+        for p in self.plots.values():
+            line = pg.InfiniteLine(pos=rec.fraction_pruned * 100, angle=90,
+                                   pen=pg.mkPen("#999", width=1, style=Qt.DotLine),
+                                   label=f"{t:g} %", labelOpts={"position": 0.06, "color": "#666"})
+            p.addItem(line)
+            p.markers.append(line)
+
+    def set_fine_tune(self, step: int, epochs: list) -> None:
+        """A second set of curves (dashed): fine-tuning from ``step``, one point per epoch
+        plotted at the same % removed, spread to the right by epoch for readability."""
+        self._fine = list(epochs)
+        if not self.n_channels:
+            return
+        x0 = step / self.n_channels * 100
+        xs = np.array([x0 + 0.6 * i for i in range(len(epochs))], float)
+        for p in self.plots.values():
+            for item, key in ((p.ft_acc, p.acc_key), (p.ft_asr, p.asr_key)):
+                ys = [e.metric(key) for e in epochs]
+                ok = bool(ys) and ys[0] is not None
+                item.setData(xs if ok else [], np.array(ys, float) if ok else [])
+                item.setVisible(ok)
+
+    # ------------------------------------------------------------------ cursor
+    def step_at(self, x_percent: float) -> int:
+        if not self.records:
+            return 0
+        n = max(1, self.n_channels)
+        return int(min(len(self.records) - 1, max(0, round(x_percent / 100 * n))))
+
+    def set_step(self, step: int, emit: bool = True) -> None:
+        last = len(self.records) - 1
+        step = int(max(0, min(step, last))) if last >= 0 else 0
+        self.step = step
+        x = step / self.n_channels * 100 if self.n_channels else 0
+        for p in self.plots.values():
+            p.cursor.blockSignals(True)
+            p.cursor.setValue(x)
+            p.cursor.blockSignals(False)
+        if emit:
+            self.stepPicked.emit(step)
+
+    def _dragging(self, p: CurvePlot) -> None:
+        step = self.step_at(p.cursor.value())
+        for q in self.plots.values():
+            if q is not p:
+                q.cursor.blockSignals(True)
+                q.cursor.setValue(p.cursor.value())
+                q.cursor.blockSignals(False)
+        self._show_readout(p, step)
+
+    def _drag_finished(self, p: CurvePlot) -> None:
+        self.set_step(self.step_at(p.cursor.value()))  # snap
+
+    def _clicked(self, p: CurvePlot, ev) -> None:
+        pos = p.plotItem.vb.mapSceneToView(ev.scenePos())
+        self.set_step(self.step_at(pos.x()))
+
+    def _hover(self, p: CurvePlot, scene_pos) -> None:
+        if not self.records or not p.sceneBoundingRect().contains(scene_pos):
+            p.readout.setVisible(False)
+            return
+        pos = p.plotItem.vb.mapSceneToView(scene_pos)
+        if not (0 <= pos.x() <= 100):
+            p.readout.setVisible(False)
+            return
+        self._show_readout(p, self.step_at(pos.x()))
+
+    def readout_text(self, p: CurvePlot, step: int) -> str:
+        r = self.records[step]
+        lines = [f"step {step} · {r.fraction_pruned * 100:.1f} % removed"]
+        acc, asr = r.metric(p.acc_key), r.metric(p.asr_key)
+        if acc is not None:
+            lines.append(f"clean accuracy {acc:.2f} %")
+        if asr is not None:
+            lines.append(f"ASR {asr:.2f} %")
+        return "\n".join(lines)
+
+    def _show_readout(self, p: CurvePlot, step: int) -> None:
+        if not self.records:
+            return
+        p.readout.setText(self.readout_text(p, step))
+        r = self.records[step]
+        x = r.fraction_pruned * 100
+        p.readout.setAnchor((1, 0) if x > 60 else (0, 0))
+        p.readout.setPos(x, 48)
+        p.readout.setVisible(True)
+
+    def keyPressEvent(self, ev) -> None:
+        if ev.key() in (Qt.Key_Left, Qt.Key_Down):
+            self.set_step(self.step - 1)
+        elif ev.key() in (Qt.Key_Right, Qt.Key_Up):
+            self.set_step(self.step + 1)
+        elif ev.key() == Qt.Key_Home:
+            self.set_step(0)
+        elif ev.key() == Qt.Key_End:
+            self.set_step(len(self.records) - 1)
+        else:
+            super().keyPressEvent(ev)

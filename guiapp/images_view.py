@@ -1,0 +1,266 @@
+"""The image browser: a paged thumbnail grid (Qt model/view; thumbnails are read and scaled
+lazily, so 12,000 images scroll smoothly) with true label and the labels of B, B' and G at
+the picked step, colour-coded; filters; click for a large view."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QListView, QPushButton,
+                               QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
+
+from engine.data import ROLE_TITLES
+
+OK = QColor("#1b7f2a")
+BAD = QColor("#c62828")
+FLAG = QColor("#d98b00")
+THUMB = 94
+PAGE = 240
+FILTERS = ["all", "changed by pruning", "misclassified by B'", "flagged by G"]
+
+
+def to_pixmap(img: np.ndarray, size: int) -> QPixmap:
+    img = np.ascontiguousarray(img[..., :3] if img.shape[-1] >= 3 else np.repeat(img, 3, axis=-1))
+    h, w, _ = img.shape
+    q = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+    return QPixmap.fromImage(q).scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+
+
+class ImageModel(QAbstractListModel):
+    LabelsRole = Qt.UserRole + 1
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.ds = None
+        self.indices = np.zeros(0, np.int64)
+        self.page = 0
+        self.labels = {}  # name -> array over the whole dataset
+        self.flag = None
+        self._cache: dict[int, QPixmap] = {}
+
+    def set_data(self, ds, indices, labels: dict, flag: int | None) -> None:
+        self.beginResetModel()
+        self.ds = ds
+        self.indices = np.asarray(indices, np.int64)
+        self.labels = labels
+        self.flag = flag
+        self.page = min(self.page, max(0, self.pages() - 1))
+        self._cache.clear()
+        self.endResetModel()
+
+    def pages(self) -> int:
+        return max(1, -(-len(self.indices) // PAGE))
+
+    def set_page(self, page: int) -> None:
+        self.beginResetModel()
+        self.page = max(0, min(page, self.pages() - 1))
+        self._cache.clear()
+        self.endResetModel()
+
+    def image_index(self, row: int) -> int:
+        return int(self.indices[self.page * PAGE + row])
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        if parent.isValid() or self.ds is None:
+            return 0
+        return max(0, min(PAGE, len(self.indices) - self.page * PAGE))
+
+    def data(self, index, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        i = self.image_index(index.row())
+        if role == Qt.DecorationRole:
+            pm = self._cache.get(i)
+            if pm is None:
+                pm = to_pixmap(self.ds.image_uint8(i), THUMB)
+                if len(self._cache) > 2 * PAGE:
+                    self._cache.clear()
+                self._cache[i] = pm
+            return pm
+        if role == self.LabelsRole:
+            return {k: int(v[i]) for k, v in self.labels.items()}
+        if role == Qt.ToolTipRole:
+            lab = {k: int(v[i]) for k, v in self.labels.items()}
+            return f"image {i}\n" + "\n".join(f"{k}: {v}" for k, v in lab.items())
+        if role == Qt.DisplayRole:
+            return str(i)
+        return None
+
+
+class TileDelegate(QStyledItemDelegate):
+    """Thumbnail with four small labels: true · B · B'@k · G@k."""
+
+    def __init__(self, view):
+        super().__init__(view)
+        self.font = QFont()
+        self.font.setPointSize(7)
+
+    def sizeHint(self, option, index):
+        return QSize(THUMB + 8, THUMB + 40)
+
+    def paint(self, p: QPainter, option, index):
+        p.save()
+        r = option.rect
+        if option.state & QStyle.State_Selected:
+            p.fillRect(r, QColor("#cfe3ff"))
+        pm = index.data(Qt.DecorationRole)
+        if pm is not None:
+            p.drawPixmap(r.x() + (r.width() - pm.width()) // 2, r.y() + 2, pm)
+        labels = index.data(ImageModel.LabelsRole) or {}
+        model = index.model()
+        flag = model.flag
+        true = labels.get("true")
+        p.setFont(self.font)
+        y = r.y() + THUMB + 4
+        items = [(k, v) for k, v in labels.items()]
+        for n, (name, val) in enumerate(items):
+            if name == "true":
+                col = QColor("#222")
+            elif flag is not None and val == flag:
+                col = FLAG
+            else:
+                col = OK if val == true else BAD
+            text = f"{name} {'⚑' if flag is not None and val == flag else val}"
+            p.setPen(QPen(col))
+            rect = QRect(r.x() + 2 + (n % 2) * (r.width() // 2), y + (n // 2) * 12, r.width() // 2 - 2, 12)
+            p.drawText(rect, Qt.AlignLeft | Qt.AlignVCenter, text)
+        p.restore()
+
+
+class LargeView(QDialog):
+    def __init__(self, ds, i: int, labels: dict, flag, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"{ds.path.name} — image {i}")
+        lay = QVBoxLayout(self)
+        pic = QLabel()
+        pic.setPixmap(to_pixmap(ds.image_uint8(i), 330))
+        lay.addWidget(pic)
+        words = [f"<b>true</b> {labels.get('true')}"]
+        for k, v in labels.items():
+            if k != "true":
+                mark = " (backdoor suspected)" if flag is not None and v == flag else ""
+                words.append(f"<b>{k}</b> {v}{mark}")
+        lab = QLabel(" · ".join(words))
+        lab.setObjectName("largeLabels")
+        lay.addWidget(lab)
+
+
+class ImagesView(QWidget):
+    imageOpened = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        self.dataset = QComboBox()
+        self.dataset.setObjectName("imagesDataset")
+        self.filter = QComboBox()
+        self.filter.setObjectName("imagesFilter")
+        self.filter.addItems(FILTERS)
+        self.prev = QPushButton("◀")
+        self.next = QPushButton("▶")
+        self.page_label = QLabel("")
+        self.legend = QLabel("<span style='color:#1b7f2a'>■ correct</span> "
+                             "<span style='color:#c62828'>■ wrong</span> "
+                             "<span style='color:#d98b00'>■ ⚑ flagged by G</span>")
+        for w in (QLabel("Dataset"), self.dataset, QLabel("Show"), self.filter, self.prev, self.page_label,
+                  self.next):
+            bar.addWidget(w)
+        bar.addStretch(1)
+        bar.addWidget(self.legend)
+        lay.addLayout(bar)
+        self.view = QListView()
+        self.view.setObjectName("imagesGrid")
+        self.view.setViewMode(QListView.IconMode)
+        self.view.setResizeMode(QListView.Adjust)
+        self.view.setUniformItemSizes(True)
+        self.view.setMovement(QListView.Static)
+        self.view.setSpacing(2)
+        self.view.setLayoutMode(QListView.Batched)
+        self.view.setBatchSize(60)
+        self.model = ImageModel(self)
+        self.view.setModel(self.model)
+        self.view.setItemDelegate(TileDelegate(self.view))
+        lay.addWidget(self.view, 1)
+        self.datasets: dict = {}
+        self.result = None
+        self.step = 0
+        self.dataset.currentIndexChanged.connect(lambda _: self.refresh())
+        self.filter.currentIndexChanged.connect(lambda _: self.refresh())
+        self.prev.clicked.connect(lambda: self._page(-1))
+        self.next.clicked.connect(lambda: self._page(+1))
+        self.view.clicked.connect(self._open)
+        self._dialog = None
+
+    def set_datasets(self, datasets: dict) -> None:
+        self.datasets = {r: d for r, d in datasets.items() if d is not None}
+        cur = self.dataset.currentData()
+        self.dataset.blockSignals(True)
+        self.dataset.clear()
+        for role, ds in self.datasets.items():
+            self.dataset.addItem(f"{ROLE_TITLES[role]} ({ds.n:,})", role)
+        if cur in self.datasets:
+            self.dataset.setCurrentIndex(list(self.datasets).index(cur))
+        self.dataset.blockSignals(False)
+        self.refresh()
+
+    def show_result(self, result, step: int) -> None:
+        self.result = result
+        self.step = step
+        self.refresh()
+
+    def set_step(self, step: int) -> None:
+        self.step = step
+        self.refresh()
+
+    def current_labels(self, role: str) -> tuple[dict, int | None]:
+        ds = self.datasets[role]
+        labels = {"true": ds.labels}
+        r = self.result
+        if r is not None and role in r.predictions and len(r.records) > self.step:
+            k = self.step
+            labels["B"] = r.predictions[role][0]
+            labels[f"B'@{k}"] = r.predictions[role][k]
+            labels[f"G@{k}"] = r.goodnet_labels(role, k)
+            return labels, r.flag_class
+        return labels, None
+
+    def refresh(self) -> None:
+        role = self.dataset.currentData()
+        if role is None or role not in self.datasets:
+            self.model.set_data(None, [], {}, None)
+            self.page_label.setText("no dataset")
+            return
+        ds = self.datasets[role]
+        labels, flag = self.current_labels(role)
+        f = self.filter.currentIndex()
+        idx = np.arange(ds.n)
+        if flag is not None and f:
+            b, bp, g = labels["B"], labels[f"B'@{self.step}"], labels[f"G@{self.step}"]
+            if f == 1:
+                idx = np.flatnonzero(b != bp)
+            elif f == 2:
+                idx = np.flatnonzero(bp != ds.labels)
+            elif f == 3:
+                idx = np.flatnonzero(g == flag)
+        self.model.set_data(ds, idx, labels, flag)
+        self._update_page_label()
+
+    def _update_page_label(self) -> None:
+        n = len(self.model.indices)
+        self.page_label.setText(f"page {self.model.page + 1}/{self.model.pages()} · {n:,} images")
+        self.prev.setEnabled(self.model.page > 0)
+        self.next.setEnabled(self.model.page < self.model.pages() - 1)
+
+    def _page(self, d: int) -> None:
+        self.model.set_page(self.model.page + d)
+        self._update_page_label()
+
+    def _open(self, index) -> None:
+        i = self.model.image_index(index.row())
+        role = self.dataset.currentData()
+        labels, flag = self.current_labels(role)
+        self._dialog = LargeView(self.datasets[role], i, {k: int(v[i]) for k, v in labels.items()}, flag, self)
+        self._dialog.show()
+        self.imageOpened.emit(i)

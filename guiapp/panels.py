@@ -1,0 +1,268 @@
+"""The left-hand panels: model, the four dataset slots, thresholds, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QGridLayout, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
+                               QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
+
+from engine.data import ROLE_TITLES, ROLES
+
+
+def local_paths(mime) -> list[Path]:
+    """Dropped files, napari style: only URLs that are local files."""
+    if not mime.hasUrls():
+        return []
+    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+
+
+class DataSlot(QFrame):
+    """One labelled slot (clean valid, poisoned valid, ...) that accepts a dropped file."""
+
+    fileDropped = Signal(str, object)  # role, Path
+    browse = Signal(str)
+    cleared = Signal(str)
+
+    def __init__(self, role: str, parent=None):
+        super().__init__(parent)
+        self.role = role
+        self.setObjectName(f"slot_{role}")
+        self.setAcceptDrops(True)
+        self.setFrameShape(QFrame.StyledPanel)
+        lay = QGridLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setVerticalSpacing(1)
+        self.title = QLabel(f"<b>{ROLE_TITLES[role]}</b>")
+        self.info = QLabel("drop a file here")
+        self.info.setStyleSheet("color:#777")
+        self.info.setWordWrap(True)
+        self.btn = QToolButton(text="…")
+        self.btn.setToolTip(f"Open the {ROLE_TITLES[role].lower()} file")
+        self.clear_btn = QToolButton(text="×")
+        self.clear_btn.setToolTip("Remove this dataset")
+        self.clear_btn.setEnabled(False)
+        lay.addWidget(self.title, 0, 0)
+        lay.addWidget(self.btn, 0, 1)
+        lay.addWidget(self.clear_btn, 0, 2)
+        lay.addWidget(self.info, 1, 0, 1, 3)
+        self.btn.clicked.connect(lambda: self.browse.emit(self.role))
+        self.clear_btn.clicked.connect(lambda: self.cleared.emit(self.role))
+        self.path: Path | None = None
+
+    def show_dataset(self, ds) -> None:
+        if ds is None:
+            self.path = None
+            self.info.setText("drop a file here")
+            self.info.setStyleSheet("color:#777")
+            self.info.setToolTip("")
+            self.clear_btn.setEnabled(False)
+            return
+        self.path = ds.path
+        h, w, c = ds.image_shape
+        self.info.setText(f"✓ {ds.path.name} · {ds.n:,} images {h}×{w}×{c} · labels "
+                          f"{ds.label_min}–{ds.label_max}" + (f" (target {ds.target})" if ds.single_target else ""))
+        self.info.setStyleSheet("color:#1b6e1b")
+        self.info.setToolTip(f"{ds.path}\n{ds.describe()}")
+        self.clear_btn.setEnabled(True)
+
+    def dragEnterEvent(self, ev):
+        if len(local_paths(ev.mimeData())) == 1:
+            ev.acceptProposedAction()
+            self.setStyleSheet("DataSlot { border: 2px dashed #2a9d3a; }")
+
+    def dragLeaveEvent(self, ev):
+        self.setStyleSheet("")
+
+    def dropEvent(self, ev):
+        self.setStyleSheet("")
+        paths = local_paths(ev.mimeData())
+        if len(paths) == 1:
+            ev.acceptProposedAction()
+            self.fileDropped.emit(self.role, paths[0])
+
+
+class ModelPanel(QGroupBox):
+    layerChanged = Signal(str)
+    thresholdsChanged = Signal(tuple)
+    showLayers = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__("Model", parent)
+        lay = QVBoxLayout(self)
+        self.name = QLabel("<i>no model — File ▸ Open model, or drop a .h5/.keras here</i>")
+        self.name.setWordWrap(True)
+        self.kind = QLabel("")
+        self.kind.setStyleSheet("color:#555")
+        self.kind.setWordWrap(True)
+        lay.addWidget(self.name)
+        lay.addWidget(self.kind)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Prune layer"))
+        self.layer = QComboBox()
+        self.layer.setObjectName("layerCombo")
+        self.layer.setEnabled(False)
+        row.addWidget(self.layer, 1)
+        self.layers_btn = QToolButton(text="Layers…")
+        self.layers_btn.setEnabled(False)
+        row.addWidget(self.layers_btn)
+        lay.addLayout(row)
+        row2 = QHBoxLayout()
+        row2.addWidget(QLabel("Thresholds (%)"))
+        self.thresholds = QLineEdit("2, 4, 10")
+        self.thresholds.setObjectName("thresholdsEdit")
+        self.thresholds.setToolTip("Relative drops of clean validation accuracy at which B'/G are kept")
+        row2.addWidget(self.thresholds, 1)
+        lay.addLayout(row2)
+        self.layer.currentTextChanged.connect(lambda t: t and self.layerChanged.emit(t))
+        self.layers_btn.clicked.connect(self.showLayers)
+        self.thresholds.editingFinished.connect(self._thresholds_edited)
+
+    def show_model(self, lm, default_layer: str | None) -> None:
+        if lm is None:
+            self.name.setText("<i>no model</i>")
+            self.kind.setText("")
+            self.layer.clear()
+            self.layer.setEnabled(False)
+            self.layers_btn.setEnabled(False)
+            return
+        n = lm.n_classes - (1 if lm.is_goodnet else 0)
+        self.name.setText(f"<b>{lm.name}</b> · {n:,} classes · input {'×'.join(map(str, lm.input_hwc))}")
+        extra = f"\nweights: {lm.weights_path.name}" if lm.weights_path and lm.weights_path != lm.path else ""
+        self.kind.setText(lm.kind + extra)
+        self.name.setToolTip(str(lm.path))
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        self.layer.addItems(lm.conv_layer_names())
+        if default_layer:
+            self.layer.setCurrentText(default_layer)
+        self.layer.blockSignals(False)
+        self.layer.setEnabled(self.layer.count() > 0)
+        self.layers_btn.setEnabled(True)
+
+    def parsed_thresholds(self) -> tuple[float, ...]:
+        text = self.thresholds.text().replace("%", "")
+        vals = []
+        for part in text.replace(";", ",").split(","):
+            part = part.strip()
+            if part:
+                v = float(part)
+                if not (0 < v <= 100):
+                    raise ValueError(part)
+                vals.append(v)
+        if not vals:
+            raise ValueError("empty")
+        return tuple(sorted(set(vals)))
+
+    def _thresholds_edited(self) -> None:
+        try:
+            vals = self.parsed_thresholds()
+        except ValueError:
+            self.thresholds.setStyleSheet("background:#fde2e2")
+            return
+        self.thresholds.setStyleSheet("")
+        self.thresholds.setText(", ".join(f"{v:g}" for v in vals))
+        self.thresholdsChanged.emit(vals)
+
+
+class CheckpointTable(QTableWidget):
+    """The automatic checkpoints (first step reaching each drop) with their metrics."""
+
+    saveRequested = Signal(str, int)  # "bprime" | "goodnet", step
+    rowPicked = Signal(int)
+
+    COLS = ["drop", "step", "% removed", "clean val", "ASR val", "clean test", "ASR test", "", ""]
+
+    def __init__(self, parent=None):
+        super().__init__(0, len(self.COLS), parent)
+        self.setObjectName("checkpointTable")
+        self.setHorizontalHeaderLabels(self.COLS)
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.cellClicked.connect(self._clicked)
+        self._steps: list[int | None] = []
+
+    def show_checkpoints(self, result) -> None:
+        self.setRowCount(0)
+        self._steps = []
+        if result is None:
+            return
+        for cp in result.checkpoints:
+            r = self.rowCount()
+            self.insertRow(r)
+            self._steps.append(cp.step)
+            vals = [cp.label]
+            if cp.step is None:
+                vals += ["—", "not reached"] + [""] * 4
+            else:
+                rec = result.records[cp.step]
+                vals += [str(cp.step), f"{rec.fraction_pruned * 100:.1f}"]
+                vals += ["" if v is None else f"{v:.2f}" for v in
+                         (rec.clean_valid_acc, rec.asr_valid, rec.clean_test_acc, rec.asr_test)]
+            for c, v in enumerate(vals):
+                item = QTableWidgetItem(v)
+                item.setTextAlignment(Qt.AlignCenter)
+                self.setItem(r, c, item)
+            if cp.step is not None:
+                for col, (which, text) in enumerate((("bprime", "Save B'…"), ("goodnet", "Save G…")), start=7):
+                    b = QPushButton(text)
+                    b.setObjectName(f"save_{which}_{cp.label.replace(' %', '')}")
+                    b.clicked.connect(lambda _=False, w=which, s=cp.step: self.saveRequested.emit(w, s))
+                    self.setCellWidget(r, col, b)
+
+    def _clicked(self, row: int, col: int) -> None:
+        if 0 <= row < len(self._steps) and self._steps[row] is not None:
+            self.rowPicked.emit(self._steps[row])
+
+
+class StepPanel(QWidget):
+    """The picked step: its metrics, and the Save B'/G and fine-tune actions."""
+
+    saveRequested = Signal(str, int)
+    fineTuneRequested = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        self.label = QLabel("Run a sweep, then pick a step on the curves (click, drag the cursor, or ←/→).")
+        self.label.setObjectName("stepLabel")
+        self.label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.label, 1)
+        self.save_bp = QPushButton("Save B' …")
+        self.save_g = QPushButton("Save G …")
+        self.finetune = QPushButton("Fine-tune from here…")
+        for b in (self.save_bp, self.save_g, self.finetune):
+            b.setEnabled(False)
+            lay.addWidget(b)
+        self.step = 0
+        self.save_bp.clicked.connect(lambda: self.saveRequested.emit("bprime", self.step))
+        self.save_g.clicked.connect(lambda: self.saveRequested.emit("goodnet", self.step))
+        self.finetune.clicked.connect(lambda: self.fineTuneRequested.emit(self.step))
+
+    def show_step(self, result, step: int) -> None:
+        self.step = step
+        if result is None or step >= len(result.records):
+            for b in (self.save_bp, self.save_g, self.finetune):
+                b.setEnabled(False)
+            return
+        r = result.records[step]
+        parts = [f"<b>Step {step}</b>: {r.fraction_pruned * 100:.1f} % pruned"]
+        for key, name in (("clean_valid_acc", "clean val"), ("asr_valid", "ASR val"),
+                          ("clean_test_acc", "clean test"), ("asr_test", "ASR test")):
+            v = r.metric(key)
+            if v is not None:
+                parts.append(f"{name} {v:.2f}")
+        ev = result.evaluate_step(step)
+        if "poisoned_test" in ev or "poisoned_valid" in ev:
+            role = "poisoned_test" if "poisoned_test" in ev else "poisoned_valid"
+            parts.append(f"G flags {ev[role]['goodnet_flagged']:.1f} % of poisoned")
+        self.label.setText(" · ".join(parts))
+        complete = bool(getattr(result, "complete", True))
+        self.save_bp.setEnabled(complete)
+        self.save_g.setEnabled(complete)
+        self.finetune.setEnabled(complete and "clean_valid" in result.labels)

@@ -1,0 +1,140 @@
+"""The lab's bar charts — accuracy and ASR of B' and of G at each checkpoint and at the
+picked step — and a table of G's detection and false-flag rates (plus fine-pruned models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+ACC = (46, 139, 60)
+ASR = (209, 52, 31)
+FLAG = (217, 139, 0)
+
+
+class BarChart(pg.PlotWidget):
+    def __init__(self, title: str, parent=None):
+        super().__init__(parent=parent, background="w")
+        self.setTitle(f"<span style='color:#222'>{title}</span>")
+        self.setYRange(0, 110, padding=0)
+        self.setLabel("left", "%")
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.showGrid(y=True, alpha=0.2)
+        self.legend = self.addLegend(offset=(-5, 5), labelTextColor="#222")
+        self._items = []
+
+    def show_groups(self, names: list[str], series: list[tuple[str, list[float], tuple]]) -> None:
+        for it in self._items:
+            self.removeItem(it)
+        self._items = []
+        self.legend.clear()
+        k = len(series)
+        w = 0.8 / max(1, k)
+        x = np.arange(len(names), dtype=float)
+        for i, (label, vals, color) in enumerate(series):
+            vals = np.array([np.nan if v is None else v for v in vals], float)
+            ok = np.isfinite(vals)
+            bars = pg.BarGraphItem(x=x[ok] - 0.4 + w * (i + 0.5), height=vals[ok], width=w * 0.95,
+                                   brush=pg.mkBrush(*color), pen=pg.mkPen(None))
+            self.addItem(bars)
+            self._items.append(bars)
+            self.legend.addItem(bars, label)
+            for xi, v in zip(x[ok], vals[ok]):
+                t = pg.TextItem(f"{v:.1f}", anchor=(0.5, 1), color="#333")
+                t.setPos(xi - 0.4 + w * (i + 0.5), v + 1)
+                self.addItem(t)
+                self._items.append(t)
+        self.getAxis("bottom").setTicks([[(float(i), n) for i, n in enumerate(names)]])
+        self.setXRange(-0.6, max(0.6, len(names) - 0.4), padding=0)
+
+
+class ResultsView(QWidget):
+    COLS = ["model", "step", "% removed", "clean acc", "ASR", "G clean acc", "G ASR",
+            "G detects (poisoned flagged)", "G false flags (clean flagged)"]
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        self.note = QLabel("Run a sweep to compare the repaired models (B') and the detectors (G).")
+        lay.addWidget(self.note)
+        charts = QHBoxLayout()
+        self.bprime_chart = BarChart("Repaired models B'")
+        self.goodnet_chart = BarChart("Detectors G")
+        charts.addWidget(self.bprime_chart)
+        charts.addWidget(self.goodnet_chart)
+        lay.addLayout(charts, 3)
+        self.table = QTableWidget(0, len(self.COLS))
+        self.table.setObjectName("resultsTable")
+        self.table.setHorizontalHeaderLabels(self.COLS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        lay.addWidget(self.table, 2)
+        self.result = None
+        self.step = 0
+        self.fine = []  # list of (name, step, metrics dict role->{...})
+
+    def show_result(self, result, step: int) -> None:
+        self.result = result
+        self.step = step
+        self.refresh()
+
+    def set_step(self, step: int) -> None:
+        self.step = step
+        self.refresh()
+
+    def set_fine_tuned(self, entries: list) -> None:
+        self.fine = list(entries)
+        self.refresh()
+
+    def _rows(self):
+        r = self.result
+        rows = []
+        for cp in r.checkpoints:
+            if cp.step is not None:
+                rows.append((f"{cp.threshold:g} % drop", cp.step, r.evaluate_step(cp.step)))
+        rows.append(("picked step", self.step, r.evaluate_step(self.step)))
+        for name, step, ev in self.fine:
+            rows.append((name, step, ev))
+        return rows
+
+    def refresh(self) -> None:
+        r = self.result
+        if r is None or not r.records or self.step >= len(r.records):
+            self.table.setRowCount(0)
+            return
+        test = "clean_test" in r.labels
+        clean_role = "clean_test" if test else "clean_valid"
+        bd_role = "poisoned_test" if (test and "poisoned_test" in r.labels) else "poisoned_valid"
+        rows = self._rows()
+        names = [n.replace(" drop", "") if n != "picked step" else f"step {s}" for n, s, _ in rows]
+
+        def get(ev, role, key):
+            return ev.get(role, {}).get(key)
+
+        self.bprime_chart.show_groups(names, [
+            ("accuracy", [get(e, clean_role, "bprime_acc") for _, _, e in rows], ACC),
+            ("attack success rate", [get(e, bd_role, "bprime_asr") for _, _, e in rows], ASR)])
+        self.goodnet_chart.show_groups(names, [
+            ("accuracy", [get(e, clean_role, "goodnet_acc") for _, _, e in rows], ACC),
+            ("attack success rate", [get(e, bd_role, "goodnet_asr") for _, _, e in rows], ASR),
+            ("poisoned flagged", [get(e, bd_role, "goodnet_flagged") for _, _, e in rows], FLAG)])
+        self.note.setText(f"On the {'test' if test else 'validation'} data. B = the suspect BadNet "
+                          f"(clean acc {get(rows[0][2], clean_role, 'badnet_acc') or 0:.2f} %, ASR "
+                          f"{get(rows[0][2], bd_role, 'badnet_asr') or 0:.2f} %); G answers class "
+                          f"{r.flag_class} (backdoor suspected) where B and B' disagree.")
+        self.table.setRowCount(len(rows))
+        for i, (name, step, ev) in enumerate(rows):
+            rec = r.records[step] if step < len(r.records) else None
+            vals = [name, str(step), f"{rec.fraction_pruned * 100:.1f}" if rec else "",
+                    get(ev, clean_role, "bprime_acc"), get(ev, bd_role, "bprime_asr"),
+                    get(ev, clean_role, "goodnet_acc"), get(ev, bd_role, "goodnet_asr"),
+                    get(ev, bd_role, "goodnet_flagged"), get(ev, clean_role, "goodnet_false_flagged")]
+            for c, v in enumerate(vals):
+                text = v if isinstance(v, str) else ("" if v is None else f"{v:.2f} %")
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignCenter)
+                self.table.setItem(i, c, item)
