@@ -308,11 +308,15 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_gui(args, argv) -> int:
-    try:
-        from guiapp.app import main as gui_main
-    except ImportError as e:  # engine never imports Qt at module level
-        raise PruneLabError(None, f"the window needs PySide6 and pyqtgraph ({e})") from None
-    return gui_main(argv)
+    import importlib
+
+    try:  # the engine never imports Qt itself; the GUI package is looked up by name
+        gui = importlib.import_module("guiapp.app")
+    except ImportError as e:
+        print(f"{PROG}: error: the window needs PySide6 and pyqtgraph ({e}); on a machine without a "
+              f"display use 'prunelab sweep --demo --out DIR'", file=sys.stderr)
+        return EXIT_INPUT
+    return gui.main(argv, default_demo=args is None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,17 +136,20 @@ class CurvesView(QWidget):
     def _draw_thresholds(self, base: float) -> None:
         for p in self.plots.values():
             for t in self._thresholds:
+                i = len(p.thresholds)
                 line = pg.InfiniteLine(pos=base * (1 - t / 100), angle=0, pen=THRESH_PEN,
-                                       label=f"{t:g} %", labelOpts={"position": 0.97, "color": "#444",
-                                                                    "anchors": [(1, 1), (1, 1)]})
+                                       label=f"−{t:g} %", labelOpts={"position": 0.04 + 0.07 * i, "color": "#444",
+                                                                     "anchors": [(0.5, 1), (0.5, 1)]})
                 p.addItem(line)
                 p.thresholds.append(line)
 
     def _mark(self, rec, t: float) -> None:
         for p in self.plots.values():
+            i = len(p.markers)
             line = pg.InfiniteLine(pos=rec.fraction_pruned * 100, angle=90,
                                    pen=pg.mkPen("#999", width=1, style=Qt.DotLine),
-                                   label=f"{t:g} %", labelOpts={"position": 0.06, "color": "#666"})
+                                   label=f"{t:g} %", labelOpts={"position": 0.05 + 0.05 * i, "color": "#666",
+                                                                "anchors": [(1, 0.5), (1, 0.5)]})
             p.addItem(line)
             p.markers.append(line)
 

@@ -78,8 +78,8 @@ class ImageModel(QAbstractListModel):
                     self._cache.clear()
                 self._cache[i] = pm
             return pm
-        if role == self.LabelsRole:
-            return {k: int(v[i]) for k, v in self.labels.items()}
+        if role == self.LabelsRole:  # a list keeps the order (a dict would become a sorted QVariantMap)
+            return [(k, int(v[i])) for k, v in self.labels.items()]
         if role == Qt.ToolTipRole:
             lab = {k: int(v[i]) for k, v in self.labels.items()}
             return f"image {i}\n" + "\n".join(f"{k}: {v}" for k, v in lab.items())
@@ -107,13 +107,12 @@ class TileDelegate(QStyledItemDelegate):
         pm = index.data(Qt.DecorationRole)
         if pm is not None:
             p.drawPixmap(r.x() + (r.width() - pm.width()) // 2, r.y() + 2, pm)
-        labels = index.data(ImageModel.LabelsRole) or {}
+        items = [tuple(x) for x in (index.data(ImageModel.LabelsRole) or [])]
         model = index.model()
         flag = model.flag
-        true = labels.get("true")
+        true = dict(items).get("true")
         p.setFont(self.font)
         y = r.y() + THUMB + 4
-        items = [(k, v) for k, v in labels.items()]
         for n, (name, val) in enumerate(items):
             if name == "true":
                 col = QColor("#222")
@@ -155,6 +154,7 @@ class ImagesView(QWidget):
         bar = QHBoxLayout()
         self.dataset = QComboBox()
         self.dataset.setObjectName("imagesDataset")
+        self.dataset.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.filter = QComboBox()
         self.filter.setObjectName("imagesFilter")
         self.filter.addItems(FILTERS)

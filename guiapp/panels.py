@@ -62,8 +62,9 @@ class DataSlot(QFrame):
             return
         self.path = ds.path
         h, w, c = ds.image_shape
-        self.info.setText(f"✓ {ds.path.name} · {ds.n:,} images {h}×{w}×{c} · labels "
-                          f"{ds.label_min}–{ds.label_max}" + (f" (target {ds.target})" if ds.single_target else ""))
+        labels = (f"all labelled {ds.target} (the target)" if ds.single_target and ds.n > 1
+                  else f"labels {ds.label_min}–{ds.label_max}")
+        self.info.setText(f"✓ {ds.path.name} · {ds.n:,} images {h}×{w}×{c} · {labels}")
         self.info.setStyleSheet("color:#1b6e1b")
         self.info.setToolTip(f"{ds.path}\n{ds.describe()}")
         self.clear_btn.setEnabled(True)
@@ -173,7 +174,7 @@ class CheckpointTable(QTableWidget):
     saveRequested = Signal(str, int)  # "bprime" | "goodnet", step
     rowPicked = Signal(int)
 
-    COLS = ["drop", "step", "% removed", "clean val", "ASR val", "clean test", "ASR test", "", ""]
+    COLS = ["drop", "step", "clean val", "ASR val", "", ""]
 
     def __init__(self, parent=None):
         super().__init__(0, len(self.COLS), parent)
@@ -183,6 +184,9 @@ class CheckpointTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        for c in (4, 5):
+            self.horizontalHeader().setSectionResizeMode(c, QHeaderView.Stretch)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.cellClicked.connect(self._clicked)
         self._steps: list[int | None] = []
 
@@ -196,20 +200,25 @@ class CheckpointTable(QTableWidget):
             self.insertRow(r)
             self._steps.append(cp.step)
             vals = [cp.label]
+            tip = f"first step whose clean validation accuracy is {cp.label} below the original"
             if cp.step is None:
-                vals += ["—", "not reached"] + [""] * 4
+                vals += ["—", "not reached", ""]
             else:
                 rec = result.records[cp.step]
-                vals += [str(cp.step), f"{rec.fraction_pruned * 100:.1f}"]
-                vals += ["" if v is None else f"{v:.2f}" for v in
-                         (rec.clean_valid_acc, rec.asr_valid, rec.clean_test_acc, rec.asr_test)]
+                vals += [str(cp.step)] + ["" if v is None else f"{v:.2f}" for v in (rec.clean_valid_acc, rec.asr_valid)]
+                tip += f"\n{rec.fraction_pruned * 100:.1f} % of channels removed" + "".join(
+                    f"\n{n} {v:.2f} %" for n, v in (("clean test", rec.clean_test_acc), ("ASR test", rec.asr_test))
+                    if v is not None)
             for c, v in enumerate(vals):
                 item = QTableWidgetItem(v)
                 item.setTextAlignment(Qt.AlignCenter)
+                item.setToolTip(tip)
                 self.setItem(r, c, item)
             if cp.step is not None:
-                for col, (which, text) in enumerate((("bprime", "Save B'…"), ("goodnet", "Save G…")), start=7):
+                for col, (which, text) in enumerate((("bprime", "B′…"), ("goodnet", "G…")), start=4):
                     b = QPushButton(text)
+                    b.setToolTip(f"Save {'the repaired model B′' if which == 'bprime' else 'the detector G'} "
+                                 f"at step {cp.step}")
                     b.setObjectName(f"save_{which}_{cp.label.replace(' %', '')}")
                     b.clicked.connect(lambda _=False, w=which, s=cp.step: self.saveRequested.emit(w, s))
                     self.setCellWidget(r, col, b)

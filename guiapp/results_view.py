@@ -18,12 +18,13 @@ class BarChart(pg.PlotWidget):
     def __init__(self, title: str, parent=None):
         super().__init__(parent=parent, background="w")
         self.setTitle(f"<span style='color:#222'>{title}</span>")
-        self.setYRange(0, 110, padding=0)
+        self.setYRange(0, 128, padding=0)
+        self.getAxis("left").setTicks([[(v, str(v)) for v in range(0, 101, 20)]])
         self.setLabel("left", "%")
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.showGrid(y=True, alpha=0.2)
-        self.legend = self.addLegend(offset=(-5, 5), labelTextColor="#222")
+        self.legend = self.addLegend(offset=(5, 2), labelTextColor="#222", colCount=3)
         self._items = []
 
     def show_groups(self, names: list[str], series: list[tuple[str, list[float], tuple]]) -> None:

@@ -115,6 +115,10 @@ class Job(QObject):
     def paused(self) -> bool:
         return self.state.paused
 
+    @property
+    def busy(self) -> bool:
+        return self.running
+
     def wait(self, ms: int = 30000) -> bool:
         return self._thread.wait(ms)
 

@@ -1,0 +1,107 @@
+"""Starting the window: ``prunelab`` / ``prunelab gui [FILES…]`` / ``prunelab-gui``.
+
+The window is shown before TensorFlow is imported; models load in a worker thread."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="prunelab gui", description="Open the PruneLab window.")
+    p.add_argument("files", nargs="*", type=Path)
+    p.add_argument("--demo", action="store_true", help="open the bundled demo")
+    p.add_argument("--run", action="store_true", help="start the sweep once everything is open")
+    p.add_argument("--screenshot", type=Path, help="after the sweep, save a screenshot of the window")
+    p.add_argument("--tab", default=None, help="curves|activations|images|results for --screenshot")
+    p.add_argument("--quit", action="store_true", help="exit when the automation is done")
+    p.add_argument("--smoke-test", action="store_true", help="open the window, process events, exit 0")
+    return p.parse_args(argv)
+
+
+def main(argv=None, default_demo: bool | None = None) -> int:
+    t0 = time.perf_counter()
+    args = parse(sys.argv[1:] if argv is None else argv)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from engine.tfsetup import silence_native_logs
+
+    silence_native_logs()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("PruneLab")
+    app.setOrganizationName("PruneLab")
+    try:
+        from importlib.resources import as_file, files
+
+        with as_file(files("resources.icons") / "prunelab.png") as icon:
+            app.setWindowIcon(QIcon(str(icon)))
+    except Exception:
+        pass
+    from guiapp.mainwindow import MainWindow
+
+    win = MainWindow()
+    win.show()
+    app.processEvents()
+    shown = time.perf_counter() - t0
+    status = {"code": 0}
+
+    if args.smoke_test:
+        tf_loaded = "tensorflow" in sys.modules
+        print(f"prunelab: window shown after {shown:.2f} s (TensorFlow imported: {tf_loaded})", flush=True)
+        QTimer.singleShot(3000, app.quit)
+        app.exec()
+        return 0
+
+    tabs = {"curves": 0, "activations": 1, "images": 2, "results": 3}
+
+    def finish_automation(res=None):
+        if args.tab:
+            win.tabs.setCurrentIndex(tabs.get(args.tab, 0))
+        if res is not None:
+            ten = res.checkpoint_step(10.0)
+            win.set_step(ten if ten is not None else res.steps)
+
+        def shoot():
+            if args.screenshot:
+                args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+                ok = win.grab().save(str(args.screenshot))
+                print(f"prunelab: screenshot {'saved to' if ok else 'FAILED:'} {args.screenshot}", flush=True)
+                status["code"] = 0 if ok else 1
+            if args.quit:
+                app.quit()
+
+        QTimer.singleShot(600, shoot)
+
+    def failed(msg):
+        print(f"prunelab: error: {msg}", file=sys.stderr, flush=True)
+        if args.quit:
+            status["code"] = 2
+            app.quit()
+
+    if args.quit:
+        win.errorShown.connect(failed)
+    if args.run:
+        win.sweepFinished.connect(finish_automation)
+        ready = win.demoReady if args.demo else win.modelLoaded
+        ready.connect(lambda *_: QTimer.singleShot(100, win.start_sweep))
+    elif args.screenshot or args.quit:
+        (win.demoReady if args.demo else win.modelLoaded).connect(lambda *_: finish_automation())
+    if args.demo:
+        win.open_demo("badnet")
+    elif args.files:
+        win.open_files(args.files)
+    elif default_demo or (default_demo is None and argv is None and not sys.argv[1:]):
+        # plain `prunelab`: start on the bundled demo so there is something to explore
+        win.open_demo("badnet")
+    app.exec()
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
