@@ -219,7 +219,7 @@ def cmd_sweep(args) -> int:
                 save_model(bp, stage / bname, inputs)
                 save_model(g, stage / gname, inputs)
                 files[cp.threshold] = {"b_prime": bname, "goodnet": gname}
-        write_report(result, stage, files)
+        write_report(result, stage, files, extra={"weights": str(model.weights_path) if model.weights_path else None})
     if not args.quiet:
         _print_summary(result, args.out)
     return 0

@@ -29,6 +29,9 @@ def tf():
         if not _done:
             _done = True
             try:
+                import logging
+
+                logging.getLogger("absl").setLevel(logging.ERROR)  # e.g. "HDF5 is legacy" on .h5 saves
                 _tf.get_logger().setLevel("ERROR")
                 threads = int(os.environ.get("PRUNELAB_THREADS", "0"))
                 if threads > 0:
