@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         self.step_panel.saveRequested.connect(lambda w, s: self.save_model(w, s))
         self.step_panel.fineTuneRequested.connect(lambda s: self.fine_tune(s))
         self.curves.stepPicked.connect(self._on_step_picked)
+        self.results.saveFineTuned.connect(lambda which: self.save_fine_tuned(which))
         self.pause_btn.clicked.connect(self.toggle_pause)
         self.cancel_btn.clicked.connect(self.cancel)
 
@@ -594,6 +595,30 @@ class MainWindow(QMainWindow):
             super().keyPressEvent(ev)
 
     # ================================================================== saving
+    def save_fine_tuned(self, which: str, index: int = -1, path=None) -> None:
+        """Save the fine-pruned B' (or its G) of the index-th fine-tuning run."""
+        if not self.fine_tuned:
+            return
+        ft = self.fine_tuned[index]
+        default = f"B_prime_finetuned_step{ft.step}.h5" if which == "bprime" else f"G_finetuned_step{ft.step}.keras"
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save fine-pruned model",
+                                                  str(Path(self._last_dir()) / default), "Keras (*.keras *.h5)")
+            if not path:
+                return
+        from engine.goodnet import make_goodnet, save_model
+
+        model = self.model
+        inputs = model.input_files() + [d.path for d in self.datasets.values()]
+
+        def job(state):
+            out = ft.model if which == "bprime" else make_goodnet(model.model, ft.model)
+            return save_model(out, Path(path), inputs)
+
+        self._busy(f"Saving {Path(path).name}…")
+        self._run("saving", job, on_done=lambda p: (self._reset_progress(f"saved {Path(p).name}"),
+                                                    self.saved.emit(str(p))))
+
     def save_model(self, which: str, step: int, path=None) -> None:
         if self.result is None or self.model is None:
             return

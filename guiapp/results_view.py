@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 ACC = (46, 139, 60)
 ASR = (209, 52, 31)
@@ -56,11 +56,23 @@ class ResultsView(QWidget):
     COLS = ["model", "step", "% removed", "clean acc", "ASR", "G clean acc", "G ASR",
             "G detects (poisoned flagged)", "G false flags (clean flagged)"]
 
+    saveFineTuned = Signal(str)  # "bprime" | "goodnet"
+
     def __init__(self, parent=None):
         super().__init__(parent)
         lay = QVBoxLayout(self)
+        top = QHBoxLayout()
         self.note = QLabel("Run a sweep to compare the repaired models (B') and the detectors (G).")
-        lay.addWidget(self.note)
+        self.note.setWordWrap(True)
+        top.addWidget(self.note, 1)
+        self.save_ft_bp = QPushButton("Save fine-pruned B′…")
+        self.save_ft_g = QPushButton("Save fine-pruned G…")
+        for b in (self.save_ft_bp, self.save_ft_g):
+            b.setEnabled(False)
+            top.addWidget(b)
+        self.save_ft_bp.clicked.connect(lambda: self.saveFineTuned.emit("bprime"))
+        self.save_ft_g.clicked.connect(lambda: self.saveFineTuned.emit("goodnet"))
+        lay.addLayout(top)
         charts = QHBoxLayout()
         self.bprime_chart = BarChart("Repaired models B'")
         self.goodnet_chart = BarChart("Detectors G")
@@ -89,6 +101,8 @@ class ResultsView(QWidget):
 
     def set_fine_tuned(self, entries: list) -> None:
         self.fine = list(entries)
+        self.save_ft_bp.setEnabled(bool(entries))
+        self.save_ft_g.setEnabled(bool(entries))
         self.refresh()
 
     def _rows(self):

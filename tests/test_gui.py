@@ -171,3 +171,23 @@ def test_recent_files_and_geometry_are_remembered(qtbot, tmp_path, small_lab):
     qtbot.addWidget(w2)
     assert w2.size().height() == size[1]  # (offscreen screens clamp the width)
     assert str(Path(small_lab.files["clean_test"]).resolve()) in w2.recent_files()
+
+
+def test_fine_tune_from_the_picked_step_streams_dashed_curves(qtbot, win, tmp_path):
+    with qtbot.waitSignal(win.demoReady, timeout=LONG):
+        win.open_demo()
+    with qtbot.waitSignal(win.sweepFinished, timeout=LONG) as blocker:
+        win.start_sweep()
+    k = blocker.args[0].checkpoint_step(10.0)
+    win.set_step(k)
+    assert win.step_panel.finetune.isEnabled()
+    with qtbot.waitSignal(win.fineTuneFinished, timeout=LONG) as ft:
+        win.fine_tune(k, epochs=2, ask=False)
+    res = ft.args[0]
+    x, y = win.curves.plots["valid"].ft_acc.getData()
+    assert len(x) == 3 and win.curves.plots["valid"].ft_acc.isVisible()  # epoch 0 (pruned) + 2 epochs
+    assert win.results.table.rowCount() == 5 and win.results.table.item(4, 0).text().startswith("fine-pruned")
+    with qtbot.waitSignal(win.saved, timeout=LONG):
+        win.save_fine_tuned("bprime", path=tmp_path / "ft.h5")
+    k3, b3 = load_model(tmp_path / "ft.h5").model.get_layer("conv_3").get_weights()
+    assert np.all(k3[..., res.pruned] == 0) and np.all(b3[res.pruned] == 0)

@@ -1,0 +1,93 @@
+"""Fine-pruning: pruned channels stay zero, held-out images never train, cancel, and on the
+tiny demo it lowers the attack success rate that pruning alone leaves."""
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.data import LabDataset
+from engine.errors import Cancelled
+from engine.finetune import EpochRecord, FineTune, FineTuneConfig, split_clean_valid
+from engine.models import load_model
+from engine.state import JobState
+from engine.sweep import Sweep
+
+
+def demo_inputs(tiny_demo):
+    out, _ = tiny_demo
+    lm = load_model(out / "bd_net.h5")
+    files = {"clean_valid": "cl/valid.h5", "poisoned_valid": "bd/bd_valid.h5", "clean_test": "cl/test.h5",
+             "poisoned_test": "bd/bd_test.h5"}
+    return lm, {r: LabDataset(out / f, lm.input_hwc) for r, f in files.items()}
+
+
+def test_split_is_disjoint_and_seeded():
+    a, b = split_clean_valid(100, 0.2, seed=3)
+    assert len(b) == 20 and len(a) == 80 and not set(a) & set(b)
+    assert np.array_equal(split_clean_valid(100, 0.2, seed=3)[1], b)
+
+
+def test_pruned_channels_stay_zero_and_holdout_never_trains(tiny_demo, monkeypatch):
+    lm, ds = demo_inputs(tiny_demo)
+    requested = []
+    real_take = LabDataset.take
+
+    def spy(self, idx):
+        requested.append((self.path.name, np.asarray(idx).copy()))
+        return real_take(self, idx)
+
+    monkeypatch.setattr(LabDataset, "take", spy)
+    pruned = [3, 7, 11, 19, 42]
+    ft = FineTune(lm, ds, "conv_3", pruned, 5, FineTuneConfig(epochs=2, learning_rate=1e-2, batch_size=16))
+    res = ft.run()
+    kernel, bias = res.model.get_layer("conv_3").get_weights()
+    assert np.all(kernel[..., pruned] == 0) and np.all(bias[pruned] == 0)
+    kept = [c for c in range(60) if c not in pruned]
+    before = lm.model.get_layer("conv_3").get_weights()[0]
+    assert not np.allclose(kernel[..., kept], before[..., kept])  # it did train
+    trained = np.concatenate([i for name, i in requested if name == "valid.h5"])
+    assert set(trained) == set(res.train_indices)
+    assert not set(trained) & set(res.holdout_indices)
+    assert [r.epoch for r in res.records] == [0, 1, 2]
+
+
+def test_cancel_between_batches(tiny_demo):
+    lm, ds = demo_inputs(tiny_demo)
+    state = JobState()
+    ft = FineTune(lm, ds, "conv_3", [1, 2], 2, FineTuneConfig(epochs=5, batch_size=8), state)
+    with pytest.raises(Cancelled):
+        for ev in ft.events():
+            if isinstance(ev, EpochRecord) and ev.epoch == 1:
+                state.cancel()
+    assert [r.epoch for r in ft.result.records] == [0, 1]
+
+
+def test_fine_pruning_lowers_asr_on_the_tiny_demo(tiny_demo):
+    lm, ds = demo_inputs(tiny_demo)
+    sweep = Sweep(lm, ds, use_cache=False).run()
+    k = sweep.checkpoint_step(10.0) or sweep.steps // 2
+    res = FineTune(lm, ds, sweep.layer, sweep.pruned_channels(k), k,
+                   FineTuneConfig(epochs=8, learning_rate=1e-3, batch_size=16, seed=0)).run()
+    pruning_only, fine = res.records[0], res.records[-1]
+    assert pruning_only.asr_test == pytest.approx(sweep.records[k].asr_test)
+    assert fine.asr_test < pruning_only.asr_test
+    assert fine.asr_valid < pruning_only.asr_valid
+
+
+def test_cli_finetune_writes_models_and_comparison(small_lab, tmp_path):
+    from engine.cli import main
+
+    sweep_dir, ft_dir = tmp_path / "sweep", tmp_path / "ft"
+    f = small_lab.files
+    assert main(["sweep", "--model", str(small_lab.model), "--clean-valid", str(f["clean_valid"]),
+                 "--poisoned-test", str(f["poisoned_test"]), "--out", str(sweep_dir), "-q"]) == 0
+    assert main(["finetune", "--from-sweep", str(sweep_dir), "--step", "20", "--epochs", "1",
+                 "--out", str(ft_dir), "-q"]) == 0
+    s = json.loads((ft_dir / "summary.json").read_text())
+    assert s["step"] == 20 and len(s["pruned_channels"]) == 20
+    assert set(s["pruning_only"]) == set(s["fine_pruned"])
+    for name in ("B_prime_finetuned_step20.h5", "G_finetuned_step20.keras", "finetune.csv", "finetune.png"):
+        assert (ft_dir / name).is_file()
+    g = load_model(ft_dir / "G_finetuned_step20.keras")
+    assert g.is_goodnet
