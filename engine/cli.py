@@ -164,14 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- commands
-def _open_datasets(args, model) -> dict:
+def _open_datasets(args) -> dict:
+    """Open (and check) the data files before the model: bad data fails fast, without
+    paying for TensorFlow. Layouts are re-checked against the model once it is loaded."""
     from engine.data import LabDataset
 
     out = {}
     for role in ("clean_valid", "poisoned_valid", "clean_test", "poisoned_test"):
         path = getattr(args, role)
         if path is not None:
-            out[role] = LabDataset(path, model.input_hwc)
+            out[role] = LabDataset(path)
     return out
 
 
@@ -190,8 +192,8 @@ def cmd_sweep(args) -> int:
         for role, pth in paths.datasets.items():
             if getattr(args, role) is None:
                 setattr(args, role, pth)
+    datasets = _open_datasets(args)
     model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
-    datasets = _open_datasets(args, model)
     inputs = model.input_files() + [d.path for d in datasets.values()]
     atomic.protect(inputs)
     sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,

@@ -1,0 +1,265 @@
+"""A corpus of hostile and broken inputs, each with what the user should see.
+
+``build_corpus(root, lab)`` writes every case under ``root`` and returns the list of
+:class:`Case`. Each case names the CLI slot it is passed in, and either the one-line error
+(exit code 2) or the warning (the sweep goes on). Cases that would run code create
+``root/MARKER`` if PruneLab ever executed them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import marshal
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+MARKER = "MARKER_CODE_RAN"
+
+
+@dataclass
+class Case:
+    name: str
+    file: Path
+    slot: str  # "model", "weights", a dataset role, or "layer"
+    expect: str  # "error" or "warn"
+    message: str  # regex the error/warning must match (after "<file>: ")
+    what: str  # the table's description
+    extra_args: list[str] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+    gui: bool = False  # part of the GUI's representative subset
+
+
+def _lab_images(n, shape=(3, 55, 47), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n,) + shape).astype(np.float32)
+
+
+def _dataset(path: Path, data=None, label=None, **kw) -> Path:
+    with h5py.File(path, "w") as f:
+        if data is not None:
+            f.create_dataset("data", data=data, **kw)
+        if label is not None:
+            f.create_dataset("label", data=label)
+    return path
+
+
+def _marshal_lambda(marker: Path) -> str:
+    src = f"lambda x: (open({str(marker)!r}, 'w').write('ran'), x)[1]"
+    code = compile(src, "<payload>", "eval").co_consts[0]
+    return base64.b64encode(marshal.dumps(code)).decode()
+
+
+def build_corpus(root: Path, lab) -> list[Case]:
+    from engine.deepid import build_deepid
+    from engine.legacy_h5 import keras2_model_config, write_keras2_model, write_keras2_weights
+    from engine.tfsetup import keras
+
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / MARKER
+    good_valid = lab.files["clean_valid"]
+    cases: list[Case] = []
+
+    def add(*a, **k):
+        cases.append(Case(*a, **k))
+
+    # ------------------------------------------------------------ files that are not data
+    p = root / "empty.h5"
+    p.write_bytes(b"")
+    add("empty", p, "clean_valid", "error", r"is empty \(0 bytes\)", "zero-byte file", gui=True)
+    p = root / "notes_valid.h5"
+    p.write_text("these are my notes, not HDF5\n")
+    add("text", p, "clean_valid", "error", r"is not an HDF5 file", "text file named .h5", gui=True)
+    p = root / "truncated_valid.h5"
+    raw = Path(good_valid).read_bytes()
+    p.write_bytes(raw[: len(raw) // 3])
+    add("truncated", p, "clean_valid", "error", r"cannot be read as HDF5 \(truncated or corrupt|holds no|cannot be read",
+        "truncated HDF5 (first third of a real file)", gui=True)
+    p = root / "a_folder.h5"
+    p.mkdir()
+    add("directory", p, "clean_valid", "error", r"is a directory", "directory instead of a file")
+    # ------------------------------------------------------------ malformed datasets
+    n = 20
+    x, y = _lab_images(n), np.arange(n, dtype=np.float32) % lab.n_classes
+    add("no_data", _dataset(root / "no_data.h5", label=y), "clean_valid", "error", r"has no 'data' dataset",
+        "missing `data`")
+    add("no_label", _dataset(root / "no_label.h5", data=x), "clean_valid", "error", r"has no 'label' dataset",
+        "missing `label`")
+    add("rank", _dataset(root / "rank3.h5", data=x[:, 0], label=y), "clean_valid", "error",
+        r"expected 4 dimensions", "`data` of rank 3")
+    add("size", _dataset(root / "size.h5", data=_lab_images(n, (3, 32, 32)), label=y), "clean_valid", "error",
+        r"images are 32×32×3, the model expects 55×47×3", "images of the wrong size for the model", gui=True)
+    add("channels", _dataset(root / "gray.h5", data=_lab_images(n, (1, 55, 47)), label=y), "clean_valid", "error",
+        r"images have 1 channel\(s\).*the model expects 3", "channel count mismatch")
+    xn = x.copy()
+    xn[7, 1, 20, 20] = np.nan
+    add("nan", _dataset(root / "nan_test.h5", data=xn, label=y), "clean_test", "error",
+        r"image 7 holds NaN or infinite pixel values", "NaN pixels")
+    xi = x.copy()
+    xi[3, 0, 0, 0] = np.inf
+    add("inf", _dataset(root / "inf_test.h5", data=xi, label=y), "clean_test", "error",
+        r"image 3 holds NaN or infinite pixel values", "infinite pixels")
+    add("label_range", _dataset(root / "labels_big.h5", data=x, label=np.full(n, 5000.0)), "clean_test", "error",
+        rf"labels go up to 5000 but the model has only {lab.n_classes} classes", "labels outside the model's classes")
+    add("label_nan", _dataset(root / "labels_nan.h5", data=x, label=np.where(np.arange(n) == 2, np.nan, y)),
+        "clean_test", "error", r"'label' holds NaN", "NaN labels")
+    add("label_frac", _dataset(root / "labels_frac.h5", data=x, label=y + 0.5), "clean_test", "error",
+        r"non-integer values", "fractional labels")
+    add("empty_ds", _dataset(root / "empty_set.h5", data=np.zeros((0, 3, 55, 47), np.float32),
+                             label=np.zeros(0, np.float32)), "clean_valid", "error", r"holds no images",
+        "empty dataset (0 images)")
+    add("strings", _dataset(root / "strings.h5", data=np.array([b"a", b"b"]).reshape(2, 1, 1, 1), label=np.zeros(2)),
+        "clean_valid", "error", r"'data' holds .* values, expected numbers", "`data` of strings")
+    add("mixed_poison", _dataset(root / "bd_mixed_test.h5", data=x, label=y), "poisoned_test", "warn",
+        r"should carry the attacker's target as every label, but it holds \d+ different labels",
+        "poisoned file whose labels are not one target (warning; the sweep goes on)")
+    # ------------------------------------------------------------ HDF5 tricks
+    outside = root / "outside.h5"
+    _dataset(outside, data=x, label=y)
+    p = root / "external_link.h5"
+    with h5py.File(p, "w") as f:
+        f["data"] = h5py.ExternalLink(str(outside), "data")
+        f["label"] = y
+    add("external_link", p, "clean_valid", "error", r"'data' is an external link to .*outside\.h5",
+        "HDF5 external link to another file", gui=True)
+    p = root / "virtual.h5"
+    layout = h5py.VirtualLayout(shape=x.shape, dtype=np.float32)
+    layout[:] = h5py.VirtualSource(str(outside), "data", shape=x.shape)
+    with h5py.File(p, "w") as f:
+        f.create_virtual_dataset("data", layout)
+        f["label"] = y
+    add("virtual", p, "clean_valid", "error", r"'data' is a virtual dataset", "virtual dataset mapping another file")
+    rawfile = root / "pixels.raw"
+    x.tofile(rawfile)
+    p = root / "external_raw.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("data", shape=x.shape, dtype=np.float32, external=[(str(rawfile), 0, x.nbytes)])
+        f["label"] = y
+    add("external_raw", p, "clean_valid", "error", r"keeps its data in external raw files",
+        "dataset stored in an external raw file")
+    p = root / "softlink.h5"
+    with h5py.File(p, "w") as f:
+        f["real"] = x
+        f["data"] = h5py.SoftLink("/real")
+        f["label"] = y
+    add("soft_link", p, "clean_valid", "error", r"'data' is a soft link", "`data` as a soft link")
+    p = root / "shape_bomb.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("data", shape=(2_000_000, 3, 55, 47), dtype=np.float32, chunks=(1, 3, 55, 47))
+        f.create_dataset("label", shape=(2_000_000,), dtype=np.float32, chunks=(1024,))
+    add("shape_bomb", p, "clean_valid", "error", r"declares shape \(2000000, 3, 55, 47\).*shape bomb",
+        "shape bomb: 2 million images declared, none stored", gui=True)
+    p = root / "absurd_shape.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("data", shape=(10**12, 3, 55, 47), dtype=np.float32, chunks=(1, 3, 55, 47))
+        f.create_dataset("label", shape=(10**12,), dtype=np.float32, chunks=(1024,))
+    add("absurd_shape", p, "clean_valid", "error", r"declares an absurd shape", "a trillion images declared")
+    add("memory", good_valid, "clean_valid", "error", r"would need .* of memory, more than",
+        "data whose activations would not fit in memory (limit set to 1 MB)", env={"PRUNELAB_MEMORY_LIMIT_MB": "1"})
+    # ------------------------------------------------------------ models
+    k = keras()
+    deepid = build_deepid(lab.n_classes, seed=1)
+    p = root / "dataset_as_model.h5"
+    shutil.copy(good_valid, p)
+    add("data_as_model", p, "model", "error", r"is a dataset .* not a model", "a dataset given as the model")
+    base = write_keras2_model(deepid, root / "base.h5")
+    raw = base.read_bytes()
+    p = root / "truncated_model.h5"
+    p.write_bytes(raw[: len(raw) // 2])
+    add("truncated_model", p, "model", "error", r"cannot be read as HDF5|Keras could not", "truncated model .h5")
+    # Lambda with marshalled code that writes the marker
+    cfg = keras2_model_config(deepid)
+    layers = cfg["config"]["layers"]
+    layers.insert(len(layers) - 1, {
+        "class_name": "Lambda", "name": "lambda_1", "inbound_nodes": [[["activation_1", 0, 0, {}]]],
+        "config": {"name": "lambda_1", "trainable": True, "dtype": "float32",
+                   "function": [_marshal_lambda(marker), None, None], "function_type": "lambda",
+                   "module": "__main__", "output_shape": None, "output_shape_type": "raw",
+                   "output_shape_module": None, "arguments": {}}})
+    layers[-1]["inbound_nodes"] = [[["lambda_1", 0, 0, {}]]]
+    p = write_keras2_model(deepid, root / "lambda_bd_net.h5", config=cfg)
+    add("lambda_h5", p, "model", "error", r"unsafe model: layer 'lambda_1' is a Lambda layer",
+        "model .h5 whose config holds a Lambda with marshalled code (would create the marker)", gui=True)
+    # .keras archive: a Keras 3 __lambda__ and a layer class from a module planted next to it
+    kpath = root / "clean.keras"
+    deepid.save(kpath)
+    (root / "prunelab_payload.py").write_text(
+        f"open({str(marker)!r}, 'w').write('imported')\nclass Evil:\n    pass\n")
+
+    def patch_keras(src: Path, dst: Path, edit) -> Path:
+        with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+            for item in zin.infolist():
+                data = zin.read(item)
+                if item.filename == "config.json":
+                    c = json.loads(data)
+                    edit(c)
+                    data = json.dumps(c).encode()
+                zout.writestr(item, data)
+        return dst
+
+    def plant_module(c):
+        c["config"]["layers"][5]["module"] = "prunelab_payload"
+        c["config"]["layers"][5]["class_name"] = "Evil"
+        c["config"]["layers"][5]["registered_name"] = "Evil"
+
+    add("keras_module", patch_keras(kpath, root / "module_ref.keras", plant_module), "model", "error",
+        r"unsafe model: .*module 'prunelab_payload' outside Keras",
+        ".keras whose config names a module outside Keras (importing it would create the marker)")
+
+    def plant_function(c):
+        c["config"]["layers"][-1]["config"]["activation"] = {
+            "module": "builtins", "class_name": "function", "config": "exec", "registered_name": "function"}
+
+    add("keras_function", patch_keras(kpath, root / "function_ref.keras", plant_function), "model", "error",
+        r"unsafe model: .*module 'builtins' outside Keras", ".keras whose activation is an arbitrary function (exec)")
+
+    def plant_lambda(c):
+        ls = c["config"]["layers"]
+        ls[-1]["config"]["activation"] = {"class_name": "__lambda__",
+                                          "config": {"code": _marshal_lambda(marker), "defaults": None,
+                                                     "closure": None}}
+
+    add("keras_lambda", patch_keras(kpath, root / "lambda3.keras", plant_lambda), "model", "error",
+        r"unsafe model: .*serialised Python lambda", ".keras with a Keras 3 serialised lambda (would create the marker)")
+    cfg = keras2_model_config(deepid)
+    cfg["config"]["layers"][5]["class_name"] = "BackdoorConv2D"
+    add("custom_class", write_keras2_model(deepid, root / "custom_class.h5", config=cfg), "model", "error",
+        r"unknown or custom class 'BackdoorConv2D'", "model config with an unknown custom class")
+    cfg = keras2_model_config(deepid)
+    cfg["config"]["layers"][-1]["config"]["units"] = 100_000_000
+    add("huge_output", write_keras2_model(deepid, root / "huge_output.h5", config=cfg), "model", "error",
+        r"declares units=100,000,000", "Dense output declaring 100 million classes (memory)")
+    cfg = keras2_model_config(deepid)
+    cfg["config"]["layers"][-1]["config"]["units"] = 900_000
+    add("huge_vs_stored", write_keras2_model(deepid, root / "inflated_output.h5", config=cfg), "model", "error",
+        r"declares 900,000 outputs but its stored weights have shape \(160, %d\)" % lab.n_classes,
+        "output declaring 900,000 classes while storing 1283 (memory)")
+    x_in = k.Input((55, 47, 3))
+    h = k.layers.Flatten()(k.layers.MaxPooling2D(4)(x_in))
+    dense_only = k.Model(x_in, k.layers.Dense(lab.n_classes, activation="softmax")(h))
+    p = root / "no_conv.keras"
+    dense_only.save(p)
+    add("no_conv", p, "model", "error", r"has no Conv2D layer to prune", "model with no Conv2D layer")
+    add("bad_layer", lab.model, "layer", "error", r"no layer named 'conv_9' \(Conv2D layers: conv_1, conv_2, conv_3, conv_4\)",
+        "layer name that does not exist (--layer conv_9)", extra_args=["--layer", "conv_9"])
+    add("bad_layer_kind", lab.model, "layer", "error", r"layer 'pool_3' is a MaxPooling2D, not a Conv2D",
+        "a layer that is not a Conv2D (--layer pool_3)", extra_args=["--layer", "pool_3"])
+    p = write_keras2_weights(build_deepid(7, seed=2), root / "weights_7_classes.h5")
+    add("wrong_weights", p, "weights", "error", r"layer 'output' has weights of shape .* \(weights of another architecture\?\)",
+        "weights file for another architecture", gui=True)
+    big = build_deepid(1283, seed=3)
+    p = write_keras2_model(big, root / "bd_net_1283.h5")
+    add("label_mismatch", p, "model", "warn", r"labels cover only classes 0–\d+ of the model's 1283",
+        "valid 1283-class model with data labelled for a few classes (warning; goes on)")
+    return cases
+
+
+def table(cases: list[Case]) -> str:
+    rows = ["| case | file | given as | PruneLab says |", "|---|---|---|---|"]
+    for c in cases:
+        verdict = "warning, goes on" if c.expect == "warn" else "error, exit 2"
+        rows.append(f"| {c.what} | `{c.file.name}` | {c.slot} | {verdict}: `{c.message}` |")
+    return "\n".join(rows)
