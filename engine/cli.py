@@ -201,12 +201,7 @@ def cmd_sweep(args) -> int:
     bar = ProgressPrinter(quiet=args.quiet)
     for ev in sweep.events():
         if isinstance(ev, Progress):
-            bar.update("activations", ev.done, ev.total, ev.text)
-        else:
-            txt = f"clean val {ev.clean_valid_acc:.2f} %"
-            if ev.asr_valid is not None:
-                txt += f" · ASR {ev.asr_valid:.2f} %"
-            bar.update("pruning", ev.step, ev.total_steps, txt)
+            bar.update("pruning" if ev.phase == "steps" else "activations", ev.done, ev.total, ev.text)
     result = sweep.result
     with staged_output(args.out, inputs) as stage:
         files: dict = {}
@@ -325,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         return cmd_gui(None, [])
+    if argv[0] == "--smoke-test":  # the packaged app's start-up check
+        return cmd_gui(argv, argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

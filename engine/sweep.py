@@ -313,24 +313,37 @@ class Sweep:
             stepper = self._fast_steps({r: acts[r] for r in todo}, order, preds, step0)
         else:
             stepper = self._naive_steps(order, preds)
-        base_correct = None
-        for step, recomputed in stepper:
-            rec = StepRecord(step, None if step == 0 else order[step - 1], step / self.n_channels,
-                             recomputed=recomputed, total_steps=steps)
-            for role in roles:
-                setattr(rec, ROLE_METRIC[role], pct(preds[role][step] == labels[role]))
-            correct = int(np.count_nonzero(preds["clean_valid"][step] == labels["clean_valid"]))
-            if step == 0:
-                base_correct = correct
-            else:
-                hit = []
-                for cp in result.checkpoints:
-                    if cp.step is None and cp.threshold in reached_thresholds(base_correct, correct, [cp.threshold]):
-                        cp.step = step
-                        hit.append(cp.threshold)
-                rec.reached = tuple(hit)
-            result.records.append(rec)
+        # records stream as soon as the clean validation answers of a step are known; the
+        # other datasets' metrics are filled into the same record objects as they arrive
+        # (dataset by dataset), so the validation curve and the checkpoints come first
+        cached = [r for r in roles if r not in todo] if self.method == "fast" else []
+        if self.method == "fast" and not todo:  # every dataset came from the cache
+            stepper = ((None, step, 0) for step in range(steps + 1))
+        base = int(np.count_nonzero(preds["clean_valid"][0] == labels["clean_valid"])) if cached else None
+        units = (steps + 1) * (len(todo) if self.method == "fast" and todo else 1)
+        done = 0
+        for role, step, recomputed in stepper:
+            done += 1
+            created = step == len(result.records)
+            if created:
+                result.records.append(StepRecord(step, None if step == 0 else order[step - 1],
+                                                 step / self.n_channels, total_steps=steps))
+            rec = result.records[step]
+            rec.recomputed += recomputed
+            for r in ([role] if role else roles) + (cached if created else []):
+                setattr(rec, ROLE_METRIC[r], pct(preds[r][step] == labels[r]))
+            if created:  # clean validation is known for this step: first dataset, or cached
+                correct = int(np.count_nonzero(preds["clean_valid"][step] == labels["clean_valid"]))
+                if step == 0:
+                    base = correct
+                else:
+                    rec.reached = tuple(cp.threshold for cp in result.checkpoints if cp.step is None and
+                                        reached_thresholds(base, correct, [cp.threshold]))
+                    for cp in result.checkpoints:
+                        if cp.threshold in rec.reached:
+                            cp.step = step
             yield rec
+            yield Progress("steps", done, units, f"{role or 'all datasets'}: step {step}/{steps}")
         for r in todo:
             if hist_keys[r]:
                 cache.store(hist_keys[r], preds[r])
@@ -344,34 +357,32 @@ class Sweep:
         return self.result
 
     # ------------------------------------------------------------------ fast path
-    def _fast_steps(self, acts, order, preds, step0) -> Iterator[tuple[int, int]]:
+    def _fast_steps(self, acts, order, preds, step0) -> Iterator[tuple[str, int, int]]:
+        """Yield (role, step, images re-evaluated), dataset by dataset (clean validation first)."""
         from engine.runtime import Runner
 
         head = Runner(self.split.head)
         fill = self.split.fill
         bs = HEAD_BATCH
-        active = {}
-        for role, a in acts.items():
+        for role in [r for r in ROLES if r in acts]:
+            a = acts[role]
             # an image is affected by pruning channel c iff c is not already at its pruned value
             flat = a.reshape(len(a), -1, a.shape[-1])
-            active[role] = np.any(flat != fill.reshape(-1, fill.shape[-1])[None], axis=1)
-        # step 0: the unpruned model
-        total = 0
-        for role, a in acts.items():
+            active = np.any(flat != fill.reshape(-1, fill.shape[-1])[None], axis=1)
+            del flat
+            n0 = 0
             if role in step0:
                 preds[role][0] = step0[role]
-                continue
-            for s in range(0, len(a), bs):
+            else:
+                for s in range(0, len(a), bs):
+                    self.state.checkpoint()
+                    preds[role][0, s:s + bs] = np.argmax(head(a[s:s + bs]), axis=1)
+                n0 = len(a)
+            yield role, 0, n0
+            for step in range(1, self.total_steps + 1):
                 self.state.checkpoint()
-                preds[role][0, s:s + bs] = np.argmax(head(a[s:s + bs]), axis=1)
-            total += len(a)
-        yield 0, total
-        for step in range(1, self.total_steps + 1):
-            self.state.checkpoint()
-            c = order[step - 1]
-            total = 0
-            for role, a in acts.items():
-                idx = np.flatnonzero(active[role][:, c])
+                c = order[step - 1]
+                idx = np.flatnonzero(active[:, c])
                 cur = preds[role][step]
                 cur[:] = preds[role][step - 1]
                 if len(idx):
@@ -380,11 +391,10 @@ class Sweep:
                     self.state.checkpoint()
                     part = idx[s:s + bs]
                     cur[part] = np.argmax(head(a[part]), axis=1)
-                total += len(idx)
-            yield step, total
+                yield role, step, len(idx)
 
     # ------------------------------------------------------------------ naive path
-    def _naive_steps(self, order, preds) -> Iterator[tuple[int, int]]:
+    def _naive_steps(self, order, preds) -> Iterator[tuple[None, int, int]]:
         """Zero the weights, run the whole model over every dataset: the reference loop,
         used when the fast path is impossible (and to measure it)."""
         from engine.runtime import Runner
@@ -407,6 +417,6 @@ class Sweep:
                         self.state.checkpoint()
                         preds[role][step, start:start + len(x)] = np.argmax(run(x), axis=1)
                     total += ds.n
-                yield step, total
+                yield None, step, total
         finally:
             conv.set_weights(original)

@@ -101,12 +101,15 @@ class CurvesView(QWidget):
         self.set_step(0, emit=False)
 
     def add_record(self, rec) -> None:
-        """Append one step's record and refresh the curves (called once per step)."""
-        self.records.append(rec)
-        if rec.step == 0 and rec.clean_valid_acc is not None:
-            self._draw_thresholds(rec.clean_valid_acc)
-        for tval in rec.reached:
-            self._mark(rec, tval)
+        """A step's record, new or filled in with another dataset's metrics; refresh."""
+        if rec.step < len(self.records):
+            self.records[rec.step] = rec
+        else:
+            self.records.append(rec)
+            if rec.step == 0 and rec.clean_valid_acc is not None:
+                self._draw_thresholds(rec.clean_valid_acc)
+            for tval in rec.reached:
+                self._mark(rec, tval)
         self._refresh()
 
     def set_records(self, records, thresholds=(), checkpoints=()) -> None:
@@ -128,8 +131,10 @@ class CurvesView(QWidget):
         for p in self.plots.values():
             for item, key in ((p.acc, p.acc_key), (p.asr, p.asr_key)):
                 ys = [r.metric(key) for r in self.records]
-                if ys and ys[0] is not None:
-                    item.setData(x, np.array(ys, float))
+                known = [i for i, v in enumerate(ys) if v is not None]
+                n = known[-1] + 1 if known and known == list(range(len(known))) else len(known)
+                if n:
+                    item.setData(x[:n], np.array(ys[:n], float))
                 else:
                     item.setData([], [])
 

@@ -534,23 +534,23 @@ class MainWindow(QMainWindow):
         if isinstance(ev, Progress):
             self.progress.setRange(0, max(1, ev.total))
             self.progress.setValue(ev.done)
-            self.progress.setFormat(f"{ev.text} %v/%m")
+            if ev.phase == "steps":
+                eta = ""
+                if self._t_steps and ev.done:
+                    per = (time.perf_counter() - self._t_steps) / ev.done
+                    eta = f" · {per * (ev.total - ev.done):.0f} s left"
+                self.progress.setFormat(f"{ev.text} · %p %{eta}")
+            else:
+                self.progress.setFormat(f"{ev.text} %v/%m")
             return
         sweep = self._sweep_obj
-        if ev.step == 0:
+        if self.result is None:
             self.result = sweep.result
             self.curves.n_channels = sweep.n_channels
             self.activations.show_result(self.result, 0)
             self._t_steps = time.perf_counter()
         self.curves.add_record(ev)
-        self.progress.setRange(0, ev.total_steps)
-        self.progress.setValue(ev.step)
-        eta = ""
-        if ev.step and self._t_steps:
-            per = (time.perf_counter() - self._t_steps) / ev.step
-            eta = f" · {per * (ev.total_steps - ev.step):.0f} s left"
-        self.progress.setFormat(f"step {ev.step}/{ev.total_steps}{eta}")
-        if ev.reached:
+        if ev.reached and ev.step == len(self.curves.records) - 1:
             self.statusBar().showMessage(
                 f"Step {ev.step}: clean validation accuracy dropped ≥ {', '.join(f'{t:g}' for t in ev.reached)} %")
 

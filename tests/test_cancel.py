@@ -20,10 +20,10 @@ def test_ctrl_c_during_the_sweep_writes_nothing(small_lab, tmp_path, monkeypatch
     real = sweep_mod.Sweep._fast_steps
 
     def interrupted(self, *a, **k):
-        for step, n in real(self, *a, **k):
-            if step == at_step:
+        for role, step, n in real(self, *a, **k):
+            if step == at_step and role == "poisoned_valid":
                 raise KeyboardInterrupt
-            yield step, n
+            yield role, step, n
 
     monkeypatch.setattr(sweep_mod.Sweep, "_fast_steps", interrupted)
     out = tmp_path / "out"
