@@ -70,8 +70,9 @@ ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
 t1 = time.perf_counter()
 res = Sweep(lm, ds, method=spec.get("method", "auto")).run()
 t2 = time.perf_counter()
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]  # peak RSS of *this* process
 print(json.dumps({"sweep_s": t2 - t1, "process_s": t2 - t0, "load_s": t1 - t0,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_mb": int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "timings": res.timings, "recomputed": [r.recomputed for r in res.records],
                   "images": sum(d.n for d in ds.values())}))
 """

@@ -11,6 +11,18 @@ import time
 from pathlib import Path
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux), to time the start-up honestly."""
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def parse(argv):
     p = argparse.ArgumentParser(prog="prunelab gui", description="Open the PruneLab window.")
     p.add_argument("files", nargs="*", type=Path)
@@ -53,7 +65,9 @@ def main(argv=None, default_demo: bool | None = None) -> int:
 
     if args.smoke_test:
         tf_loaded = "tensorflow" in sys.modules
-        print(f"prunelab: window shown after {shown:.2f} s (TensorFlow imported: {tf_loaded})", flush=True)
+        age = process_age()
+        since = f"{age:.2f} s after the process started" if age is not None else f"{shown:.2f} s after main()"
+        print(f"prunelab: window shown {since} (TensorFlow imported: {tf_loaded})", flush=True)
         QTimer.singleShot(3000, app.quit)
         app.exec()
         return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 ACC_PEN = pg.mkPen("#1f5fd1", width=2)
@@ -82,6 +82,11 @@ class CurvesView(QWidget):
         self.n_channels = 0
         self.step = 0
         self._fine: list = []
+        # records can arrive faster than it is worth redrawing: coalesce to ~12 redraws/s
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(80)
+        self._redraw.timeout.connect(self._refresh)
 
     # ------------------------------------------------------------------ data
     def clear(self, n_channels: int = 0, baseline: float | None = None, thresholds=()) -> None:
@@ -110,9 +115,11 @@ class CurvesView(QWidget):
                 self._draw_thresholds(rec.clean_valid_acc)
             for tval in rec.reached:
                 self._mark(rec, tval)
-        self._refresh()
+        if not self._redraw.isActive():
+            self._redraw.start()
 
     def set_records(self, records, thresholds=(), checkpoints=()) -> None:
+        self._redraw.stop()
         self.clear(self.n_channels, thresholds=thresholds)
         for r in records:
             self.records.append(r)
@@ -127,6 +134,7 @@ class CurvesView(QWidget):
         return np.array([r.fraction_pruned * 100 for r in self.records], float)
 
     def _refresh(self) -> None:
+        self.redraws = getattr(self, "redraws", 0) + 1
         x = self._x()
         for p in self.plots.values():
             for item, key in ((p.acc, p.acc_key), (p.asr, p.asr_key)):

@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         self.step_panel.saveRequested.connect(lambda w, s: self.save_model(w, s))
         self.step_panel.fineTuneRequested.connect(lambda s: self.fine_tune(s))
         self.curves.stepPicked.connect(self._on_step_picked)
+        self.tabs.currentChanged.connect(self._refresh_tab)
         self.results.saveFineTuned.connect(lambda which: self.save_fine_tuned(which))
         self.pause_btn.clicked.connect(self.toggle_pause)
         self.cancel_btn.clicked.connect(self.cancel)
@@ -582,11 +583,22 @@ class MainWindow(QMainWindow):
         r = self.result
         complete = r is not None and r.complete
         self.step_panel.show_step(r if complete else None, step)
-        if complete:
-            self.activations.set_step(step)
-            self.images.show_result(r, step)
-            self.results.show_result(r, step)
+        if complete:  # the visible tab now, the others when they are shown
+            self._stale = {1, 2, 3}
+            self._refresh_tab(self.tabs.currentIndex())
         self.stepChanged.emit(step)
+
+    def _refresh_tab(self, index: int) -> None:
+        r = self.result
+        if r is None or not r.complete or index not in getattr(self, "_stale", set()):
+            return
+        self._stale.discard(index)
+        if index == 1:
+            self.activations.show_result(r, self.step)
+        elif index == 2:
+            self.images.show_result(r, self.step)
+        elif index == 3:
+            self.results.show_result(r, self.step)
 
     def keyPressEvent(self, ev) -> None:
         if ev.key() in (Qt.Key_Left, Qt.Key_Right, Qt.Key_Home, Qt.Key_End) and self.tabs.currentIndex() == 0:

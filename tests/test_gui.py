@@ -72,8 +72,10 @@ def test_demo_sweep_pick_and_save(qtbot, win, tmp_path):
     x = ds.read(0, 200)
     got = np.argmax(g.model.predict(x, verbose=0), axis=1)
     assert np.array_equal(got, res.goodnet_labels("poisoned_test", k)[:200])
-    # the other tabs show the picked step
+    # the other tabs show the picked step when they are opened
+    win.tabs.setCurrentIndex(3)
     assert win.results.table.rowCount() == 4
+    win.tabs.setCurrentIndex(2)
     assert win.images.model.rowCount() > 0
     labels = dict(win.images.model.data(win.images.model.index(0), win.images.model.LabelsRole))
     assert set(labels) == {"true", "B", f"B'@{k}", f"G@{k}"}
@@ -186,6 +188,7 @@ def test_fine_tune_from_the_picked_step_streams_dashed_curves(qtbot, win, tmp_pa
     res = ft.args[0]
     x, y = win.curves.plots["valid"].ft_acc.getData()
     assert len(x) == 3 and win.curves.plots["valid"].ft_acc.isVisible()  # epoch 0 (pruned) + 2 epochs
+    win.tabs.setCurrentIndex(3)
     assert win.results.table.rowCount() == 5 and win.results.table.item(4, 0).text().startswith("fine-pruned")
     with qtbot.waitSignal(win.saved, timeout=LONG):
         win.save_fine_tuned("bprime", path=tmp_path / "ft.h5")

@@ -1,0 +1,108 @@
+"""Does the window stay responsive during a sweep? (not a test; prints numbers)
+
+Runs the real main window, starts a 10 ms QTimer on the GUI thread, runs a sweep (cold:
+the activation cache is cleared first) and prints the longest gap between timer ticks,
+the 99th percentile, and how often the curves were redrawn while steps streamed in.
+
+    python benchmarks/gui_responsiveness.py --demo
+    python benchmarks/gui_responsiveness.py --data /tmp/bench   # the real-scale files of sweep_speed.py --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--demo", action="store_true")
+    ap.add_argument("--data", type=Path, help="folder written by sweep_speed.py --keep")
+    ap.add_argument("--warm", action="store_true", help="keep the activation cache")
+    args = ap.parse_args()
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if not args.warm:
+        os.environ["PRUNELAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="prunelab-gui-bench-")
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from engine.tfsetup import silence_native_logs
+    from guiapp.mainwindow import MainWindow
+
+    silence_native_logs()
+    app = QApplication.instance() or QApplication([])
+    win = MainWindow(QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.IniFormat))
+    win.show()
+    ticks: list[float] = []
+    redraws: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    real_refresh = win.curves._refresh
+
+    def counted():
+        real_refresh()
+        redraws.append(time.perf_counter())
+
+    win.curves._redraw.timeout.disconnect()
+    win.curves._redraw.timeout.connect(counted)
+    state = {}
+
+    def start():
+        if not args.warm:
+            from engine import cache
+
+            cache.clear()
+        ticks.clear()
+        timer.start()
+        state["t0"] = time.perf_counter()
+        win.start_sweep()
+
+    def finished(res):
+        state["t1"] = time.perf_counter()
+        state["res"] = res
+        timer.stop()
+        QTimer.singleShot(50, app.quit)
+
+    win.sweepFinished.connect(finished)
+    win.jobFailed.connect(lambda m: (print("failed:", m), app.quit()))
+    if args.demo:
+        win.demoReady.connect(lambda: QTimer.singleShot(200, start))
+        win.open_demo()
+    else:
+        spec = json.loads((args.data / "spec.json").read_text())
+        for role, p in spec["data"].items():
+            win.open_data(p, role=role)
+        win.modelLoaded.connect(lambda _: QTimer.singleShot(200, start))
+        win.open_model(spec["model"])
+    app.exec()
+    import numpy as np
+
+    gaps = np.diff(np.array(ticks)) * 1000
+    res = state["res"]
+    steps_t = np.array(redraws)
+    span = steps_t[-1] - steps_t[0] if len(steps_t) > 1 else float("nan")
+    n_images = sum(len(v) for v in res.labels.values())
+    print(f"sweep: {n_images:,} images, {res.steps} steps, {'warm' if args.warm else 'cold'}, "
+          f"{state['t1'] - state['t0']:.1f} s in the window")
+    print(f"10 ms timer: {len(ticks)} ticks, longest gap {gaps.max():.1f} ms, 99th percentile "
+          f"{np.percentile(gaps, 99):.1f} ms, median {np.median(gaps):.1f} ms")
+    if os.environ.get("BENCH_DEBUG"):
+        t = np.array(ticks)
+        for i in np.flatnonzero(gaps > 50):
+            print(f"  gap {gaps[i]:.0f} ms at {t[i] - state['t0']:.2f} s")
+        print("  first redraw at", f"{steps_t[0] - state['t0']:.2f} s" if len(steps_t) else "-")
+    print(f"curve redraws while steps streamed: {len(steps_t)} in {span:.2f} s "
+          f"= {len(steps_t) / span if span > 0 else float('inf'):.1f} per second")
+
+
+if __name__ == "__main__":
+    main()
