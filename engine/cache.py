@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.atomic import atomic_path, atomic_write_text
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 DEFAULT_CAP_MB = 4096
 _digest_lock = threading.Lock()
 _digest_memo: dict[tuple, str] = {}
@@ -58,7 +58,7 @@ def file_digest(path: str | os.PathLike) -> str:
         if skey in index:
             _digest_memo[key] = index[skey]
             return index[skey]
-    h = hashlib.blake2b(digest_size=20)
+    h = hashlib.sha256()  # the fastest hashlib digest here (SHA extensions)
     with open(p, "rb") as fh:
         while chunk := fh.read(8 << 20):
             h.update(chunk)
@@ -74,6 +74,18 @@ def file_digest(path: str | os.PathLike) -> str:
         except OSError:
             pass
     return digest
+
+
+def known_digest(path: str | os.PathLike) -> str | None:
+    """The digest if this exact file (same path, size, mtime, inode) was hashed before."""
+    try:
+        key = _stat_key(Path(path))
+    except OSError:
+        return None
+    with _digest_lock:
+        if key in _digest_memo:
+            return _digest_memo[key]
+        return _load_index().get(json.dumps(key))
 
 
 def _load_index() -> dict:

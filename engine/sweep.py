@@ -201,14 +201,37 @@ class Sweep:
                  "for this model?")
 
     # ------------------------------------------------------------------ activations
-    def _keys(self, role: str) -> str | None:
+    def _keys(self, role: str):
+        """The cache key of a dataset's activations: a string when the files were hashed
+        before (a cache hit is possible), else a Future computing it in the background while
+        the activations are computed (a file nobody hashed cannot be in the cache yet)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from engine import cache
 
         if not self.use_cache:
             return None
+        files = [self.model.path, self.model.weights_path, self.datasets[role].path]
+
+        def key():
+            return cache.activation_key(files[:2], self.split.layer, self.split.measured_at, files[2], PREFIX_BATCH)
+
         try:
-            return cache.activation_key([self.model.path, self.model.weights_path], self.split.layer,
-                                        self.split.measured_at, self.datasets[role].path, PREFIX_BATCH)
+            if all(cache.known_digest(f) for f in files if f):
+                return key()
+        except OSError:
+            return None
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunelab-hash")
+        fut = pool.submit(key)
+        pool.shutdown(wait=False)
+        return fut
+
+    @staticmethod
+    def _resolve(key):
+        if key is None or isinstance(key, str):
+            return key
+        try:
+            return key.result()
         except OSError:
             return None
 
@@ -219,7 +242,7 @@ class Sweep:
         from engine.tfsetup import keras
 
         ds = self.datasets[role]
-        if key is not None:
+        if isinstance(key, str):
             hit = cache.load(key)
             if hit is not None and hit.shape == (ds.n,) + self.split.fill.shape:
                 yield Progress("activations", ds.n, ds.n, f"{role}: activations from cache")
@@ -241,6 +264,7 @@ class Sweep:
             else:
                 out[start:start + len(x)] = y
             yield Progress("activations", start + len(x), ds.n, f"{role}: activations")
+        key = self._resolve(key)
         if key is not None:
             cache.store(key, out)
         yield out, pred0
@@ -256,7 +280,7 @@ class Sweep:
         keys = {r: self._keys(r) for r in roles}
         mean_act: dict[str, np.ndarray] = {}
         for r in roles:
-            if keys[r] is not None:
+            if isinstance(keys[r], str):
                 m = cache.load(cache.derived_key("mean", keys[r]))
                 if m is not None and m.shape == (self.n_channels,):
                     mean_act[r] = np.array(m, np.float64)
@@ -272,6 +296,7 @@ class Sweep:
                     if p0 is not None:
                         step0[role] = p0
                     mean_act[role] = np.abs(acts[role]).mean(axis=(0, 1, 2), dtype=np.float64)
+                    keys[role] = self._resolve(keys[role])
                     if keys[role] is not None:
                         cache.store(cache.derived_key("mean", keys[role]), mean_act[role])
 
@@ -281,8 +306,9 @@ class Sweep:
         labels = {r: self.datasets[r].labels for r in roles}
         preds = {r: np.zeros((steps + 1, self.datasets[r].n), np.int32) for r in roles}
         # a finished sweep's answers are cached per dataset (keyed by content, layer, order)
-        hist_keys = {r: (cache.derived_key("hist", keys[r], order, steps) if keys[r] and self.method == "fast"
-                         else None) for r in roles}
+        keys.update({r: self._resolve(k) for r, k in keys.items() if r in acts or isinstance(k, str)})
+        hist_keys = {r: (cache.derived_key("hist", keys[r], order, steps)
+                         if isinstance(keys[r], str) and self.method == "fast" else None) for r in roles}
         todo = []
         for r in roles:
             hit = cache.load(hist_keys[r]) if hist_keys[r] else None
@@ -344,9 +370,10 @@ class Sweep:
                             cp.step = step
             yield rec
             yield Progress("steps", done, units, f"{role or 'all datasets'}: step {step}/{steps}")
-        for r in todo:
-            if hist_keys[r]:
-                cache.store(hist_keys[r], preds[r])
+        for r in todo:  # keys of files hashed in the background are known by now
+            k = self._resolve(keys[r])
+            if k is not None and self.method == "fast":
+                cache.store(cache.derived_key("hist", k, order, steps), preds[r])
         timings["steps"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         result.complete = True
