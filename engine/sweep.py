@@ -133,6 +133,14 @@ class SweepResult:
         return None
 
 
+def mean_abs_per_channel(a: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Mean |activation| per channel over images and positions, without a full-size temporary."""
+    total = np.zeros(a.shape[-1], np.float64)
+    for s in range(0, len(a), chunk):
+        total += np.abs(a[s:s + chunk]).sum(axis=(0, 1, 2), dtype=np.float64)
+    return total / max(1, a.shape[0] * a.shape[1] * a.shape[2])
+
+
 def pct(mask: np.ndarray) -> float:
     return float(100.0 * np.count_nonzero(mask) / max(1, mask.size))
 
@@ -295,7 +303,7 @@ class Sweep:
                     acts[role], p0 = ev
                     if p0 is not None:
                         step0[role] = p0
-                    mean_act[role] = np.abs(acts[role]).mean(axis=(0, 1, 2), dtype=np.float64)
+                    mean_act[role] = mean_abs_per_channel(acts[role])
                     keys[role] = self._resolve(keys[role])
                     if keys[role] is not None:
                         cache.store(cache.derived_key("mean", keys[role]), mean_act[role])
@@ -323,7 +331,7 @@ class Sweep:
                     yield from load_acts(r)
         for r in roles:  # poisoned-validation means for the Activations tab
             if r not in mean_act and r in acts:
-                mean_act[r] = np.abs(acts[r]).mean(axis=(0, 1, 2), dtype=np.float64)
+                mean_act[r] = mean_abs_per_channel(acts[r])
         timings["activations"] = time.perf_counter() - t0
         result = SweepResult(
             model_path=str(self.model.path), layer=self.split.layer, measured_at=self.split.measured_at,
@@ -395,8 +403,9 @@ class Sweep:
             a = acts[role]
             # an image is affected by pruning channel c iff c is not already at its pruned value
             flat = a.reshape(len(a), -1, a.shape[-1])
-            active = np.any(flat != fill.reshape(-1, fill.shape[-1])[None], axis=1)
-            del flat
+            pruned_value = fill.reshape(-1, fill.shape[-1])[None]
+            active = np.concatenate([np.any(flat[s:s + 4096] != pruned_value, axis=1)
+                                     for s in range(0, len(a), 4096)])
             n0 = 0
             if role in step0:
                 preds[role][0] = step0[role]
