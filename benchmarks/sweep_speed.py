@@ -146,8 +146,8 @@ def main() -> None:
           f"random weights, {steps} channels of conv_3")
     print(f"naive loop, per step (mean of {args.naive_steps})   {per_step:8.2f} s   -> {steps} steps ≈ {naive_total:7.1f} s")
     print(f"one plain forward pass, 4 sets        {forward:8.2f} s")
-    print(f"cold sweep (fresh process, no cache)  {cold['sweep_s']:8.2f} s   activations {cold['timings']['activations']:.2f} s, "
-          f"steps {cold['timings']['steps']:.2f} s, peak RSS {cold['rss_mb']:.0f} MB")
+    print(f"cold sweep (fresh process, no cache)  {cold['sweep_s']:8.2f} s   peak RSS {cold['rss_mb']:.0f} MB "
+          f"(whole process, TensorFlow included)")
     print(f"warm sweep (fresh process, cached)    {warm['sweep_s']:8.2f} s   peak RSS {warm['rss_mb']:.0f} MB")
     print(f"images re-evaluated per step: mean {np.mean(rec):.0f} of {n_images} "
           f"({100 * np.mean(rec) / n_images:.1f} %)")

@@ -325,14 +325,10 @@ class Sweep:
                 yield Progress("activations", 1, 1, f"{r}: results from cache")
             else:
                 todo.append(r)
-        if self.method == "fast":
-            for r in todo:
-                if r not in acts:
-                    yield from load_acts(r)
-        for r in roles:  # poisoned-validation means for the Activations tab
-            if r not in mean_act and r in acts:
-                mean_act[r] = mean_abs_per_channel(acts[r])
         timings["activations"] = time.perf_counter() - t0
+        from engine.tfsetup import release_free_memory
+
+        release_free_memory()
         result = SweepResult(
             model_path=str(self.model.path), layer=self.split.layer, measured_at=self.split.measured_at,
             n_channels=self.n_channels, n_classes=self.model.n_classes, order=order,
@@ -344,7 +340,15 @@ class Sweep:
         self.result = result
         t1 = time.perf_counter()
         if self.method == "fast":
-            stepper = self._fast_steps({r: acts[r] for r in todo}, order, preds, step0)
+            # one dataset at a time: its activations are loaded (or computed) just before its
+            # steps and dropped after them, so only one dataset's activations are in memory
+            def fetch(role):
+                if role not in acts:
+                    yield from load_acts(role)
+                    result.mean_activation[role] = mean_act[role]
+                return acts.pop(role)
+
+            stepper = self._fast_steps(todo, fetch, order, preds, step0)
         else:
             stepper = self._naive_steps(order, preds)
         # records stream as soon as the clean validation answers of a step are known; the
@@ -356,7 +360,11 @@ class Sweep:
         base = int(np.count_nonzero(preds["clean_valid"][0] == labels["clean_valid"])) if cached else None
         units = (steps + 1) * (len(todo) if self.method == "fast" and todo else 1)
         done = 0
-        for role, step, recomputed in stepper:
+        for item in stepper:
+            if isinstance(item, Progress):
+                yield item
+                continue
+            role, step, recomputed = item
             done += 1
             created = step == len(result.records)
             if created:
@@ -392,15 +400,16 @@ class Sweep:
         return self.result
 
     # ------------------------------------------------------------------ fast path
-    def _fast_steps(self, acts, order, preds, step0) -> Iterator[tuple[str, int, int]]:
-        """Yield (role, step, images re-evaluated), dataset by dataset (clean validation first)."""
+    def _fast_steps(self, roles, fetch, order, preds, step0) -> Iterator:
+        """Yield (role, step, images re-evaluated), dataset by dataset (clean validation first),
+        and the Progress of loading each dataset's activations (``fetch(role)``)."""
         from engine.runtime import Runner
 
         head = Runner(self.split.head)
         fill = self.split.fill
         bs = HEAD_BATCH
-        for role in [r for r in ROLES if r in acts]:
-            a = acts[role]
+        for role in roles:
+            a = yield from fetch(role)
             # an image is affected by pruning channel c iff c is not already at its pruned value
             flat = a.reshape(len(a), -1, a.shape[-1])
             pruned_value = fill.reshape(-1, fill.shape[-1])[None]
@@ -428,6 +437,10 @@ class Sweep:
                     part = idx[s:s + bs]
                     cur[part] = np.argmax(head(a[part]), axis=1)
                 yield role, step, len(idx)
+            del a, active
+            from engine.tfsetup import release_free_memory
+
+            release_free_memory()
 
     # ------------------------------------------------------------------ naive path
     def _naive_steps(self, order, preds) -> Iterator[tuple[None, int, int]]:

@@ -20,10 +20,10 @@ def test_ctrl_c_during_the_sweep_writes_nothing(small_lab, tmp_path, monkeypatch
     real = sweep_mod.Sweep._fast_steps
 
     def interrupted(self, *a, **k):
-        for role, step, n in real(self, *a, **k):
-            if step == at_step and role == "poisoned_valid":
+        for item in real(self, *a, **k):
+            if isinstance(item, tuple) and item[1] == at_step and item[0] == "poisoned_valid":
                 raise KeyboardInterrupt
-            yield role, step, n
+            yield item
 
     monkeypatch.setattr(sweep_mod.Sweep, "_fast_steps", interrupted)
     out = tmp_path / "out"
