@@ -118,11 +118,12 @@ def main() -> None:
     ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
     n_images = sum(d.n for d in ds.values())
     # warm TensorFlow up (graph tracing) so it is not billed to the first measurement
-    predict_dataset_labels(lm.model, LabDataset(spec["data"]["clean_valid"], lm.input_hwc))
+    predict_dataset_labels(lm.model, LabDataset(spec["data"]["clean_valid"], lm.input_hwc), batch_size=256)
 
+    # the best plain forward pass we know (chunks of 256 images beat 1024 on 2 cores)
     t = time.perf_counter()
     for d in ds.values():
-        predict_dataset_labels(lm.model, d)
+        predict_dataset_labels(lm.model, d, batch_size=256)
     forward = time.perf_counter() - t
 
     os.environ["PRUNELAB_CACHE_DIR"] = cache

@@ -152,15 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--allow-unsafe-model", action="store_true")
     f.add_argument("-q", "--quiet", action="store_true")
 
-    g = sub.add_parser("gui", help="open the window (optionally with files)")
+    add_gui_arguments(sub.add_parser("gui", help="open the window (optionally with files)"))
+    return p
+
+
+def add_gui_arguments(g: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The window's options, shared by ``prunelab gui`` and ``prunelab-gui``."""
     g.add_argument("files", nargs="*", type=Path)
     g.add_argument("--demo", action="store_true", help="open the bundled demo")
-    g.add_argument("--run", action="store_true", help="start the sweep at once")
-    g.add_argument("--screenshot", type=Path, help="after the sweep, save a screenshot here")
-    g.add_argument("--tab", default=None, help="tab to show for --screenshot")
-    g.add_argument("--quit", action="store_true", help="exit when done (with --run/--screenshot)")
+    g.add_argument("--run", action="store_true", help="start the sweep once everything is open")
+    g.add_argument("--screenshot", type=Path, help="after the sweep, save a screenshot of the window")
+    g.add_argument("--tab", default=None, help="curves|activations|images|results for --screenshot")
+    g.add_argument("--quit", action="store_true", help="exit when the automation is done")
     g.add_argument("--smoke-test", action="store_true", help="open the window, process events, exit 0")
-    return p
+    return g
 
 
 # ----------------------------------------------------------------------------- commands

@@ -34,7 +34,7 @@ class Runner:
         return out
 
 
-def predict_dataset_labels(model, dataset, batch_size: int = 1024, state=None) -> np.ndarray:
+def predict_dataset_labels(model, dataset, batch_size: int = 256, state=None) -> np.ndarray:
     """argmax predictions of ``model`` over a whole LabDataset, read in chunks."""
     run = Runner(model)
     out = np.empty(dataset.n, np.int32)

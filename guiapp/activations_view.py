@@ -7,12 +7,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from guiapp.stepview import StepView
+
 CLEAN = (31, 95, 209)
 POISON = (209, 52, 31)
 GREY = (190, 190, 190)
 
 
-class ActivationsView(QWidget):
+class ActivationsView(StepView, QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         lay = QVBoxLayout(self)
@@ -42,15 +44,6 @@ class ActivationsView(QWidget):
         self.step = 0
         self.order.currentIndexChanged.connect(lambda _: self.refresh())
 
-    def show_result(self, result, step: int = 0) -> None:
-        self.result = result
-        self.step = step
-        self.refresh()
-
-    def set_step(self, step: int) -> None:
-        self.step = step
-        self.refresh()
-
     def refresh(self) -> None:
         r = self.result
         if r is None or "clean_valid" not in r.mean_activation:
@@ -74,6 +67,7 @@ class ActivationsView(QWidget):
             brushes_p = [pg.mkBrush(GREY if m else POISON) for m in mask]
             self.poison_bars.setOpts(x=pos + 0.2, height=np.asarray(poison)[channels], width=w,
                                      brushes=brushes_p, pens=[pg.mkPen(None)] * n)
+
         else:
             self.poison_bars.setOpts(x=[], height=[])
         ticks = [(i, str(c)) for i, c in enumerate(channels)]

@@ -8,7 +8,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 
 def process_age() -> float | None:
@@ -24,15 +23,10 @@ def process_age() -> float | None:
 
 
 def parse(argv):
+    from engine.cli import add_gui_arguments
+
     p = argparse.ArgumentParser(prog="prunelab gui", description="Open the PruneLab window.")
-    p.add_argument("files", nargs="*", type=Path)
-    p.add_argument("--demo", action="store_true", help="open the bundled demo")
-    p.add_argument("--run", action="store_true", help="start the sweep once everything is open")
-    p.add_argument("--screenshot", type=Path, help="after the sweep, save a screenshot of the window")
-    p.add_argument("--tab", default=None, help="curves|activations|images|results for --screenshot")
-    p.add_argument("--quit", action="store_true", help="exit when the automation is done")
-    p.add_argument("--smoke-test", action="store_true", help="open the window, process events, exit 0")
-    return p.parse_args(argv)
+    return add_gui_arguments(p).parse_args(argv)
 
 
 def main(argv=None, default_demo: bool | None = None) -> int:

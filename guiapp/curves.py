@@ -82,10 +82,10 @@ class CurvesView(QWidget):
         self.n_channels = 0
         self.step = 0
         self._fine: list = []
-        # records can arrive faster than it is worth redrawing: coalesce to ~12 redraws/s
+        # records can arrive faster than it is worth redrawing: coalesce to at most 20 redraws a second
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
-        self._redraw.setInterval(80)
+        self._redraw.setInterval(50)
         self._redraw.timeout.connect(self._refresh)
 
     # ------------------------------------------------------------------ data

@@ -11,6 +11,8 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QListVie
                                QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from engine.data import ROLE_TITLES
+from guiapp.stepview import StepView
+
 
 OK = QColor("#1b7f2a")
 BAD = QColor("#c62828")
@@ -145,7 +147,7 @@ class LargeView(QDialog):
         lay.addWidget(lab)
 
 
-class ImagesView(QWidget):
+class ImagesView(StepView, QWidget):
     imageOpened = Signal(int)
 
     def __init__(self, parent=None):
@@ -203,15 +205,6 @@ class ImagesView(QWidget):
         if cur in self.datasets:
             self.dataset.setCurrentIndex(list(self.datasets).index(cur))
         self.dataset.blockSignals(False)
-        self.refresh()
-
-    def show_result(self, result, step: int) -> None:
-        self.result = result
-        self.step = step
-        self.refresh()
-
-    def set_step(self, step: int) -> None:
-        self.step = step
         self.refresh()
 
     def current_labels(self, role: str) -> tuple[dict, int | None]:

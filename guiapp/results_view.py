@@ -9,6 +9,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from guiapp.stepview import StepView
+
 ACC = (46, 139, 60)
 ASR = (209, 52, 31)
 FLAG = (217, 139, 0)
@@ -40,6 +42,7 @@ class BarChart(pg.PlotWidget):
             ok = np.isfinite(vals)
             bars = pg.BarGraphItem(x=x[ok] - 0.4 + w * (i + 0.5), height=vals[ok], width=w * 0.95,
                                    brush=pg.mkBrush(*color), pen=pg.mkPen(None))
+
             self.addItem(bars)
             self._items.append(bars)
             self.legend.addItem(bars, label)
@@ -52,7 +55,7 @@ class BarChart(pg.PlotWidget):
         self.setXRange(-0.6, max(0.6, len(names) - 0.4), padding=0)
 
 
-class ResultsView(QWidget):
+class ResultsView(StepView, QWidget):
     COLS = ["model", "step", "% removed", "clean acc", "ASR", "G clean acc", "G ASR",
             "G detects (poisoned flagged)", "G false flags (clean flagged)"]
 
@@ -89,15 +92,6 @@ class ResultsView(QWidget):
         self.result = None
         self.step = 0
         self.fine = []  # list of (name, step, metrics dict role->{...})
-
-    def show_result(self, result, step: int) -> None:
-        self.result = result
-        self.step = step
-        self.refresh()
-
-    def set_step(self, step: int) -> None:
-        self.step = step
-        self.refresh()
 
     def set_fine_tuned(self, entries: list) -> None:
         self.fine = list(entries)
