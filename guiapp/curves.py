@@ -35,7 +35,8 @@ class CurvePlot(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.25)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
-        self.legend = self.addLegend(offset=(-10, -10), labelTextColor="#222")
+        self.legend = self.addLegend(offset=(-10, -10), labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 225),
+                                     pen=pg.mkPen("#bbb"))
         self.acc = self.plot([], [], pen=ACC_PEN, name="clean accuracy", symbol="o", symbolSize=4,
                              symbolBrush="#1f5fd1", symbolPen=None)
         self.asr = self.plot([], [], pen=ASR_PEN, name="attack success rate", symbol="o", symbolSize=4,
@@ -98,6 +99,8 @@ class CurvesView(QWidget):
                 item.setData([], [])
             p.ft_acc.setVisible(False)
             p.ft_asr.setVisible(False)
+            p.legend.removeItem(p.ft_acc)
+            p.legend.removeItem(p.ft_asr)
             for line in p.thresholds + p.markers:
                 p.removeItem(line)
             p.thresholds, p.markers = [], []
@@ -173,13 +176,16 @@ class CurvesView(QWidget):
         if not self.n_channels:
             return
         x0 = step / self.n_channels * 100
-        xs = np.array([x0 + 0.6 * i for i in range(len(epochs))], float)
+        xs = np.array([x0 + 1.2 * i for i in range(len(epochs))], float)
         for p in self.plots.values():
-            for item, key in ((p.ft_acc, p.acc_key), (p.ft_asr, p.asr_key)):
+            for item, key, name in ((p.ft_acc, p.acc_key, "fine-tuned: clean accuracy (per epoch)"),
+                                    (p.ft_asr, p.asr_key, "fine-tuned: ASR (per epoch)")):
                 ys = [e.metric(key) for e in epochs]
                 ok = bool(ys) and ys[0] is not None
                 item.setData(xs if ok else [], np.array(ys, float) if ok else [])
                 item.setVisible(ok)
+                if ok and p.legend.getLabel(item) is None:
+                    p.legend.addItem(item, name)
 
     # ------------------------------------------------------------------ cursor
     def step_at(self, x_percent: float) -> int:

@@ -119,7 +119,8 @@ class ResultsView(StepView, QWidget):
         clean_role = "clean_test" if test else "clean_valid"
         bd_role = "poisoned_test" if (test and "poisoned_test" in r.labels) else "poisoned_valid"
         rows = self._rows()
-        names = [n.replace(" drop", "") if n != "picked step" else f"step {s}" for n, s, _ in rows]
+        names = [f"step {s}" if n == "picked step" else f"FP@{s}" if n.startswith("fine-pruned")
+                 else n.replace(" drop", "") for n, s, _ in rows]
 
         def get(ev, role, key):
             return ev.get(role, {}).get(key)
