@@ -33,10 +33,10 @@ def _warning_printer(message, category, filename, lineno, file=None, line=None):
 class ProgressPrinter:
     """A progress bar on a terminal; a few plain lines in logs."""
 
-    def __init__(self, stream=sys.stderr, quiet: bool = False):
-        self.stream = stream
+    def __init__(self, stream=None, quiet: bool = False):
+        self.stream = stream or sys.stderr  # looked up now: silence_native_logs() replaces it
         self.quiet = quiet
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self._last_pct = -1
         self._phase = None
         self._t0 = time.perf_counter()
@@ -55,8 +55,9 @@ class ProgressPrinter:
             self.stream.flush()
         else:
             pct = int(frac * 4) * 25
-            if phase != self._phase:
-                self._phase, self._last_pct = phase, -1
+            key = (phase, text.split(":")[0])  # a few lines per phase and dataset
+            if key != self._phase:
+                self._phase, self._last_pct = key, -1
             if pct != self._last_pct:
                 self._last_pct = pct
                 print(f"{phase}: {done}/{total} {text}", file=self.stream, flush=True)

@@ -105,7 +105,9 @@ def main(argv=None, default_demo: bool | None = None) -> int:
     elif args.files:
         win.open_files(args.files)
     elif default_demo or (default_demo is None and argv is None and not sys.argv[1:]):
-        # plain `prunelab`: start on the bundled demo so there is something to explore
+        # plain `prunelab`: open the bundled demo and sweep it, so the first launch shows the
+        # whole story (the sweep takes seconds; everything stays interactive meanwhile)
+        win.demoReady.connect(lambda: QTimer.singleShot(100, win.start_sweep))
         win.open_demo("badnet")
     app.exec()
     return status["code"]
