@@ -46,6 +46,14 @@ def main() -> None:
     timer = QTimer()
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    arrivals: list[float] = []
+    real_add = win.curves.add_record
+
+    def arrived(rec):
+        arrivals.append(time.perf_counter())
+        real_add(rec)
+
+    win.curves.add_record = arrived
     real_refresh = win.curves._refresh
 
     def counted():
@@ -100,8 +108,17 @@ def main() -> None:
         for i in np.flatnonzero(gaps > 50):
             print(f"  gap {gaps[i]:.0f} ms at {t[i] - state['t0']:.2f} s")
         print("  first redraw at", f"{steps_t[0] - state['t0']:.2f} s" if len(steps_t) else "-")
-    print(f"curve redraws while steps streamed: {len(steps_t)} in {span:.2f} s "
-          f"= {len(steps_t) / span if span > 0 else float('inf'):.1f} per second")
+    print(f"curve redraws: {len(steps_t)} in {span:.2f} s = {len(steps_t) / span if span > 0 else float('inf'):.1f} "
+          f"per second overall (the activation passes between datasets bring no new points)")
+    # while records stream in (consecutive records less than a second apart)
+    a = np.array(arrivals)
+    busy = [(a[i], a[i + 1]) for i in range(len(a) - 1) if a[i + 1] - a[i] < 1.0]
+    busy_time = sum(e - b for b, e in busy)
+    in_busy = sum(1 for t in steps_t if any(b <= t <= e + 0.06 for b, e in busy))
+    lat = [steps_t[steps_t >= t][0] - t for t in a if np.any(steps_t >= t)]
+    print(f"while records stream in: {in_busy / busy_time if busy_time else float('nan'):.1f} redraws per second; "
+          f"a new point is on screen at most {max(lat) * 1000:.0f} ms after it arrived "
+          f"({len(a)} record updates)")
 
 
 if __name__ == "__main__":

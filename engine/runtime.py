@@ -3,6 +3,8 @@ so every path in PruneLab computes bit-identical numbers for the same image."""
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from engine.tfsetup import tf
@@ -34,9 +36,20 @@ class Runner:
         return out
 
 
+_runners: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def runner_for(model) -> Runner:
+    """One Runner per model, so its graph is traced once, not once per dataset."""
+    run = _runners.get(model)
+    if run is None:
+        run = _runners[model] = Runner(model)
+    return run
+
+
 def predict_dataset_labels(model, dataset, batch_size: int = 256, state=None) -> np.ndarray:
     """argmax predictions of ``model`` over a whole LabDataset, read in chunks."""
-    run = Runner(model)
+    run = runner_for(model)
     out = np.empty(dataset.n, np.int32)
     for start, x in dataset.batches(batch_size):
         if state is not None:
