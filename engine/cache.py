@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +194,3 @@ def clear() -> int:
     except OSError:
         pass
     return freed
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 
 class PruneLabError(Exception):
@@ -37,7 +36,3 @@ class PruneLabWarning(UserWarning):
 
 def warn(path: str | os.PathLike | None, message: str) -> None:
     warnings.warn(PruneLabWarning(path, message), stacklevel=2)
-
-
-def display_path(path: str | os.PathLike) -> str:
-    return str(Path(path))

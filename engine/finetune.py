@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from engine.data import ROLES, LabDataset
+from engine.data import LabDataset
 from engine.errors import PruneLabError
 from engine.memory import check_fits
 from engine.models import LoadedModel

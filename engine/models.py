@@ -7,7 +7,7 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -41,7 +41,6 @@ class LoadedModel:
     input_hwc: tuple[int, int, int]
     n_classes: int
     is_goodnet: bool = False
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:

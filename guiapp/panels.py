@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QGridLayout
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from engine.data import ROLE_TITLES, ROLES
+from engine.data import ROLE_TITLES
 
 
 def local_paths(mime) -> list[Path]:
