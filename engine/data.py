@@ -176,7 +176,16 @@ class LabDataset:
                 raise PruneLabError(self.path, f"image {start + i} holds NaN or infinite pixel values")
         return x
 
-    def batches(self, batch_size: int = DEFAULT_BATCH) -> Iterator[tuple[int, np.ndarray]]:
+    def batches(self, batch_size: int = DEFAULT_BATCH, prefetch: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """``(start, images)`` in file order; ``prefetch`` reads the next batch in a background
+        thread while the caller works on this one."""
+        if prefetch:
+            from engine.prefetch import prefetched
+
+            return prefetched(self._batches(batch_size), depth=2)
+        return self._batches(batch_size)
+
+    def _batches(self, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, self.n, batch_size):
             stop = min(self.n, start + batch_size)
             x = self.read(start, stop)

@@ -263,7 +263,7 @@ class Sweep:
         run = Runner(model)
         out = np.empty((ds.n,) + self.split.fill.shape, np.float32)
         pred0 = np.empty(ds.n, np.int32) if both else None
-        for start, x in ds.batches(PREFIX_BATCH):
+        for start, x in ds.batches(PREFIX_BATCH, prefetch=True):
             self.state.checkpoint()
             y = run(x)
             if both:
@@ -403,10 +403,10 @@ class Sweep:
     def _fast_steps(self, roles, fetch, order, preds, step0) -> Iterator:
         """Yield (role, step, images re-evaluated), dataset by dataset (clean validation first),
         and the Progress of loading each dataset's activations (``fetch(role)``)."""
-        from engine.runtime import Runner
+        from engine.runtime import MaskedHeadRunner
 
-        head = Runner(self.split.head)
         fill = self.split.fill
+        head = MaskedHeadRunner(self.split.head, fill)
         bs = HEAD_BATCH
         for role in roles:
             a = yield from fetch(role)
@@ -415,29 +415,32 @@ class Sweep:
             pruned_value = fill.reshape(-1, fill.shape[-1])[None]
             active = np.concatenate([np.any(flat[s:s + 4096] != pruned_value, axis=1)
                                      for s in range(0, len(a), 4096)])
+            acts = head.tensor(a)  # the steps read the activations from here
+            del a, flat
+            keep = np.ones(self.n_channels, bool)
             n0 = 0
             if role in step0:
                 preds[role][0] = step0[role]
             else:
-                for s in range(0, len(a), bs):
+                everyone = np.arange(len(active))
+                for s in range(0, len(everyone), bs):
                     self.state.checkpoint()
-                    preds[role][0, s:s + bs] = np.argmax(head(a[s:s + bs]), axis=1)
-                n0 = len(a)
+                    preds[role][0, s:s + bs] = head(acts, everyone[s:s + bs], keep)
+                n0 = len(everyone)
             yield role, 0, n0
             for step in range(1, self.total_steps + 1):
                 self.state.checkpoint()
                 c = order[step - 1]
+                keep[c] = False
                 idx = np.flatnonzero(active[:, c])
                 cur = preds[role][step]
                 cur[:] = preds[role][step - 1]
-                if len(idx):
-                    a[idx, :, :, c] = fill[None, :, :, c]
                 for s in range(0, len(idx), bs):
                     self.state.checkpoint()
                     part = idx[s:s + bs]
-                    cur[part] = np.argmax(head(a[part]), axis=1)
+                    cur[part] = head(acts, part, keep)
                 yield role, step, len(idx)
-            del a, active
+            del acts, active
             from engine.tfsetup import release_free_memory
 
             release_free_memory()
@@ -462,7 +465,7 @@ class Sweep:
                     conv.set_weights(ws)
                 total = 0
                 for role, ds in self.datasets.items():
-                    for start, x in ds.batches(PREFIX_BATCH):
+                    for start, x in ds.batches(PREFIX_BATCH, prefetch=True):
                         self.state.checkpoint()
                         preds[role][step, start:start + len(x)] = np.argmax(run(x), axis=1)
                     total += ds.n
