@@ -1,13 +1,20 @@
 """Sweep speed and memory at the lab's real scale (not a test; prints numbers).
 
-Builds the DeepID with 1283 classes and random weights, writes the four datasets at the
-lab's sizes (11,547 + 11,547 + 12,830 + 12,830 images, N×3×55×47 float32) as HDF5, then
-measures in one run: the naive loop's time per step (a few steps), one plain forward pass
-over all four sets, the engine's cold sweep (activations computed from the files, in a fresh
-process) and warm sweep (activation cache hit, in another fresh process), the ratios, and
-each sweep process's peak RSS.
+Two models of the lab's shape (DeepID, 1283 classes) on four HDF5 files of the lab's sizes
+(11,547 + 11,547 + 12,830 + 12,830 images, N×3×55×47 float32):
 
-    python benchmarks/sweep_speed.py [--scale 1.0] [--naive-steps 2] [--keep DIR]
+* ``--model random``: random (Glorot) weights and random pixels — the worst case for the
+  fast path, since every channel is active on most images;
+* ``--model trained``: a BadNet trained on the project's synthetic faces
+  (``benchmarks/lab_scale_badnet.py``, ~6 minutes to build) — what a user holds.
+
+Measures in one run: the naive loop's time per step (a few steps), one plain forward pass
+over all four sets, the engine's cold sweep (activations computed from the files, in a fresh
+process) and warm sweep (activation cache hit, in another fresh process), the ratios, each
+sweep process's peak RSS, and the floor of any exact method that re-runs the rest of the
+network for the images a step can affect (one forward pass + those images × the head's cost).
+
+    python benchmarks/sweep_speed.py [--model random|trained] [--naive-steps 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -86,9 +93,44 @@ def run_child(spec: dict, cache: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def describe(spec: dict) -> str:
+    if spec.get("kind") == "trained":
+        m = spec.get("metrics", {})
+        return (f"trained BadNet on synthetic faces (clean {m.get('clean_valid', 0):.1f} %, "
+                f"ASR {m.get('poisoned_valid', 0):.1f} %)")
+    return "random weights"
+
+
+def head_cost(lm, ds, n: int = 8192) -> float:
+    """Microseconds per image of one fast-path step (gather, mask, head, argmax), best of 3."""
+    from engine.runtime import MaskedHeadRunner, Runner
+    from engine.split import make_split
+
+    split = make_split(lm.model, None)
+    pre = Runner(split.prefix)
+    acts = []
+    for _, x in ds.batches(256):
+        acts.append(pre(x))
+        if sum(len(a) for a in acts) >= n:
+            break
+    acts = np.concatenate(acts)[:n]
+    run = MaskedHeadRunner(split.head, split.fill)
+    t_acts = run.tensor(acts)
+    keep = np.ones(split.n_channels, bool)
+    idx = np.arange(len(acts))
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for s in range(0, len(idx), 2048):
+            run(t_acts, idx[s:s + 2048], keep)
+        best = min(best, time.perf_counter() - t)
+    return best / len(idx) * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the lab's dataset sizes")
+    ap.add_argument("--model", choices=("random", "trained"), default="random")
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the lab's dataset sizes (random)")
     ap.add_argument("--naive-steps", type=int, default=2)
     ap.add_argument("--keep", type=Path, help="reuse/keep the synthetic files in this folder")
     args = ap.parse_args()
@@ -103,8 +145,13 @@ def main() -> None:
         spec = json.loads(spec_file.read_text())
     else:
         print(f"writing synthetic lab-size files into {work} ...", flush=True)
-        spec = make_inputs(work, args.scale)
-        spec_file.write_text(json.dumps(spec))
+        if args.model == "trained":
+            from benchmarks.lab_scale_badnet import build
+
+            spec = build(work)
+        else:
+            spec = make_inputs(work, args.scale)
+            spec_file.write_text(json.dumps(spec))
     cache = tempfile.mkdtemp(prefix="prunelab-bench-cache-")
 
     from engine.data import LabDataset
@@ -137,13 +184,14 @@ def main() -> None:
     cold = run_child(spec, cache)
     warm = run_child(spec, cache)
 
+    head_us = head_cost(lm, ds["clean_valid"])
     naive_total = per_step * steps
     rec = cold["recomputed"][1:]
     print()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, TF {versions()['tensorflow']}, Keras {versions()['keras']}")
     print(f"data: {n_images:,} images in 4 HDF5 files (N×3×55×47 float32), DeepID with 1283 classes, "
-          f"random weights, {steps} channels of conv_3")
+          f"{describe(spec)}, {steps} channels of conv_3")
     print(f"naive loop, per step (mean of {args.naive_steps})   {per_step:8.2f} s   -> {steps} steps ≈ {naive_total:7.1f} s")
     print(f"one plain forward pass, 4 sets        {forward:8.2f} s")
     print(f"cold sweep (fresh process, no cache)  {cold['sweep_s']:8.2f} s   peak RSS {cold['rss_mb']:.0f} MB "
@@ -151,6 +199,10 @@ def main() -> None:
     print(f"warm sweep (fresh process, cached)    {warm['sweep_s']:8.2f} s   peak RSS {warm['rss_mb']:.0f} MB")
     print(f"images re-evaluated per step: mean {np.mean(rec):.0f} of {n_images} "
           f"({100 * np.mean(rec) / n_images:.1f} %)")
+    floor = forward + head_us * 1e-6 * sum(rec)
+    print(f"head (conv_4 … output) per image       {head_us:8.2f} µs   (a forward pass: "
+          f"{forward / n_images * 1e6:.1f} µs per image)")
+    print(f"floor: forward pass + {sum(rec):,} head runs  {floor:6.2f} s   = {floor / forward:.2f} x forward pass")
     print(f"ratio naive 60 steps / cold sweep     {naive_total / cold['sweep_s']:8.1f} x")
     print(f"ratio cold sweep / forward pass       {cold['sweep_s'] / forward:8.2f}")
     print(f"ratio warm sweep / forward pass       {warm['sweep_s'] / forward:8.2f}")

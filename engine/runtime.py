@@ -81,9 +81,19 @@ class MaskedHeadRunner:
             # numpy's argmax answers the first NaN; mark such rows for the caller to redo
             return t.where(t.reduce_any(t.math.is_nan(out), axis=1), -1, first)
 
-        self._fn = t.function(step, reduce_retracing=True)
+        # one trace for every dataset and batch size: tracing holds the GIL (a GUI stall)
+        spec = [t.TensorSpec((None,) + tuple(int(d) for d in np.shape(fill)), t.float32),
+                t.TensorSpec((None,), t.int32), t.TensorSpec((int(np.shape(fill)[-1]),), t.bool)]
+        self._fn = t.function(step, input_signature=spec)
         self._plain = Runner(head)
         self.fill = np.asarray(fill, np.float32)
+
+    def warm_up(self) -> None:
+        """Trace the graph now (on one blank image), not in the middle of a sweep: tracing is
+        Python work that holds the GIL for ~0.1 s and would stall the window there."""
+        t = tf()
+        acts = t.zeros((1,) + self.fill.shape, t.float32)
+        self._fn(acts, t.zeros((1,), t.int32), t.ones((self.fill.shape[-1],), t.bool))
 
     def tensor(self, acts: np.ndarray):
         """The activations as a tensor the steps read from (one copy, made once)."""

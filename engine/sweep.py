@@ -308,6 +308,8 @@ class Sweep:
                     if keys[role] is not None:
                         cache.store(cache.derived_key("mean", keys[role]), mean_act[role])
 
+        if self.method == "fast":
+            self._masked_head()  # traced before anything is on screen to be kept smooth
         if "clean_valid" not in mean_act:
             yield from load_acts("clean_valid")
         order = [int(i) for i in np.argsort(mean_act["clean_valid"], kind="stable")]
@@ -400,13 +402,19 @@ class Sweep:
         return self.result
 
     # ------------------------------------------------------------------ fast path
+    def _masked_head(self):
+        if getattr(self, "_head_runner", None) is None:
+            from engine.runtime import MaskedHeadRunner
+
+            self._head_runner = MaskedHeadRunner(self.split.head, self.split.fill)
+            self._head_runner.warm_up()
+        return self._head_runner
+
     def _fast_steps(self, roles, fetch, order, preds, step0) -> Iterator:
         """Yield (role, step, images re-evaluated), dataset by dataset (clean validation first),
         and the Progress of loading each dataset's activations (``fetch(role)``)."""
-        from engine.runtime import MaskedHeadRunner
-
         fill = self.split.fill
-        head = MaskedHeadRunner(self.split.head, fill)
+        head = self._masked_head()
         bs = HEAD_BATCH
         for role in roles:
             a = yield from fetch(role)
