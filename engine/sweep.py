@@ -308,8 +308,6 @@ class Sweep:
                     if keys[role] is not None:
                         cache.store(cache.derived_key("mean", keys[role]), mean_act[role])
 
-        if self.method == "fast":
-            self._masked_head()  # traced before anything is on screen to be kept smooth
         if "clean_valid" not in mean_act:
             yield from load_acts("clean_valid")
         order = [int(i) for i in np.argsort(mean_act["clean_valid"], kind="stable")]
@@ -350,6 +348,8 @@ class Sweep:
                     result.mean_activation[role] = mean_act[role]
                 return acts.pop(role)
 
+            if todo:
+                self._masked_head()  # traced before any record is on screen to be kept smooth
             stepper = self._fast_steps(todo, fetch, order, preds, step0)
         else:
             stepper = self._naive_steps(order, preds)
