@@ -67,7 +67,6 @@ class MaskedHeadRunner:
 
     def __init__(self, head, fill: np.ndarray):
         t = tf()
-        self.head = head
         fill_t = t.constant(np.asarray(fill, np.float32))
 
         def step(acts, idx, keep):
@@ -103,7 +102,7 @@ class MaskedHeadRunner:
         if len(idx) == 0:
             return np.zeros(0, np.int32)
         t = tf()
-        out = self._fn(acts_t, t.constant(idx, t.int32), t.constant(keep, t.bool)).numpy().astype(np.int32)
+        out = self._fn(acts_t, t.constant(idx, t.int32), t.constant(keep, t.bool)).numpy()
         redo = np.flatnonzero(out < 0)
         if len(redo):  # NaN scores: answer exactly as np.argmax on the plain head's output
             x = np.asarray(t.gather(acts_t, idx[redo]))

@@ -174,6 +174,7 @@ class Sweep:
             if not (0 < t <= 100):
                 raise PruneLabError(None, f"threshold {t:g} % is outside (0, 100]")
         self.state = state or JobState()
+        self._head_runner = None  # the fast path's step graph, traced once per sweep
         self.use_cache = use_cache
         self.result: SweepResult | None = None
         for role, ds in self.datasets.items():
@@ -403,7 +404,7 @@ class Sweep:
 
     # ------------------------------------------------------------------ fast path
     def _masked_head(self):
-        if getattr(self, "_head_runner", None) is None:
+        if self._head_runner is None:
             from engine.runtime import MaskedHeadRunner
 
             self._head_runner = MaskedHeadRunner(self.split.head, self.split.fill)
