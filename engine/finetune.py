@@ -132,7 +132,7 @@ class FineTune:
         for role, ds in self.datasets.items():
             out = np.empty(ds.n, np.int32)
             for start, x in ds.batches(512):
-                self.state.checkpoint()
+                self.state.cancel_point()
                 out[start:start + len(x)] = np.argmax(run(x), axis=1)
             preds[role] = out[self.holdout_idx] if role == "clean_valid" else out
         return preds
@@ -184,7 +184,7 @@ class FineTune:
             order = rng.permutation(n)
             losses = []
             for b in range(batches):
-                self.state.checkpoint()
+                self.state.cancel_point()
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 loss = net.train_on_batch(x_train[idx], y_train[idx])
                 rezero()  # pruned channels stay exactly zero after every update

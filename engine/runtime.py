@@ -53,7 +53,7 @@ def predict_dataset_labels(model, dataset, batch_size: int = 256, state=None) ->
     out = np.empty(dataset.n, np.int32)
     for start, x in dataset.batches(batch_size, prefetch=True):
         if state is not None:
-            state.checkpoint()
+            state.cancel_point()
         out[start:start + len(x)] = np.argmax(run(x), axis=1)
     return out
 

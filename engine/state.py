@@ -33,8 +33,8 @@ class JobState:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    # called from the worker between steps
-    def checkpoint(self) -> None:
+    # called from the worker between steps (a cancel point; "checkpoint" means a threshold step)
+    def cancel_point(self) -> None:
         """Block while paused; raise Cancelled if the user cancelled."""
         while not self._running.wait(0.1):
             pass

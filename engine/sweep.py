@@ -9,9 +9,8 @@ changed, so its prediction is bit-for-bit what the naive loop would compute."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -20,18 +19,15 @@ from engine.errors import PruneLabError, warn
 from engine.memory import check_fits
 from engine.models import LoadedModel
 from engine.state import JobState
+from engine.thresholds import DEFAULT_THRESHOLDS, reached, validate_thresholds
 
 METRICS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
-METRIC_ROLE = dict(zip(METRICS, ROLES))
 ROLE_METRIC = dict(zip(ROLES, METRICS))
-METRIC_TITLES = {"clean_valid_acc": "Clean accuracy (validation)", "asr_valid": "ASR (validation)",
-                 "clean_test_acc": "Clean accuracy (test)", "asr_test": "ASR (test)"}
-DEFAULT_THRESHOLDS = (2.0, 4.0, 10.0)
 PREFIX_BATCH = 256  # small: conv_1's output for 1024 images alone is ~190 MB
 HEAD_BATCH = 2048  # the head is cheap per image; big batches keep the two cores busy
 
 
-@dataclass
+@dataclass(frozen=True)
 class Progress:
     phase: str  # "activations" | "steps"
     done: int
@@ -39,8 +35,11 @@ class Progress:
     text: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepRecord:
+    """One step's metrics. Immutable: when another dataset's metrics for the same step
+    arrive, the sweep yields a new record for that step (the window replaces the old one)."""
+
     step: int
     channel: int | None
     fraction_pruned: float
@@ -145,21 +144,14 @@ def pct(mask: np.ndarray) -> float:
     return float(100.0 * np.count_nonzero(mask) / max(1, mask.size))
 
 
-def reached_thresholds(base_correct: int, correct: int, thresholds) -> list[float]:
-    """Thresholds (in %) that the relative drop of clean validation accuracy reaches, exactly."""
-    if base_correct <= 0:
-        return []
-    drop = Fraction(base_correct - correct, base_correct) * 100
-    return [t for t in thresholds if drop >= Fraction(str(t))]
-
-
 class Sweep:
     """Validate inputs up front; ``events()`` then yields Progress and StepRecord objects and
     leaves the :class:`SweepResult` in ``self.result``."""
 
     def __init__(self, model: LoadedModel, datasets: dict[str, LabDataset], layer: str | None = None,
                  thresholds=DEFAULT_THRESHOLDS, *, method: str = "auto", use_cache: bool = True,
-                 state: JobState | None = None, max_steps: int | None = None):
+                 state: JobState | None = None, max_steps: int | None = None,
+                 order: Sequence[int] | None = None):
         from engine.split import make_split
 
         self.model = model
@@ -169,10 +161,10 @@ class Sweep:
                 raise PruneLabError(None, f"unknown dataset role '{r}'")
         if "clean_valid" not in self.datasets:
             raise PruneLabError(None, "the ranking needs clean validation data (--clean-valid)")
-        self.thresholds = tuple(sorted(float(t) for t in thresholds))
-        for t in self.thresholds:
-            if not (0 < t <= 100):
-                raise PruneLabError(None, f"threshold {t:g} % is outside (0, 100]")
+        try:
+            self.thresholds = validate_thresholds(thresholds)
+        except ValueError as e:
+            raise PruneLabError(None, str(e)) from None
         self.state = state or JobState()
         self._head_runner = None  # the fast path's step graph, traced once per sweep
         self.use_cache = use_cache
@@ -187,6 +179,12 @@ class Sweep:
             raise PruneLabError(model.path, f"the fast path is impossible here: {self.split.head_problem}")
         self.method = "naive" if (method == "naive" or self.split.head is None) else "fast"
         self.n_channels = self.split.n_channels
+        if order is not None:
+            order = [int(c) for c in order]
+            if sorted(order) != list(range(self.n_channels)):
+                raise PruneLabError(None, f"a pruning order must list each of the {self.n_channels} "
+                                    f"channels of '{self.split.layer}' once")
+        self.order = order  # None: the lab's ranking (mean |activation| on clean validation)
         self.total_steps = self.n_channels if max_steps is None else min(self.n_channels, int(max_steps))
         cut_elems = int(np.prod(self.split.fill.shape))
         need = 0
@@ -265,7 +263,7 @@ class Sweep:
         out = np.empty((ds.n,) + self.split.fill.shape, np.float32)
         pred0 = np.empty(ds.n, np.int32) if both else None
         for start, x in ds.batches(PREFIX_BATCH, prefetch=True):
-            self.state.checkpoint()
+            self.state.cancel_point()
             y = run(x)
             if both:
                 out[start:start + len(x)] = y[0]
@@ -311,7 +309,8 @@ class Sweep:
 
         if "clean_valid" not in mean_act:
             yield from load_acts("clean_valid")
-        order = [int(i) for i in np.argsort(mean_act["clean_valid"], kind="stable")]
+        order = self.order if self.order is not None else \
+            [int(i) for i in np.argsort(mean_act["clean_valid"], kind="stable")]
         labels = {r: self.datasets[r].labels for r in roles}
         preds = {r: np.zeros((steps + 1, self.datasets[r].n), np.int32) for r in roles}
         # a finished sweep's answers are cached per dataset (keyed by content, layer, order)
@@ -370,23 +369,26 @@ class Sweep:
             role, step, recomputed = item
             done += 1
             created = step == len(result.records)
-            if created:
-                result.records.append(StepRecord(step, None if step == 0 else order[step - 1],
-                                                 step / self.n_channels, total_steps=steps))
-            rec = result.records[step]
-            rec.recomputed += recomputed
-            for r in ([role] if role else roles) + (cached if created else []):
-                setattr(rec, ROLE_METRIC[r], pct(preds[r][step] == labels[r]))
+            known = {ROLE_METRIC[r]: pct(preds[r][step] == labels[r])
+                     for r in ([role] if role else roles) + (cached if created else [])}
             if created:  # clean validation is known for this step: first dataset, or cached
+                rec = StepRecord(step, None if step == 0 else order[step - 1], step / self.n_channels,
+                                 recomputed=recomputed, total_steps=steps, **known)
                 correct = int(np.count_nonzero(preds["clean_valid"][step] == labels["clean_valid"]))
                 if step == 0:
                     base = correct
                 else:
-                    rec.reached = tuple(cp.threshold for cp in result.checkpoints if cp.step is None and
-                                        reached_thresholds(base, correct, [cp.threshold]))
+                    now = tuple(cp.threshold for cp in result.checkpoints if cp.step is None and
+                                reached(base, correct, [cp.threshold]))
                     for cp in result.checkpoints:
-                        if cp.threshold in rec.reached:
+                        if cp.threshold in now:
                             cp.step = step
+                    rec = replace(rec, reached=now)
+                result.records.append(rec)
+            else:
+                old = result.records[step]
+                rec = replace(old, recomputed=old.recomputed + recomputed, **known)
+                result.records[step] = rec
             yield rec
             yield Progress("steps", done, units, f"{role or 'all datasets'}: step {step}/{steps}")
         for r in todo:  # keys of files hashed in the background are known by now
@@ -433,19 +435,19 @@ class Sweep:
             else:
                 everyone = np.arange(len(active))
                 for s in range(0, len(everyone), bs):
-                    self.state.checkpoint()
+                    self.state.cancel_point()
                     preds[role][0, s:s + bs] = head(acts, everyone[s:s + bs], keep)
                 n0 = len(everyone)
             yield role, 0, n0
             for step in range(1, self.total_steps + 1):
-                self.state.checkpoint()
+                self.state.cancel_point()
                 c = order[step - 1]
                 keep[c] = False
                 idx = np.flatnonzero(active[:, c])
                 cur = preds[role][step]
                 cur[:] = preds[role][step - 1]
                 for s in range(0, len(idx), bs):
-                    self.state.checkpoint()
+                    self.state.cancel_point()
                     part = idx[s:s + bs]
                     cur[part] = head(acts, part, keep)
                 yield role, step, len(idx)
@@ -475,7 +477,7 @@ class Sweep:
                 total = 0
                 for role, ds in self.datasets.items():
                     for start, x in ds.batches(PREFIX_BATCH, prefetch=True):
-                        self.state.checkpoint()
+                        self.state.cancel_point()
                         preds[role][step, start:start + len(x)] = np.argmax(run(x), axis=1)
                     total += ds.n
                 yield None, step, total

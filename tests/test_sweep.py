@@ -7,7 +7,7 @@ from engine.data import LabDataset
 from engine.errors import Cancelled, PruneLabError
 from engine.models import load_model
 from engine.state import JobState
-from engine.sweep import Progress, StepRecord, Sweep, reached_thresholds
+from engine.sweep import Progress, StepRecord, Sweep
 from tests.helpers import naive_sweep_predictions
 
 
@@ -69,16 +69,6 @@ def test_activation_cache_gives_identical_results(small_lab):
     assert any(isinstance(e, Progress) and "cache" in e.text for e in events)
     for role in ds:
         assert np.array_equal(cold.predictions[role], warm_sweep.result.predictions[role])
-
-
-def test_thresholds_are_exact_relative_drops():
-    # baseline 200 correct: a 2 % drop is 4 images, exactly
-    assert reached_thresholds(200, 197, [2, 4, 10]) == []
-    assert reached_thresholds(200, 196, [2, 4, 10]) == [2]
-    assert reached_thresholds(200, 192, [2, 4, 10]) == [2, 4]
-    assert reached_thresholds(200, 180, [2, 4, 10]) == [2, 4, 10]
-    assert reached_thresholds(1000, 975, [2.5]) == [2.5]
-    assert reached_thresholds(1000, 976, [2.5]) == []
 
 
 def test_checkpoints_are_the_first_steps_reaching_each_drop(small_lab):
