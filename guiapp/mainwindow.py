@@ -651,9 +651,9 @@ class MainWindow(QMainWindow):
 
         def job(state):
             bp = make_bprime(model.model, res.layer, res.pruned_channels(step), name=f"repaired_step{step}")
-            state.checkpoint()
+            state.cancel_point()
             out = bp if which == "bprime" else make_goodnet(model.model, bp)
-            state.checkpoint()
+            state.cancel_point()
             return save_model(out, path, inputs)
 
         def done(p):

@@ -45,7 +45,7 @@ class _Runner(QObject):
                             item = next(out)
                             self._flush_warnings(caught)
                             self.event.emit(item)
-                            self._state.checkpoint()
+                            self._state.cancel_point()
                     except StopIteration as stop:
                         out = stop.value
                 self._flush_warnings(caught)
