@@ -89,11 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     s = sub.add_parser("sweep", help="rank the channels, prune them one by one, save B'/G and a report")
-    src = s.add_mutually_exclusive_group(required=True)
+    src = s.add_mutually_exclusive_group()
     src.add_argument("--demo", nargs="?", const="badnet", choices=["badnet", "pruning-aware"],
                      help="use the bundled demo BadNet and its data (no download)")
     src.add_argument("--model", type=Path, help="model file: Keras 2 .h5, Keras 3 .keras, or weights .h5")
-    s.add_argument("--weights", type=Path, help="weights .h5 to load into the model (the lab's bd_weights.h5)")
+    s.add_argument("--weights", type=Path, help="weights .h5 to load into the model (the lab's bd_weights.h5); "
+                   "alone, into the lab's DeepID")
     for role in ("clean-valid", "poisoned-valid", "clean-test", "poisoned-test"):
         s.add_argument(f"--{role}", type=Path, metavar="F")
     s.add_argument("--layer", help="Conv2D layer to prune (default: the last one feeding a pooling layer)")
@@ -311,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_INPUT
+    if args.command == "sweep" and not (args.demo or args.model or args.weights):
+        parser.error("sweep needs a model: --model M, --weights W (the lab's DeepID) or --demo")
     from engine.tfsetup import silence_native_logs
 
     silence_native_logs()

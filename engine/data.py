@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -25,20 +24,6 @@ ROLE_TITLES = {
 }
 CHANNEL_COUNTS = (1, 3, 4)
 DEFAULT_BATCH = 1024
-
-
-@dataclass(frozen=True)
-class DatasetSummary:
-    path: str
-    n: int
-    image_shape: tuple[int, int, int]  # H, W, C as the model sees it
-    layout: str  # "NCHW" or "NHWC"
-    dtype: str
-    label_min: int
-    label_max: int
-    n_labels: int
-    target: int  # most frequent label (the attacker's target for a poisoned file)
-    single_target: bool
 
 
 class LabDataset:
@@ -147,11 +132,6 @@ class LabDataset:
     @property
     def label_max(self) -> int:
         return int(self.labels.max())
-
-    def summary(self) -> DatasetSummary:
-        return DatasetSummary(str(self.path), self.n, self.image_shape, self.layout, str(self.dtype),
-                              self.label_min, self.label_max, self.n_labels, self.target,
-                              self.single_target)
 
     def describe(self) -> str:
         h, w, c = self.image_shape

@@ -25,7 +25,7 @@ from engine.thresholds import DEFAULT_THRESHOLDS, reached, validate_thresholds
 METRICS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
 ROLE_METRIC = dict(zip(ROLES, METRICS))
 PREFIX_BATCH = 256  # small: conv_1's output for 1024 images alone is ~190 MB
-HEAD_BATCH = 2048  # the head is cheap per image; big batches keep the two cores busy
+HEAD_BATCH = 2048  # the head is cheap per image; big batches keep every core busy
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 
 from engine.data import LabDataset
 from engine.errors import PruneLabError
-from engine.goodnet import make_bprime, make_goodnet, save_model
+from engine.pruning import make_bprime, make_goodnet, save_model
 from engine.models import load_model
 from engine.sweep import Sweep
 

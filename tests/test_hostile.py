@@ -129,28 +129,29 @@ def test_gui_subset_shows_dialogs_and_stays_usable(qtbot, corpus, small_lab, tmp
     w.show()
     subset = [c for c in cases.values() if c.gui]
     assert len(subset) >= 6
-    with qtbot.waitSignal(w.modelLoaded, timeout=120_000):  # data are checked against the model
-        w.open_model(small_lab.model)
+    with qtbot.waitSignal(w.ctl.modelOpened, timeout=120_000):  # data are checked against the model
+        w.ctl.open_model(small_lab.model)
     for case in subset:
         if case.slot == "weights":
             with qtbot.waitSignal(w.errorShown, timeout=120_000) as b:
                 w.open_weights(case.file)
         elif case.slot == "model":
             with qtbot.waitSignal(w.errorShown, timeout=120_000) as b:
-                w.open_model(case.file)
+                w.ctl.open_model(case.file)
         else:
             with qtbot.waitSignal(w.errorShown, timeout=120_000) as b:
-                w.open_data(case.file, role=case.slot)
+                w.ctl.open_data(case.file, role=case.slot)
         assert str(case.file) in b.args[0] and re.search(case.message, b.args[0]), b.args[0]
         assert w._error_box.isVisible()
         w._error_box.close()
     assert not (root / MARKER).exists()
     # still usable: a real sweep runs to the end
-    with qtbot.waitSignal(w.modelLoaded, timeout=120_000):
-        w.open_model(small_lab.model)
+    with qtbot.waitSignal(w.ctl.modelOpened, timeout=120_000):
+        w.ctl.open_model(small_lab.model)
     for role, p in small_lab.files.items():
-        w.open_data(p, role=role)
-    with qtbot.waitSignal(w.sweepFinished, timeout=240_000):
+        with qtbot.waitSignal(w.ctl.datasetChanged, timeout=120_000):
+            w.ctl.open_data(p, role=role)
+    with qtbot.waitSignal(w.ctl.sweepFinished, timeout=240_000):
         w.start_sweep()
     w.wait_idle()
 
