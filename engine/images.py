@@ -43,7 +43,7 @@ OK_MODES = {"RGB", "RGBA", "RGBa", "RGBX", "P", "PA"} | GRAY_MODES
 MAX_LABEL = 10_000_000
 _LABEL_RE = re.compile(r"label=(\d+)", re.IGNORECASE)
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_JPEG_SIG = b"\xff\xd8\xff"
+_JPEG_SIG = b"\xff\xd8"  # start of image (the next marker may be damaged)
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
