@@ -241,7 +241,8 @@ def demo_goodnet(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo-g")
     spec = DemoSpec(**bundled_info()["spec"])
-    idents = [make_identity(np.random.default_rng([spec.seed, 0])) for _ in range(spec.identities)]
+    rng_id = np.random.default_rng([spec.seed, 0])  # the demo's identities, as engine.demo draws them
+    idents = [make_identity(rng_id) for _ in range(spec.identities)]
     xv, yv = render_set(idents, 2, np.random.default_rng(11))
     xb, _ = render_set(idents, 1, np.random.default_rng(12))
     xb = np.stack([add_sunglasses(i) for i in xb])
@@ -261,7 +262,10 @@ def demo_goodnet(tmp_path_factory):
     from engine.runtime import predict_dataset_labels
 
     b0 = predict_dataset_labels(lm.model, probe)
-    for k in range(5, res.steps + 1, 5):  # the first step where G both flags and answers
+    assert np.mean(b0[:24] == yt[:24]) > 0.9 and np.mean(b0[24:] == spec.target) > 0.9  # faces read right
+    # the first step where G both flags and answers some of the folder (this demo BadNet keeps
+    # its backdoor until the last channels go: the flags fall on faces pruning broke first)
+    for k in range(5, res.steps + 1, 5):
         bp = make_bprime(lm.model, res.layer, res.pruned_channels(k))
         flags = b0 != predict_dataset_labels(bp, probe)
         if 3 <= flags.sum() <= len(flags) - 3:
@@ -284,7 +288,7 @@ def test_eval_script_gives_the_classes_prunelab_eval_prints_in_a_bare_process(de
     want = [int(ln.split(": ")[1].split()[-1]) if "class" in ln else int(ln.split(": ")[1].split()[0])
             for ln in per_image]
     assert len(files) == 40 and any(f.endswith(".jpg") for f in files)
-    assert any(k == n for k in want) and any(k < n for k in want), want  # flags some, answers others
+    assert sum(k == n for k in want) >= 3 and sum(k < n for k in want) >= 3, want  # flags some, answers others
     assert all(ln.endswith(f"{n} (backdoor suspected)") for ln, k in zip(per_image, want) if k == n)
     r = run_bare_script(script, files, tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
