@@ -227,6 +227,28 @@ def test_eval_prints_one_line_per_image_and_the_summary(small_lab, image_lab, ca
     assert out[1].split(": ", 1)[1] == out[-1].split(": ", 1)[1]  # same accuracy from both
 
 
+def test_eval_refuses_another_size_or_resizes_it(small_lab, image_lab, capfd):
+    """The CLI redirects native stderr, so the lines are read from the file descriptors."""
+    from engine.cli import main
+
+    imgs, h5 = image_lab
+    one = sorted(imgs["poisoned_test"].glob("*.png"))[0]
+    from engine.models import load_model
+
+    big = one.parent.parent / "big_label=3.png"
+    Image.open(one).resize((94, 110), Image.Resampling.NEAREST).save(big)
+    assert main(["eval", "--model", str(small_lab.model), "--image", str(big)]) == 2
+    assert capfd.readouterr().err.strip().splitlines()[-1] == (
+        f"prunelab: error: {big}: is 110×94 pixels (H×W), the model expects 55×47; turn on resizing "
+        "(--resize) to scale images bilinearly")
+    assert main(["eval", "--model", str(small_lab.model), "--image", str(big), "--resize"]) == 0
+    out = capfd.readouterr()
+    assert f"prunelab: warning: {big}: resized 1 of 1 images to 55×47 (bilinear)" in out.err
+    small = np.asarray(Image.open(big).resize((47, 55), Image.Resampling.BILINEAR), np.float32)[None]
+    want = int(np.argmax(load_model(small_lab.model).model.predict(small, verbose=0)))
+    assert out.out.splitlines()[1] == f"{big}: class {want}"
+
+
 # ----------------------------------------------------------------------------- the eval script
 @pytest.fixture(scope="module")
 def demo_goodnet(tmp_path_factory):
