@@ -107,12 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
     s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
+    s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
     s.add_argument("-q", "--quiet", action="store_true")
 
-    e = sub.add_parser("eval", help="accuracy (and, for G, the flagged share) of a model on data files")
+    e = sub.add_parser("eval", help="a model's answers, accuracy (and, for G, the flagged share) on data or images")
     e.add_argument("--model", type=Path, required=True)
     e.add_argument("--weights", type=Path)
-    e.add_argument("--data", type=Path, action="append", required=True, metavar="F")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, action="append", metavar="F", help="HDF5 file or image folder (repeatable)")
+    src.add_argument("--image", type=Path, nargs="+", metavar="F", help="PNG/JPEG files: one line each")
+    e.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
+    e.add_argument("--json", action="store_true", help="write JSON lines instead of text")
     e.add_argument("--allow-unsafe-model", action="store_true")
 
     d = sub.add_parser("demo", help="generate the synthetic demo BadNet and its data")
@@ -147,13 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _open_datasets(args) -> dict:
     """Open (and check) the data files before the model: bad data fails fast, without
     paying for TensorFlow. Layouts are re-checked against the model once it is loaded."""
-    from engine.data import LabDataset
+    from engine.data import open_dataset
 
+    bar = ProgressPrinter(quiet=args.quiet)
     out = {}
     for role in ("clean_valid", "poisoned_valid", "clean_test", "poisoned_test"):
         path = getattr(args, role)
         if path is not None:
-            out[role] = LabDataset(path)
+            out[role] = open_dataset(path, resize=args.resize,
+                                     progress=lambda d, t, p=path: bar.update("opening", d, t, str(p)))
+            if not getattr(out[role], "has_labels", True):
+                raise PruneLabError(path, "has no labels (no class subfolders, classes.txt or 'label=N' in the "
+                                    "file names); the sweep measures accuracy, use 'prunelab eval' for answers")
     return out
 
 
@@ -210,26 +220,47 @@ def _print_summary(result, out: Path) -> None:
 
 
 def cmd_eval(args) -> int:
-    from engine.data import LabDataset
+    import json
+
+    from engine.data import open_dataset
     from engine.models import load_model
     from engine.runtime import predict_dataset_labels
 
     model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
     flag = model.n_classes - 1 if model.is_goodnet else None
     n_real = model.n_classes - 1 if model.is_goodnet else model.n_classes
-    print(f"model: {model.path} ({model.kind}, {n_real} classes{', G with flag class ' + str(flag) if flag is not None else ''})")
-    for path in args.data:
-        ds = LabDataset(path, model.input_hwc)
-        if ds.label_max >= n_real:
+
+    def emit(record: dict, text: str) -> None:
+        print(json.dumps(record) if args.json else text, flush=True)
+
+    emit({"model": str(model.path), "kind": model.kind, "classes": n_real, "flag_class": flag},
+         f"model: {model.path} ({model.kind}, {n_real} classes{', G with flag class ' + str(flag) if flag is not None else ''})")
+    for src in ([args.image] if args.image else args.data):
+        ds = open_dataset(src, model.input_hwc, resize=args.resize)
+        path, labelled = ds.path, getattr(ds, "has_labels", True)
+        if labelled and ds.label_max >= n_real:
             raise PruneLabError(path, f"labels go up to {ds.label_max} but the model has only {n_real} classes")
         pred = predict_dataset_labels(model.model, ds)
-        acc = 100.0 * (pred == ds.labels).mean()
-        line = f"{path}: {ds.n} images, accuracy {acc:.2f} %"
-        if ds.single_target and ds.n > 1:
-            line = f"{path}: {ds.n} images, all labelled {ds.target}: attack success rate {acc:.2f} %"
+        for i, f in enumerate(getattr(ds, "files", ())):  # images: one line each
+            k = int(pred[i])
+            emit({"file": str(f), "class": k, "backdoor_suspected": k == flag,
+                  "label": int(ds.labels[i]) if labelled else None},
+                 f"{f}: {k} (backdoor suspected)" if k == flag else f"{f}: class {k}")
+        rec = {"data": str(path), "images": ds.n, "accuracy": None, "attack_success_rate": None}
+        if labelled:
+            acc = 100.0 * (pred == ds.labels).mean()
+            line = f"{path}: {ds.n} images, accuracy {acc:.2f} %"
+            if ds.single_target and ds.n > 1:
+                line = f"{path}: {ds.n} images, all labelled {ds.target}: attack success rate {acc:.2f} %"
+                rec["attack_success_rate"] = acc
+            else:
+                rec["accuracy"] = acc
+        else:
+            line = f"{path}: {ds.n} images, no labels (no accuracy)"
         if flag is not None:
-            line += f", flagged as backdoor {100.0 * (pred == flag).mean():.2f} %"
-        print(line)
+            rec["flagged"] = 100.0 * (pred == flag).mean()
+            line += f", flagged as backdoor {rec['flagged']:.2f} %"
+        emit(rec, line)
         ds.close()
     return 0
 

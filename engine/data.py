@@ -240,3 +240,28 @@ def guess_role(path: str | os.PathLike, ds: LabDataset | None = None) -> str | N
     if valid == test:
         return None  # neither or both: the user picks the slot
     return f"{'poisoned' if poisoned else 'clean'}_{'valid' if valid else 'test'}"
+
+
+def open_dataset(path_or_paths, expected_hwc: tuple[int, int, int] | None = None, *, resize: bool = False,
+                 progress=None, state=None):
+    """Open whatever the user gave as data: a lab HDF5 file (:class:`LabDataset`) or PNG/JPEG
+    images — one file, several, or a folder (:class:`engine.images.ImageSet`). ``resize``,
+    ``progress(done, total)`` and ``state`` concern images only (HDF5 opens at once)."""
+    from engine.images import ImageSet, is_image_path, sniff_image
+
+    hdf5_suffixes = (".h5", ".hdf5", ".hdf", ".he5")
+    if not isinstance(path_or_paths, (str, os.PathLike)):
+        paths = [Path(p) for p in path_or_paths]
+        if len(paths) != 1:
+            h5 = [p for p in paths if p.suffix.lower() in hdf5_suffixes]
+            if h5:
+                raise PruneLabError(h5[0], "is an HDF5 file; give HDF5 data one file at a time")
+            return ImageSet(paths, expected_hwc, resize=resize, progress=progress, state=state)
+        path_or_paths = paths[0]
+    p = Path(path_or_paths)
+    # a name decides first: "a_folder.h5" is an HDF5 path (the error says it is a directory)
+    if p.suffix.lower() in hdf5_suffixes:
+        return LabDataset(p, expected_hwc)
+    if p.is_dir() or is_image_path(p) or (p.is_file() and sniff_image(p)):
+        return ImageSet(p, expected_hwc, resize=resize, progress=progress, state=state)
+    return LabDataset(p, expected_hwc)

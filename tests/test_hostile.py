@@ -28,7 +28,9 @@ NAMES = ["empty", "text", "truncated", "directory", "no_data", "no_label", "rank
          "virtual", "external_raw", "soft_link", "shape_bomb", "absurd_shape", "memory", "data_as_model",
          "truncated_model", "lambda_h5", "keras_module", "keras_function", "keras_lambda", "custom_class",
          "huge_output", "huge_vs_stored", "no_conv", "bad_layer", "bad_layer_kind", "wrong_weights",
-         "label_mismatch"]
+         "label_mismatch", "img_truncated_png", "img_corrupt_png", "img_truncated_jpeg", "img_damaged_jpeg",
+         "img_text", "img_bomb", "img_16bit", "img_cmyk", "img_size", "img_empty_folder", "img_mixed_folder",
+         "img_outside_link"]
 
 
 def test_the_corpus_has_every_case(corpus):
@@ -76,7 +78,7 @@ def test_cli(name, corpus, small_lab, tmp_path):
 
 def engine_open(case, lab, root):
     """Do with the engine what the CLI does, for one case."""
-    from engine.data import LabDataset
+    from engine.data import open_dataset
     from engine.models import load_model
     from engine.sweep import Sweep
 
@@ -89,7 +91,7 @@ def engine_open(case, lab, root):
     elif case.slot in files:
         files[case.slot] = case.file
     layer = case.extra_args[1] if case.extra_args[:1] == ["--layer"] else None
-    datasets = {r: LabDataset(p) for r, p in files.items()}
+    datasets = {r: open_dataset(p) for r, p in files.items()}
     lm = load_model(model, weights)
     Sweep(lm, datasets, layer, use_cache=False).run()
 
