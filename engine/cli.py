@@ -161,7 +161,7 @@ def _open_datasets(args) -> dict:
         if path is not None:
             out[role] = open_dataset(path, resize=args.resize,
                                      progress=lambda d, t, p=path: bar.update("opening", d, t, str(p)))
-            if not getattr(out[role], "has_labels", True):
+            if not out[role].has_labels:
                 raise PruneLabError(path, "has no labels (no class subfolders, classes.txt or 'label=N' in the "
                                     "file names); the sweep measures accuracy, use 'prunelab eval' for answers")
     return out
@@ -237,7 +237,7 @@ def cmd_eval(args) -> int:
          f"model: {model.path} ({model.kind}, {n_real} classes{', G with flag class ' + str(flag) if flag is not None else ''})")
     for src in ([args.image] if args.image else args.data):
         ds = open_dataset(src, model.input_hwc, resize=args.resize)
-        path, labelled = ds.path, getattr(ds, "has_labels", True)
+        path, labelled = ds.path, ds.has_labels
         if labelled and ds.label_max >= n_real:
             raise PruneLabError(path, f"labels go up to {ds.label_max} but the model has only {n_real} classes")
         pred = predict_dataset_labels(model.model, ds)
@@ -299,7 +299,7 @@ def cmd_cache(args) -> int:
 
 def cmd_finetune(args) -> int:
     from engine import atomic
-    from engine.data import LabDataset
+    from engine.data import open_dataset
     from engine.finetune import EpochRecord, FineTune, FineTuneConfig
     from engine.models import load_model
     from engine.outputs import read_sweep_summary, resolve_step, write_finetune_outputs
@@ -307,7 +307,7 @@ def cmd_finetune(args) -> int:
     summary = read_sweep_summary(args.from_sweep)
     step = resolve_step(summary, args.step)
     model = load_model(summary["model"], summary.get("weights"), allow_unsafe=args.allow_unsafe_model)
-    datasets = {r: LabDataset(p, model.input_hwc) for r, p in summary["datasets"].items()}
+    datasets = {r: open_dataset(p, model.input_hwc) for r, p in summary["datasets"].items()}
     inputs = model.input_files() + [d.path for d in datasets.values()]
     atomic.protect(inputs)
     cfg = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,

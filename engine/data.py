@@ -29,6 +29,8 @@ DEFAULT_BATCH = 1024
 class LabDataset:
     """One HDF5 dataset file. Cheap to open: only the header and the labels are read."""
 
+    has_labels = True  # an image folder may have none (engine.images)
+
     def __init__(self, path: str | os.PathLike, expected_hwc: tuple[int, int, int] | None = None):
         self.path = Path(path)
         self._lock = threading.RLock()
@@ -233,7 +235,7 @@ def guess_role(path: str | os.PathLike, ds: LabDataset | None = None) -> str | N
     poisoned = any(w in poison_words for w in words) or parent in poison_words or \
         bool(re.search(r"poison|backdoor|trigger", stem))
     clean = any(w in ("cl", "clean") for w in words) or parent in ("cl", "clean")
-    if ds is not None and not poisoned and not clean:
+    if ds is not None and ds.has_labels and not poisoned and not clean:
         poisoned = ds.single_target and ds.n > 1
     valid = any(w.startswith("val") or w == "dev" for w in words)
     test = any(w.startswith("test") for w in words)

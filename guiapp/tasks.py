@@ -57,10 +57,11 @@ def open_model(path, weights, allow_unsafe: bool, state: JobState) -> OpenedMode
 
 
 def open_dataset(path, expected_hwc, state: JobState):
-    """Open a dataset file (reads its header and labels: HDF5 stays off the GUI thread)."""
-    from engine.data import LabDataset, guess_role
+    """Open a dataset — an HDF5 file, image files or a folder of images (reads headers and
+    labels, so files are never read on the GUI thread)."""
+    from engine.data import guess_role, open_dataset
 
-    ds = LabDataset(path, expected_hwc)
+    ds = open_dataset(path, expected_hwc, state=state)
     return ds, guess_role(path, ds)
 
 
@@ -89,22 +90,26 @@ def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobSt
 
 
 def run_save(model, result, which: str, step: int, path: Path, inputs, state: JobState) -> Path:
-    """Save B′ (``which="bprime"``) or G at ``step`` of ``result``."""
-    from engine.pruning import make_bprime, make_goodnet, save_model
+    """Save B′ (``which="bprime"``) or G (with its eval script) at ``step`` of ``result``."""
+    from engine.pruning import make_bprime, make_goodnet, save_goodnet, save_model
 
     bp = make_bprime(model.model, result.layer, result.pruned_channels(step), name=f"repaired_step{step}")
     state.cancel_point()
-    out = bp if which == "bprime" else make_goodnet(model.model, bp)
+    if which == "bprime":
+        return save_model(bp, path, inputs)
+    g = make_goodnet(model.model, bp)
     state.cancel_point()
-    return save_model(out, path, inputs)
+    return save_goodnet(g, path, inputs)
 
 
 def run_save_fine_tuned(model, fine_tuned, which: str, path: Path, inputs, state: JobState) -> Path:
-    from engine.pruning import make_goodnet, save_model
+    from engine.pruning import make_goodnet, save_goodnet, save_model
 
-    out = fine_tuned.model if which == "bprime" else make_goodnet(model.model, fine_tuned.model)
+    if which == "bprime":
+        return save_model(fine_tuned.model, path, inputs)
+    g = make_goodnet(model.model, fine_tuned.model)
     state.cancel_point()
-    return save_model(out, path, inputs)
+    return save_goodnet(g, path, inputs)
 
 
 def run_export(model, result, folder: Path, inputs, picked_step: int, state: JobState) -> Path:
