@@ -70,6 +70,7 @@ class LabDataset:
         self._data, self._label = data, label
         self.n = n
         self.dtype = data.dtype
+        self._stored = tuple(int(x) for x in data.shape[1:])  # kept: no HDF5 call to describe the file
         self.layout = self._detect_layout(tuple(int(s) for s in data.shape[1:]), expected_hwc)
         check_fits(n * 8, p, "its labels")
         raw = np.asarray(label[...]).reshape(-1)
@@ -119,12 +120,12 @@ class LabDataset:
     def expect(self, hwc: tuple[int, int, int]) -> None:
         """Re-check the layout against a model's input (H, W, C); raises on mismatch."""
         with self._lock:
-            self.layout = self._detect_layout(tuple(int(x) for x in self._data.shape[1:]), tuple(hwc))
+            self.layout = self._detect_layout(self._stored, tuple(hwc))
 
     # ---------------------------------------------------------------- facts
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        s = tuple(int(x) for x in self._data.shape[1:])
+        s = self._stored
         return (s[1], s[2], s[0]) if self.layout == "NCHW" else s
 
     @property

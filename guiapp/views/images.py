@@ -143,10 +143,10 @@ class TileDelegate(QStyledItemDelegate):
         metrics = QFontMetrics(self.font)
         y = r.y() + THUMB + 4
         for n, (name, val) in enumerate(items):
-            if name == "true":
-                col = QColor("#222")
-            elif flag is not None and val == flag:
+            if name != "true" and flag is not None and val == flag:
                 col = FLAG
+            elif name == "true" or true is None:  # no true label: nothing to call right or wrong
+                col = QColor("#222")
             else:
                 col = OK if val == true else BAD
             value = f"⚑ {val}" if flag is not None and val == flag else str(val)
@@ -165,7 +165,7 @@ class LargeView(QDialog):
         pic = QLabel()
         pic.setPixmap(to_pixmap(pixels, 330))
         lay.addWidget(pic)
-        words = [f"<b>true</b> {labels.get('true')}"]
+        words = [f"<b>true</b> {labels['true']}"] if "true" in labels else ["no true label"]
         for k, v in labels.items():
             if k != "true":
                 mark = " (backdoor suspected)" if flag is not None and v == flag else ""
@@ -242,7 +242,7 @@ class ImagesView(StepView, QWidget):
 
     def current_labels(self, role: str) -> tuple[dict, int | None]:
         ds = self.datasets[role]
-        labels = {"true": ds.labels}
+        labels = {"true": ds.labels} if ds.has_labels else {}
         r = self.result
         covered = self.session is not None and self.session.result_covers(role)
         if r is not None and covered and len(r.records) > self.step:
@@ -267,7 +267,7 @@ class ImagesView(StepView, QWidget):
             b, bp, g = labels["B"], labels[f"B'@{self.step}"], labels[f"G@{self.step}"]
             if f == 1:
                 idx = np.flatnonzero(b != bp)
-            elif f == 2:
+            elif f == 2 and ds.has_labels:
                 idx = np.flatnonzero(bp != ds.labels)
             elif f == 3:
                 idx = np.flatnonzero(g == flag)
