@@ -95,6 +95,26 @@ def _scores(ops, kind, layer, t):
     return t
 
 
+def conv_layer(model, layer: str | None, path=None):
+    """The Conv2D to map, checked as :func:`engine.split.make_split` checks it (same default:
+    the layer the sweep prunes), but without building the split's head: a Keras model that
+    starts at an inner tensor re-calls the layers after it, which adds nodes to the user's
+    model and changes which layer ``default_layer`` picks afterwards."""
+    from engine.split import conv_layers, default_layer
+
+    name = layer or default_layer(model, path)
+    try:
+        conv = model.get_layer(name)
+    except ValueError:
+        convs = ", ".join(l.name for l in conv_layers(model)) or "none"
+        raise PruneLabError(path, f"the model has no layer named '{name}' (Conv2D layers: {convs})") from None
+    if type(conv).__name__ != "Conv2D":
+        raise PruneLabError(path, f"layer '{name}' is a {type(conv).__name__}, not a Conv2D")
+    if getattr(conv, "data_format", "channels_last") != "channels_last":
+        raise PruneLabError(path, f"layer '{name}' is channels_first; only channels_last is supported")
+    return conv
+
+
 # ----------------------------------------------------------------------------- map makers
 @dataclass
 class MapMaker:
@@ -115,24 +135,24 @@ class MapMaker:
     last_classes: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
-        from engine.split import make_split
         from engine.tfsetup import keras, tf
 
         t, k = tf(), keras()
         self.model = _keras_model(self.model)
         if self.method not in METHODS:
             raise PruneLabError(self.path, f"unknown map method '{self.method}' (use {', '.join(METHODS)})")
-        split = make_split(self.model, self.layer, self.path)
-        self.layer = split.layer
-        self.n_channels = split.n_channels
-        self.input_hw = tuple(int(d) for d in self.model.inputs[0].shape[1:3])
-        self.layer_hw = tuple(int(d) for d in split.conv.output.shape[1:3])
+        conv = conv_layer(self.model, self.layer, self.path)
+        self.layer = conv.name
+        self._input = self.model.inputs[0]  # one tensor, not a list: Keras warns on every call otherwise
+        self.n_channels = int(conv.filters)
+        self.input_hw = tuple(int(d) for d in self._input.shape[1:3])
+        self.layer_hw = tuple(int(d) for d in conv.output.shape[1:3])
         hwc = tuple(int(d) for d in self.model.inputs[0].shape[1:])
         sig = [t.TensorSpec((None,) + hwc, t.float32)]
         if self.method == "channels":
             chans = self._check_channels(self.channels)
             self.channels = chans
-            act = k.Model(self.model.inputs, split.conv.output, name="prunelab_maps_layer")
+            act = k.Model(self._input, conv.output, name="prunelab_maps_layer")
             idx = t.constant(chans, t.int32)
 
             def fn(x):
@@ -146,7 +166,7 @@ class MapMaker:
         tensor, kind, last = score_spec(self.model)
         ops = k.ops
         if self.method == "gradcam":
-            both = k.Model(self.model.inputs, [split.conv.output, tensor], name="prunelab_maps_grad")
+            both = k.Model(self._input, [conv.output, tensor], name="prunelab_maps_grad")
 
             def fn(x, cls):
                 with t.GradientTape() as tape:
@@ -164,7 +184,7 @@ class MapMaker:
             self._fn = t.function(fn, input_signature=sig + [t.TensorSpec((None,), t.int32)])
             return
         # occlusion
-        scorer = k.Model(self.model.inputs, tensor, name="prunelab_maps_scores")
+        scorer = k.Model(self._input, tensor, name="prunelab_maps_scores")
         masks = occlusion_masks(self.input_hw, self.patch, self.stride)
         self.n_patches = len(masks)
         m_t = t.constant(masks[..., None])  # P×H×W×1
@@ -316,12 +336,11 @@ def mean_activation_maps(model, layer: str | None, ds, *, limit: int | None = No
     lab's conv_3: 10×8×60). Its spatial mean per channel ranks the trigger channels; one
     channel of it, upsampled, is what the Activations tab shows for a clicked channel."""
     from engine.runtime import Runner
-    from engine.split import make_split
     from engine.tfsetup import keras
 
     km = _keras_model(model)
-    split = make_split(km, layer, getattr(ds, "path", None))
-    run = Runner(keras().Model(km.inputs, split.conv.output, name="prunelab_maps_layer"))
+    conv = conv_layer(km, layer, getattr(ds, "path", None))
+    run = Runner(keras().Model(km.inputs[0], conv.output, name="prunelab_maps_layer"))
     n = _limited(ds, limit)
     if n == 0:
         raise PruneLabError(getattr(ds, "path", None), "holds no images")
