@@ -18,10 +18,11 @@ Everything here is plain TensorFlow/Keras; callers (CLI, window, report) pass ba
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -267,27 +268,61 @@ def _limited(ds, limit: int | None) -> int:
     return ds.n if limit is None else max(0, min(int(limit), ds.n))
 
 
-def _chunks(ds, batch_size: int, limit: int | None) -> Iterable[tuple[int, np.ndarray]]:
-    n = _limited(ds, limit)
+def _read_chunks(ds, batch_size: int, n: int) -> Iterable[tuple[int, np.ndarray]]:
     for start in range(0, n, batch_size):
         yield start, ds.read(start, min(n, start + batch_size))
 
 
-def dataset_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
-                 classes: np.ndarray | None = None, state=None, progress: Progress | None = None) -> np.ndarray:
-    """The maps of the first ``limit`` images (all by default): N×H×W float32, read in chunks.
-    ``classes`` (an int array of length N), when given, receives the class each map explains."""
+@contextlib.contextmanager
+def _chunks(ds, batch_size: int, limit: int | None):
+    """The first ``limit`` images in batches, the next one read in a background thread while
+    TensorFlow works on this one (as the sweep reads); the reader stops when the loop ends."""
+    from engine.prefetch import prefetched
+
+    it = prefetched(_read_chunks(ds, batch_size, _limited(ds, limit)), depth=2)
+    try:
+        yield it
+    finally:
+        it.close()
+
+
+@dataclass
+class MapChunk:
+    """One batch of a dataset's maps: images ``[start, start + len(maps))``."""
+
+    start: int
+    images: np.ndarray  # N×H×W×C float32, 0–255
+    maps: np.ndarray  # N×H×W float32 in [0, 1]
+    classes: np.ndarray | None  # the class each map explains (None for 'channels')
+
+
+def iter_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
+              state=None, progress: Progress | None = None) -> Iterator[MapChunk]:
+    """The maps of the first ``limit`` images (all by default), a batch at a time: the reader
+    runs ahead in a thread, ``state.cancel_point()`` between batches, nothing kept here. The
+    window maps a page this way; the CLI streams it into maps.npz."""
     n = _limited(ds, limit)
     bs = batch_size or maker.batch_size
+    with _chunks(ds, bs, n) as chunks:
+        for start, x in chunks:
+            if state is not None:
+                state.cancel_point()
+            m = maker(x)
+            yield MapChunk(start, x, m, maker.last_classes)
+            if progress:
+                progress(start + len(x), n)
+
+
+def dataset_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
+                 classes: np.ndarray | None = None, state=None, progress: Progress | None = None) -> np.ndarray:
+    """All maps of the first ``limit`` images in one N×H×W float32 array (12,830 lab images:
+    133 MB). ``classes`` (an int array of length N), when given, receives the explained class."""
+    n = _limited(ds, limit)
     out = np.empty((n,) + maker.input_hw, np.float32)
-    for start, x in _chunks(ds, bs, n):
-        if state is not None:
-            state.cancel_point()
-        out[start:start + len(x)] = maker(x)
-        if classes is not None and maker.last_classes is not None:
-            classes[start:start + len(x)] = maker.last_classes
-        if progress:
-            progress(start + len(x), n)
+    for ch in iter_maps(maker, ds, limit=n, batch_size=batch_size, state=state, progress=progress):
+        out[ch.start:ch.start + len(ch.maps)] = ch.maps
+        if classes is not None and ch.classes is not None:
+            classes[ch.start:ch.start + len(ch.maps)] = ch.classes
     return out
 
 
@@ -302,32 +337,44 @@ class MeanMap:
     localisation: float | None = None  # mean per-image ratio when a trigger mask was given
 
 
+class MeanAccumulator:
+    """Running sums for a :class:`MeanMap` (and the localisation ratios, given a mask)."""
+
+    def __init__(self, hw: tuple[int, int], method: str, mask: np.ndarray | None = None):
+        self.acc = np.zeros(hw, np.float64)
+        self.img = None
+        self.n = 0
+        self.method = method
+        self.mask = mask
+        self.ratios: list[np.ndarray] = []
+
+    def add(self, images: np.ndarray, maps_: np.ndarray) -> None:
+        self.acc += maps_.sum(axis=0)
+        s = images.astype(np.float64).sum(axis=0)
+        self.img = s if self.img is None else self.img + s
+        self.n += len(maps_)
+        if self.mask is not None:
+            self.ratios.append(localisation(maps_, self.mask))
+
+    def result(self) -> MeanMap:
+        loc = None
+        if self.mask is not None:
+            r = np.concatenate(self.ratios) if self.ratios else np.zeros(0)
+            loc = float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+        n = max(self.n, 1)
+        img = self.img if self.img is not None else np.zeros(self.acc.shape + (3,))
+        return MeanMap((self.acc / n).astype(np.float32), (img / n).astype(np.float32), self.n, self.method, loc)
+
+
 def mean_map(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
              mask: np.ndarray | None = None, state=None, progress: Progress | None = None) -> MeanMap:
     """The mean of the per-image maps over a dataset, without keeping the maps."""
-    n = _limited(ds, limit)
-    if n == 0:
+    if _limited(ds, limit) == 0:
         raise PruneLabError(getattr(ds, "path", None), "holds no images to map")
-    bs = batch_size or maker.batch_size
-    acc = np.zeros(maker.input_hw, np.float64)
-    img = None
-    ratios = []
-    for start, x in _chunks(ds, bs, n):
-        if state is not None:
-            state.cancel_point()
-        m = maker(x)
-        acc += m.sum(axis=0)
-        s = x.astype(np.float64).sum(axis=0)
-        img = s if img is None else img + s
-        if mask is not None:
-            ratios.append(localisation(m, mask))
-        if progress:
-            progress(start + len(x), n)
-    loc = None
-    if mask is not None:
-        r = np.concatenate(ratios)
-        loc = float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
-    return MeanMap((acc / n).astype(np.float32), (img / n).astype(np.float32), n, maker.method, loc)
+    acc = MeanAccumulator(maker.input_hw, maker.method, mask)
+    for ch in iter_maps(maker, ds, limit=limit, batch_size=batch_size, state=state, progress=progress):
+        acc.add(ch.images, ch.maps)
+    return acc.result()
 
 
 def mean_activation_maps(model, layer: str | None, ds, *, limit: int | None = None, batch_size: int = 256,
@@ -345,13 +392,14 @@ def mean_activation_maps(model, layer: str | None, ds, *, limit: int | None = No
     if n == 0:
         raise PruneLabError(getattr(ds, "path", None), "holds no images")
     acc = None
-    for start, x in _chunks(ds, batch_size, n):
-        if state is not None:
-            state.cancel_point()
-        s = run(x).astype(np.float64).sum(axis=0)
-        acc = s if acc is None else acc + s
-        if progress:
-            progress(start + len(x), n)
+    with _chunks(ds, batch_size, n) as chunks:
+        for start, x in chunks:
+            if state is not None:
+                state.cancel_point()
+            s = run(x).astype(np.float64).sum(axis=0)
+            acc = s if acc is None else acc + s
+            if progress:
+                progress(start + len(x), n)
     return (acc / n).astype(np.float32)
 
 
@@ -566,10 +614,23 @@ def grid_figure(images: np.ndarray, maps_: np.ndarray, labels: np.ndarray, class
     return fig
 
 
-def _write_npz_entry(zf, name: str, arr: np.ndarray) -> None:
-    """Add one array to an open .npz (a zip of .npy files), so only one file's maps are in memory."""
+@contextlib.contextmanager
+def _npz_entry(zf, name: str, shape: tuple[int, ...]):
+    """Stream one float32 array into an open .npz (a zip of .npy files) chunk by chunk, so a
+    file's maps never sit in memory all at once. Yields ``write(rows)``."""
+    written = [0]
     with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
-        np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+        np.lib.format.write_array_header_2_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False, "shape": shape})
+
+        def write(rows: np.ndarray) -> None:
+            rows = np.ascontiguousarray(rows, dtype="<f4")
+            fh.write(rows.tobytes())
+            written[0] += len(rows)
+
+        yield write
+    if written[0] != shape[0]:
+        raise PruneLabError(None, f"internal: wrote {written[0]} of {shape[0]} maps for {name}")
 
 
 def run_maps_cli(args, bar, staged_output) -> int:
@@ -614,29 +675,26 @@ def run_maps_cli(args, bar, staged_output) -> int:
     with staged_output(args.out, inputs) as stage:
         with zipfile.ZipFile(stage / "maps.npz", "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             for ds, name in zip(datasets, names):
-                cls = np.full(_limited(ds, args.limit), -1, np.int64)
-                m = dataset_maps(maker, ds, limit=args.limit, classes=cls,
-                                 progress=lambda d, n, name=name: bar.update("maps", d, n, name))
-                _write_npz_entry(zf, name, m)
-                x = ds.read(0, min(GRID_IMAGES, len(m)))
-                grid = grid_figure(x, m[:len(x)], ds.labels[:len(x)],
-                                   None if args.method == "channels" else cls[:len(x)],
-                                   f"{Path(ds.path).name}: {how}")
-                save_figure(grid, stage / f"{name}_grid.png")
-                mm = MeanMap(m.mean(axis=0), _mean_image(ds, len(m)), len(m), args.method)
-                save_figure(mean_figure(mm, f"{Path(ds.path).name}: mean {how}\n{len(m):,} images"),
+                n = _limited(ds, args.limit)
+                acc = MeanAccumulator(maker.input_hw, args.method)
+                first: list[MapChunk] = []
+                with _npz_entry(zf, name, (n,) + maker.input_hw) as write:
+                    for ch in iter_maps(maker, ds, limit=n,
+                                        progress=lambda d, t, name=name: bar.update("maps", d, t, name)):
+                        write(ch.maps)
+                        acc.add(ch.images, ch.maps)
+                        if ch.start < GRID_IMAGES:
+                            first.append(ch)
+                k = min(GRID_IMAGES, n)
+                x = np.concatenate([c.images for c in first])[:k]
+                m = np.concatenate([c.maps for c in first])[:k]
+                cls = None if args.method == "channels" else np.concatenate([c.classes for c in first])[:k]
+                save_figure(grid_figure(x, m, ds.labels[:k], cls, f"{Path(ds.path).name}: {how}"),
+                            stage / f"{name}_grid.png")
+                save_figure(mean_figure(acc.result(), f"{Path(ds.path).name}: mean {how}\n{n:,} images"),
                             stage / f"{name}_mean.png")
-                del m
     if not args.quiet:
         for ds, name in zip(datasets, names):
             print(f"{ds.path}: {name} in maps.npz, {name}_mean.png, {name}_grid.png")
         print(f"wrote {args.out} ({how})")
     return 0
-
-
-def _mean_image(ds, n: int, batch_size: int = 1024) -> np.ndarray:
-    acc = None
-    for _, x in _chunks(ds, batch_size, n):
-        s = x.astype(np.float64).sum(axis=0)
-        acc = s if acc is None else acc + s
-    return (acc / max(n, 1)).astype(np.float32)
