@@ -488,7 +488,8 @@ def _overlay(ax, image, m, vmax, cmap="inferno"):
     return ax.imshow(m, cmap=cmap, vmin=0, vmax=vmax, alpha=0.6, interpolation="bilinear")
 
 
-def backdoor_map_figure(clean: MeanMap, poisoned: MeanMap, title: str | None = None):
+def backdoor_map_figure(clean: MeanMap, poisoned: MeanMap, title: str | None = None,
+                        names: tuple[str, str] = ("clean", "poisoned")):
     """Mean maps side by side (clean | poisoned), over the mean image, with one colour scale."""
     from engine.report import _plt
 
@@ -496,7 +497,7 @@ def backdoor_map_figure(clean: MeanMap, poisoned: MeanMap, title: str | None = N
     vmax = float(max(clean.map.max(), poisoned.map.max(), 1e-6))
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 4.6), layout="constrained")
     im = None
-    for ax, mm, name in ((axes[0], clean, "clean"), (axes[1], poisoned, "poisoned")):
+    for ax, mm, name in ((axes[0], clean, names[0]), (axes[1], poisoned, names[1])):
         im = _overlay(ax, mm.image, mm.map, vmax)
         sub = f"{name} ({mm.n:,} images)"
         if mm.localisation is not None and np.isfinite(mm.localisation):
@@ -516,6 +517,7 @@ METHOD_TITLES = {"channels": "activation of the chosen channels", "gradcam": "Gr
 def write_backdoor_map(model, layer: str | None, clean_ds, poisoned_ds, path: str | os.PathLike,
                        state=None, *, method: str = "gradcam", channels: Sequence[int] | None = None,
                        limit: int | None = None, mask: np.ndarray | None = None,
+                       names: tuple[str, str] = ("clean validation", "poisoned validation"),
                        progress: Progress | None = None) -> Path:
     """``backdoor_map.png``: mean maps over clean and poisoned (validation) data, side by side,
     written atomically. ``method='channels'`` without ``channels`` uses the top trigger channels."""
@@ -532,7 +534,7 @@ def write_backdoor_map(model, layer: str | None, clean_ds, poisoned_ds, path: st
     title = f"Where {maker.layer} looks: mean {METHOD_TITLES[method]}"
     if method == "channels":
         title += f" (channels {', '.join(map(str, maker.channels))})"
-    fig = backdoor_map_figure(c, p, title)
+    fig = backdoor_map_figure(c, p, title, names)
     path = Path(path)
     save_figure(fig, path)
     return path
