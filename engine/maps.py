@@ -146,9 +146,11 @@ class MapMaker:
         self.layer = conv.name
         self._input = self.model.inputs[0]  # one tensor, not a list: Keras warns on every call otherwise
         self.n_channels = int(conv.filters)
+        if any(d is None for d in tuple(self._input.shape[1:]) + tuple(conv.output.shape[1:3])):
+            raise PruneLabError(self.path, "the model's input size is not fixed; maps need a fixed image size")
         self.input_hw = tuple(int(d) for d in self._input.shape[1:3])
         self.layer_hw = tuple(int(d) for d in conv.output.shape[1:3])
-        hwc = tuple(int(d) for d in self.model.inputs[0].shape[1:])
+        hwc = tuple(int(d) for d in self._input.shape[1:])
         sig = [t.TensorSpec((None,) + hwc, t.float32)]
         if self.method == "channels":
             chans = self._check_channels(self.channels)
@@ -225,19 +227,24 @@ class MapMaker:
         """Images per call that keep the work per call near 256 forward passes."""
         return max(1, 256 // self.n_patches) if self.method == "occlusion" else 256
 
-    def __call__(self, x: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
-        """Maps for a batch: float32 N×H×W in [0, 1]; the class explained is in ``last_classes``."""
+    def explain(self, x: np.ndarray, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Maps for a batch (float32 N×H×W in [0, 1]) and the class each one explains (None
+        for ``channels``)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if len(x) == 0:
-            self.last_classes = np.zeros(0, np.int32)
-            return np.zeros((0,) + self.input_hw, np.float32)
+            return np.zeros((0,) + self.input_hw, np.float32), np.zeros(0, np.int32)
         if self.method == "channels":
-            m, c = self._fn(x)
-        else:
-            cls = np.full(len(x), -1, np.int32) if classes is None else np.asarray(classes, np.int32)
-            m, c = self._fn(x, cls)
-        self.last_classes = None if self.method == "channels" else np.asarray(c)
-        return np.asarray(m, np.float32)
+            return np.asarray(self._fn(x)[0], np.float32), None
+        cls = np.full(len(x), -1, np.int32) if classes is None else np.asarray(classes, np.int32).reshape(-1)
+        if len(cls) != len(x):
+            raise PruneLabError(self.path, f"{len(cls)} classes given for {len(x)} images")
+        m, c = self._fn(x, cls)
+        return np.asarray(m, np.float32), np.asarray(c)
+
+    def __call__(self, x: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+        """Maps for a batch; the classes they explain are kept in ``last_classes``."""
+        m, self.last_classes = self.explain(x, classes)
+        return m
 
 
 def occlusion_masks(hw: tuple[int, int], patch: int = 8, stride: int = 4) -> np.ndarray:
@@ -307,8 +314,8 @@ def iter_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int 
         for start, x in chunks:
             if state is not None:
                 state.cancel_point()
-            m = maker(x)
-            yield MapChunk(start, x, m, maker.last_classes)
+            m, c = maker.explain(x)
+            yield MapChunk(start, x, m, c)
             if progress:
                 progress(start + len(x), n)
 
