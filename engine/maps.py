@@ -660,8 +660,9 @@ def run_maps_cli(args, bar, staged_output) -> int:
         raise PruneLabError(None, "--method channels needs --channels 7,11 or --top K --poisoned F")
     if args.top is not None and args.top < 1:
         raise PruneLabError(None, f"--top must be at least 1 (got {args.top})")
-    if args.poisoned is not None and args.method != "channels":
-        raise PruneLabError(args.poisoned, "--poisoned only picks channels for --method channels")
+    if args.poisoned is not None and (args.method != "channels" or chans is not None):
+        raise PruneLabError(args.poisoned, "--poisoned only picks the --top channels for --method channels "
+                            "(not with --channels)")
     datasets = [LabDataset(p) for p in args.data]  # bad data fails before TensorFlow starts
     poisoned = LabDataset(args.poisoned) if args.poisoned is not None and chans is None else None
     lm = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)

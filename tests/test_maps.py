@@ -281,6 +281,7 @@ def test_cli_maps_gradcam_matches_the_engine(demo, tmp_path, monkeypatch):
     (["--layer", "nope"], "has no layer named 'nope'"),
     (["--layer", "pool_3"], "is a MaxPooling2D, not a Conv2D"),
     (["--limit", "0"], "--limit must be at least 1"),
+    (["--method", "channels", "--channels", "1", "--poisoned", "POISONED"], "not with --channels"),
     (["--method", "channels", "--top", "2", "--poisoned", "POISONED"], "give a clean --data file too"),
 ])
 def test_cli_maps_bad_input_is_one_line_exit_2_nothing_written(demo, tmp_path, monkeypatch, capsys, extra, message):
