@@ -310,6 +310,8 @@ def iter_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int 
     window maps a page this way; the CLI streams it into maps.npz."""
     n = _limited(ds, limit)
     bs = batch_size or maker.batch_size
+    if progress:
+        progress(0, n)  # starts the clock of a progress bar
     with _chunks(ds, bs, n) as chunks:
         for start, x in chunks:
             if state is not None:
@@ -677,6 +679,7 @@ def run_maps_cli(args, bar, staged_output) -> int:
             raise PruneLabError(args.poisoned, "--top compares it with clean data: give a clean --data file too")
         tc = trigger_channels(lm, args.layer, clean, poisoned, args.top or DEFAULT_TOP, limit=args.limit,
                               progress=lambda d, n: bar.update("channels", d, n, "ranking channels"))
+        bar.close()
         chans = tc.channels
     maker = MapMaker(lm, args.layer, args.method, chans, path=args.model)
     names = array_names([d.path for d in datasets])
@@ -695,6 +698,7 @@ def run_maps_cli(args, bar, staged_output) -> int:
                         acc.add(ch.images, ch.maps)
                         if ch.start < GRID_IMAGES:
                             first.append(ch)
+                bar.close()
                 k = min(GRID_IMAGES, n)
                 x = np.concatenate([c.images for c in first])[:k]
                 m = np.concatenate([c.maps for c in first])[:k]
