@@ -145,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--allow-unsafe-model", action="store_true")
     f.add_argument("-q", "--quiet", action="store_true")
 
+    m = sub.add_parser("maps", help="maps of where the model looks (channels, Grad-CAM, occlusion) per image")
+    m.add_argument("--model", type=Path, required=True)
+    m.add_argument("--weights", type=Path)
+    m.add_argument("--data", type=Path, action="append", required=True, metavar="F")
+    m.add_argument("--layer", help="Conv2D layer (default: the one the sweep prunes)")
+    m.add_argument("--method", choices=["channels", "gradcam", "occlusion"], default="gradcam")
+    mc = m.add_mutually_exclusive_group()
+    mc.add_argument("--channels", metavar="7,11", help="channels to sum (--method channels)")
+    mc.add_argument("--top", type=int, metavar="K", help="the K channels most raised by --poisoned (default 5)")
+    m.add_argument("--poisoned", type=Path, metavar="F", help="poisoned data that picks the --top channels")
+    m.add_argument("--limit", type=int, metavar="N", help="map only the first N images of each file")
+    m.add_argument("--out", type=Path, required=True, metavar="DIR")
+    m.add_argument("--allow-unsafe-model", action="store_true")
+    m.add_argument("-q", "--quiet", action="store_true")
+
     return p
 
 
@@ -335,6 +350,13 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_maps(args) -> int:
+    from engine.maps import run_maps_cli
+    from engine.outputs import staged_output
+
+    return run_maps_cli(args, ProgressPrinter(quiet=args.quiet), staged_output)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one headless command; returns the exit code (2: bad input, 130: cancelled)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -371,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 COMMANDS = {"sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "cache": cmd_cache,
-            "finetune": cmd_finetune}
+            "finetune": cmd_finetune, "maps": cmd_maps}
 
 
 if __name__ == "__main__":
