@@ -207,7 +207,8 @@ def cmd_sweep(args) -> int:
         if isinstance(ev, Progress):
             bar.update("pruning" if ev.phase == "steps" else "activations", ev.done, ev.total, ev.text)
     bar.close()
-    write_sweep_outputs(sweep.result, model, args.out, inputs=inputs, with_models=not args.no_models)
+    write_sweep_outputs(sweep.result, model, args.out, inputs=inputs, with_models=not args.no_models,
+                        datasets=datasets)
     if not args.quiet:
         _print_summary(sweep.result, args.out)
     return 0
@@ -352,9 +353,8 @@ def cmd_finetune(args) -> int:
 
 def cmd_maps(args) -> int:
     from engine.maps import run_maps_cli
-    from engine.outputs import staged_output
 
-    return run_maps_cli(args, ProgressPrinter(quiet=args.quiet), staged_output)
+    return run_maps_cli(args, ProgressPrinter(quiet=args.quiet))
 
 
 def main(argv: list[str] | None = None) -> int:

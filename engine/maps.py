@@ -644,12 +644,13 @@ def _npz_entry(zf, name: str, shape: tuple[int, ...]):
         raise PruneLabError(None, f"internal: wrote {written[0]} of {shape[0]} maps for {name}")
 
 
-def run_maps_cli(args, bar, staged_output) -> int:
+def run_maps_cli(args, bar) -> int:
     """``prunelab maps``: check every input first, then map each --data file into --out."""
     import zipfile
 
     from engine import atomic
-    from engine.data import LabDataset
+    from engine.data import open_dataset
+    from engine.outputs import staged_output
     from engine.models import load_model
     from engine.report import save_figure
 
@@ -665,8 +666,8 @@ def run_maps_cli(args, bar, staged_output) -> int:
     if args.poisoned is not None and (args.method != "channels" or chans is not None):
         raise PruneLabError(args.poisoned, "--poisoned only picks the --top channels for --method channels "
                             "(not with --channels)")
-    datasets = [LabDataset(p) for p in args.data]  # bad data fails before TensorFlow starts
-    poisoned = LabDataset(args.poisoned) if args.poisoned is not None and chans is None else None
+    datasets = [open_dataset(p) for p in args.data]  # bad data fails before TensorFlow starts
+    poisoned = open_dataset(args.poisoned) if args.poisoned is not None and chans is None else None
     lm = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
     for d in datasets + ([poisoned] if poisoned else []):
         d.expect(lm.input_hwc)

@@ -58,11 +58,12 @@ def checkpoint_file_names(threshold: float) -> dict[str, str]:
 
 def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterable = (),
                         with_models: bool = True, extra: dict | None = None,
-                        state: JobState | None = None,
+                        datasets: dict | None = None, state: JobState | None = None,
                         log: Callable[[str], None] | None = None) -> SweepOutputs:
-    """A sweep's folder: ``metrics.csv``, ``summary.json``, the figures, and B′ and G (with its
-    ``G_<t>_eval.py``) at every checkpoint that was reached (``with_models``). ``model`` is the
-    :class:`LoadedModel` swept."""
+    """A sweep's folder: ``metrics.csv``, ``summary.json``, the figures, B′ and G (with its
+    ``G_<t>_eval.py``) at every checkpoint that was reached (``with_models``), and — when
+    ``datasets`` holds clean and poisoned validation data — ``backdoor_map.png``, the mean
+    Grad-CAM maps of both. ``model`` is the :class:`LoadedModel` swept."""
     from engine.pruning import make_bprime, make_goodnet, save_goodnet, save_model
     from engine.report import write_report
 
@@ -85,6 +86,14 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
                 save_goodnet(make_goodnet(model.model, bp), stage / names["goodnet"], inputs)
                 written.models[cp.threshold] = names
         state.cancel_point()
+        datasets = datasets or {}
+        if "clean_valid" in datasets and "poisoned_valid" in datasets:
+            from engine.maps import write_backdoor_map
+
+            if log:
+                log("drawing the backdoor map (mean Grad-CAM, clean vs poisoned validation)")
+            write_backdoor_map(model, result.layer, datasets["clean_valid"], datasets["poisoned_valid"],
+                               stage / "backdoor_map.png", state)
         info = {"weights": str(model.weights_path) if model.weights_path else None}
         info.update(extra or {})
         write_report(result, stage, written.models, extra=info)

@@ -276,9 +276,10 @@ class Controller(QObject):
             self.error.emit("Run a sweep first; the report describes a finished sweep")
             return
         model, res, inputs, step = s.model, s.result, s.inputs(), s.step
+        datasets = {r: d for r, d in s.datasets.items() if s.result_covers(r)}
         self.progress.emit("Writing the report, B′ and G…", 0, 0)
-        self.run("export", lambda st: tasks.run_export(model, res, folder, inputs, step, st),
-                 on_return=lambda p: self._saved(p, "Report, B′ and G written"))
+        self.run("export", lambda st: tasks.run_export(model, res, datasets, folder, inputs, step, st),
+                 roles=tuple(datasets), on_return=lambda p: self._saved(p, "Report, B′ and G written"))
 
     def _saved(self, path, what: str) -> None:
         self.progress.emit(f"saved {Path(path).name}", 1, 1)

@@ -112,11 +112,12 @@ def run_save_fine_tuned(model, fine_tuned, which: str, path: Path, inputs, state
     return save_goodnet(g, path, inputs)
 
 
-def run_export(model, result, folder: Path, inputs, picked_step: int, state: JobState) -> Path:
+def run_export(model, result, datasets: dict, folder: Path, inputs, picked_step: int, state: JobState) -> Path:
     """The same folder ``prunelab sweep`` writes, through the same function."""
     from engine.outputs import write_sweep_outputs
 
-    write_sweep_outputs(result, model, folder, inputs=inputs, extra={"picked_step": picked_step}, state=state)
+    write_sweep_outputs(result, model, folder, inputs=inputs, extra={"picked_step": picked_step},
+                        datasets=datasets, state=state)
     return Path(folder)
 
 

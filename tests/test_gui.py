@@ -87,7 +87,8 @@ def test_demo_sweep_pick_save_and_export(qtbot, win, tmp_path):
         win.export_report(out)
     assert {p.name for p in out.iterdir()} == {
         "metrics.csv", "summary.json", "curves_valid.png", "curves_test.png", "bprime_bars.png",
-        "goodnet_bars.png", "B_prime_2.h5", "B_prime_4.h5", "B_prime_10.h5", "G_2.keras", "G_4.keras", "G_10.keras"}
+        "goodnet_bars.png", "B_prime_2.h5", "B_prime_4.h5", "B_prime_10.h5", "G_2.keras", "G_4.keras", "G_10.keras",
+        "G_2_eval.py", "G_4_eval.py", "G_10_eval.py", "backdoor_map.png"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["picked_step"] == k and [c["step"] for c in summary["checkpoints"]] == \
         [c.step for c in res.checkpoints]
