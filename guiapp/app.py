@@ -77,7 +77,7 @@ class Automation:
 
         self.win, self.args, self.status, self.app, self.timer = win, args, status, app, QTimer
         ctl = win.ctl
-        ready = ctl.demoReady if (args.demo or not args.files) else ctl.modelOpened
+        ready = ctl.inputsReady
         if args.quit:
             win.errorShown.connect(self.failed)
         if args.run or not (args.demo or args.files or args.screenshot or args.quit):

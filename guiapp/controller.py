@@ -32,7 +32,7 @@ class Controller(QObject):
     modelOpened = Signal(object)  # tasks.OpenedModel
     datasetChanged = Signal(str, object)  # role, dataset or None
     fileOpened = Signal(object)  # Path, for the recent-files menu
-    demoReady = Signal()
+    inputsReady = Signal()  # everything a demo or a drop asked to open has arrived (or failed)
     sweepStarted = Signal(object)  # tasks.SweepStarted
     stepRecord = Signal(object)  # engine.sweep.StepRecord
     sweepFinished = Signal(object)  # engine.sweep.SweepResult
@@ -54,7 +54,7 @@ class Controller(QObject):
         self.session = Session()
         self.worker: Worker | None = None  # the task in the one slot
         self._workers: set[Worker] = set()  # every thread still running, the slot's included
-        self._demo_pending = 0
+        self._pending = 0  # opens still to arrive of the last demo or drop
 
     # ------------------------------------------------------------------ running tasks
     def run(self, name: str, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
@@ -129,6 +129,7 @@ class Controller(QObject):
         self.run("reading files", lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
 
     def _route(self, route: tasks.FileRoute) -> None:
+        self._pending = len(route.data) + bool(route.models or route.weights)
         for p in route.data:
             self.open_data(p)
         if route.models or route.weights:
@@ -136,9 +137,12 @@ class Controller(QObject):
         if route.bad:
             p, why = route.bad[0]
             self.error.emit(f"{p}: {why}")
+        if not self._pending:
+            self.inputsReady.emit()
 
     def open_model(self, path, weights=None, allow_unsafe: bool = False) -> None:
         def refused(e):
+            self._arrived()
             if isinstance(e, UnsafeModelError) and not allow_unsafe:
                 self.progress.emit("idle", 0, 1)
                 self.unsafeModel.emit(path, weights, str(e))
@@ -164,7 +168,7 @@ class Controller(QObject):
         if opened.default_layer is None and not lm.is_goodnet:
             self.error.emit(f"{lm.path}: the model has no Conv2D layer to prune")
         self.modelOpened.emit(opened)
-        self._demo_step()
+        self._arrived()
 
     def open_data(self, path, role: str | None = None) -> None:
         try:
@@ -176,7 +180,8 @@ class Controller(QObject):
         m = self.session.model
         hwc = m.input_hwc if m is not None else None
         self.run("opening data", lambda st: tasks.open_dataset(path, hwc, st), light=True,
-                 on_return=lambda v: self._data_opened(Path(path), role, *v))
+                 on_return=lambda v: self._data_opened(Path(path), role, *v),
+                 on_error=lambda e: self._arrived())
 
     def _data_opened(self, path: Path, role: str | None, ds, guessed: str | None) -> None:
         from engine import atomic
@@ -189,13 +194,13 @@ class Controller(QObject):
         except SlotBusy as e:
             ds.close()
             self.error.emit(str(e))
-            self._demo_step()
+            self._arrived()
             return
         atomic.protect([path])
         self.fileOpened.emit(path)
         self.message.emit(f"{ROLE_TITLES[role]}: {ds.describe()}")
         self.datasetChanged.emit(role, ds)
-        self._demo_step()
+        self._arrived()
 
     def clear_data(self, role: str) -> None:
         try:
@@ -211,18 +216,22 @@ class Controller(QObject):
         def prepared(paths):
             for role in ROLES:
                 self.clear_data(role)
-            self._demo_pending = len(paths.datasets) + 1
-            for role, p in paths.datasets.items():
-                self.open_data(p, role=role)
-            self.open_model(paths.model)
+            self.open_set(paths.model, None, paths.datasets)
 
         self.run("preparing the demo", lambda st: tasks.prepare_demo(variant, st), on_return=prepared)
 
-    def _demo_step(self) -> None:
-        if self._demo_pending:
-            self._demo_pending -= 1
-            if not self._demo_pending:
-                self.demoReady.emit()
+    def open_set(self, model, weights, datasets: dict) -> None:
+        """A model and datasets by role; ``inputsReady`` once all of them have arrived."""
+        self._pending = len(datasets) + 1
+        for role, p in datasets.items():
+            self.open_data(p, role=role)
+        self.open_model(model, weights)
+
+    def _arrived(self) -> None:
+        if self._pending:
+            self._pending -= 1
+            if not self._pending:
+                self.inputsReady.emit()
 
     # ------------------------------------------------------------------ the sweep
     def start_sweep(self, layer: str | None, thresholds) -> bool:

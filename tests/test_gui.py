@@ -44,7 +44,7 @@ def drop(target, *paths):
 
 
 def test_demo_sweep_pick_save_and_export(qtbot, win, tmp_path):
-    with qtbot.waitSignal(win.ctl.demoReady, timeout=LONG):
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
         win.ctl.open_demo()
     assert set(win.session.datasets) == {"clean_valid", "poisoned_valid", "clean_test", "poisoned_test"}
     with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
@@ -228,7 +228,7 @@ def test_drops_route_files_by_content_and_are_remembered(qtbot, tmp_path, small_
 
 
 def test_fine_tune_from_the_picked_step_streams_dashed_curves(qtbot, win, tmp_path):
-    with qtbot.waitSignal(win.ctl.demoReady, timeout=LONG):
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
         win.ctl.open_demo()
     with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
         win.start_sweep()

@@ -257,7 +257,7 @@ def demo_goodnet(tmp_path_factory):
     from engine.demo import DemoSpec, bundled_dir, bundled_info
     from engine.evalscript import eval_script_name, write_eval_script
     from engine.faces import add_sunglasses, make_identity, render_set
-    from engine.goodnet import make_bprime, make_goodnet, save_model
+    from engine.pruning import make_bprime, make_goodnet, save_model
     from engine.models import load_model
     from engine.sweep import Sweep
 
