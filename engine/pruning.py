@@ -124,6 +124,20 @@ def goodnet_labels(badnet_labels: np.ndarray, bprime_labels: np.ndarray, n_class
     return np.where(badnet_labels == bprime_labels, badnet_labels, n_classes).astype(np.int32)
 
 
+def verdicts(model, layer: str | None, channels, dataset, n_classes: int, state=None) -> dict[str, np.ndarray]:
+    """What B, B′ (``channels`` of ``layer`` pruned) and G answer for every image of ``dataset``
+    (images the sweep never saw, such as a user's photos): ``{"B", "B'", "G"}`` label arrays.
+    Without a layer only B's answers are given."""
+    from engine.runtime import predict_dataset_labels
+
+    out = {"B": predict_dataset_labels(model, dataset, state=state)}
+    if layer is not None:
+        bp = make_bprime(model, layer, channels)
+        out["B'"] = predict_dataset_labels(bp, dataset, state=state)
+        out["G"] = goodnet_labels(out["B"], out["B'"], n_classes)
+    return out
+
+
 def pct(mask: np.ndarray) -> float:
     """Share of True in ``mask``, in %."""
     return float(100.0 * np.count_nonzero(mask) / max(1, mask.size))

@@ -93,13 +93,19 @@ class Automation:
         if res is not None:
             ten = res.checkpoint_step(10.0)
             win.set_step(ten if ten is not None else res.steps)
+        if res is not None and args.demo and args.files:  # photos judged after the demo's sweep
+            win.ctl.photoVerdicts.connect(lambda _: self.timer.singleShot(800, self.shoot))
+            win.ctl.open_files(args.files)
+            return
         self.timer.singleShot(600, self.shoot)
 
     def shoot(self) -> None:
         args = self.args
         if args.screenshot:
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            ok = self.win.grab().save(str(args.screenshot))
+            screen = self.app.primaryScreen()
+            shot = screen.grabWindow(0) if self.app.platformName() == "xcb" else self.win.grab()
+            ok = shot.save(str(args.screenshot))  # on a display the whole screen: dialogs included
             print(f"prunelab: screenshot {'saved to' if ok else 'FAILED:'} {args.screenshot}", flush=True)
             self.status["code"] = 0 if ok else 1
         if args.quit:

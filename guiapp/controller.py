@@ -40,6 +40,8 @@ class Controller(QObject):
     fineTuneEpochs = Signal(int, list)  # step, EpochRecords so far
     fineTuneFinished = Signal(object)
     pageRead = Signal(object)  # tasks.ImagePage
+    photosOpened = Signal(object)  # the photo set
+    photoVerdicts = Signal(object)  # tasks.PhotoVerdicts
     progress = Signal(str, int, int)  # text, done, total (total 0: busy, no count)
     busyChanged = Signal(str)  # the running task's name, "" when idle
     pausedChanged = Signal(bool)  # emitted when the pause really took effect
@@ -129,7 +131,9 @@ class Controller(QObject):
         self.run("reading files", lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
 
     def _route(self, route: tasks.FileRoute) -> None:
-        self._pending = len(route.data) + bool(route.models or route.weights)
+        self._pending = len(route.data) + bool(route.models or route.weights) + bool(route.photos)
+        if route.photos:
+            self.open_photos(route.photos)
         for p in route.data:
             self.open_data(p)
         if route.models or route.weights:
@@ -168,6 +172,7 @@ class Controller(QObject):
         if opened.default_layer is None and not lm.is_goodnet:
             self.error.emit(f"{lm.path}: the model has no Conv2D layer to prune")
         self.modelOpened.emit(opened)
+        self.photo_verdicts(self.session.step)
         self._arrived()
 
     def open_data(self, path, role: str | None = None) -> None:
@@ -177,9 +182,9 @@ class Controller(QObject):
         except SlotBusy as e:
             self.error.emit(str(e))
             return
-        m = self.session.model
+        m, resize = self.session.model, self.session.resize
         hwc = m.input_hwc if m is not None else None
-        self.run("opening data", lambda st: tasks.open_dataset(path, hwc, st), light=True,
+        self.run("opening data", lambda st: tasks.open_dataset(path, hwc, resize, st), light=True,
                  on_return=lambda v: self._data_opened(Path(path), role, *v),
                  on_error=lambda e: self._arrived())
 
@@ -201,6 +206,41 @@ class Controller(QObject):
         self.message.emit(f"{ROLE_TITLES[role]}: {ds.describe()}")
         self.datasetChanged.emit(role, ds)
         self._arrived()
+
+    def open_photos(self, paths) -> None:
+        """Images (files or folders) as the browser's extra set, with B's, B′'s and G's verdicts."""
+        m = self.session.model
+        hwc, resize = (m.input_hwc if m is not None else None), self.session.resize
+
+        def opened(ds):
+            self.session.set_photos(ds)
+            self.message.emit(f"Images: {ds.n:,} from {ds.path}")
+            self.photosOpened.emit(ds)
+            self.photo_verdicts(self.session.step)
+            self._arrived()
+
+        self.run("opening images", lambda st: tasks.open_photos(list(paths), hwc, resize, st), light=True,
+                 on_return=opened, on_error=lambda e: self._arrived())
+
+    def photo_verdicts(self, step: int) -> None:
+        """B's answers for the photos, and B′'s and G's at ``step`` once a sweep has finished."""
+        s = self.session
+        ds, model, res = s.photos, s.model, s.result
+        if ds is None or model is None:
+            return
+        v = s.photo_verdicts
+        if v is not None and v.dataset_path == str(ds.path) and v.step == (step if res is not None else None):
+            return
+        s.hold(ds)
+
+        def arrived(verdicts):
+            if s.photos is ds:
+                s.photo_verdicts = verdicts
+                self.photoVerdicts.emit(verdicts)
+
+        w = self.run("judging images", lambda st: tasks.photo_verdicts(model, res, step, ds, st), light=True,
+                     on_return=arrived)
+        w.finished.connect(lambda: s.release(ds))
 
     def clear_data(self, role: str) -> None:
         try:
@@ -321,7 +361,7 @@ class Controller(QObject):
 
     # ------------------------------------------------------------------ image pages
     def read_page(self, role: str, indices) -> None:
-        ds = self.session.datasets.get(role)
+        ds = self.session.photos if role == "photos" else self.session.datasets.get(role)
         if ds is None:
             return
         self.session.hold(ds)

@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
     def _build(self) -> None:
         left = LeftPanel()
         self.model_panel, self.slots, self.checkpoints = left.model_panel, left.slots, left.checkpoints
+        left.resize_box.toggled.connect(lambda on: setattr(self.session, "resize", on))
         self.step_panel = StepPanel()
         curves_tab = CurvesTab(self.step_panel)
         self.curves = curves_tab.curves
@@ -111,6 +112,9 @@ class MainWindow(QMainWindow):
         c.sweepFinished.connect(self._sweep_finished)
         c.sweepCancelled.connect(lambda: status.showMessage("Sweep cancelled; nothing was written", 8000))
         c.pageRead.connect(self.images.show_page)
+        self.images.verdictsWanted.connect(c.photo_verdicts)
+        c.photoVerdicts.connect(self.images.verdicts_arrived)
+        c.photosOpened.connect(self._photos_opened)
         c.fineTuneEpochs.connect(self.curves.set_fine_tune)
         c.fineTuneFinished.connect(lambda ft: self.results.set_fine_tuned(self.session.fine_tuned))
 
@@ -160,9 +164,17 @@ class MainWindow(QMainWindow):
         self._invalidate()
 
     def _dataset_changed(self, role: str, ds) -> None:
-        self.slots[role].show_dataset(ds)
+        if role in self.slots:
+            self.slots[role].show_dataset(ds)
         self.images.set_datasets(self.session)
         self._invalidate()
+
+    def _photos_opened(self, ds) -> None:
+        """Dropped images: the Images tab shows them; a single image opens large with G's verdict."""
+        self.images.set_datasets(self.session, show="photos")
+        self.tabs.setCurrentWidget(self.images)
+        if ds.n == 1:
+            self.images.show_single()
 
     def dragEnterEvent(self, ev) -> None:
         if local_paths(ev.mimeData()):

@@ -56,12 +56,12 @@ def open_model(path, weights, allow_unsafe: bool, state: JobState) -> OpenedMode
     return OpenedModel(lm, layer, tuple(l.name for l in conv_layers(lm.model)))
 
 
-def open_dataset(path, expected_hwc, state: JobState):
+def open_dataset(path, expected_hwc, resize: bool, state: JobState):
     """Open a dataset — an HDF5 file, image files or a folder of images (reads headers and
     labels, so files are never read on the GUI thread)."""
     from engine.data import guess_role, open_dataset
 
-    ds = open_dataset(path, expected_hwc, state=state)
+    ds = open_dataset(path, expected_hwc, resize=resize, state=state)
     return ds, guess_role(path, ds)
 
 
@@ -146,24 +146,58 @@ class FileRoute:
     models: tuple = ()
     weights: tuple = ()
     data: tuple = ()
+    photos: tuple = ()  # image files and folders: the browser's extra "Images" set
     bad: tuple = ()  # (path, one-line reason)
 
 
+@dataclass(frozen=True)
+class PhotoVerdicts:
+    """B's, B′'s and G's answers for the photos at one step of the sweep."""
+
+    dataset_path: str
+    step: int | None
+    labels: dict  # name ("B", "B'@k", "G@k") -> label array
+    flag: int | None
+
+
 def route_files(paths, state: JobState) -> FileRoute:
+    from engine.images import sniff_image
     from engine.models import sniff
 
-    models, weights, data, bad = [], [], [], []
+    models, weights, data, photos, bad = [], [], [], [], []
     for p in map(Path, paths):
-        kind = sniff(p)
-        if kind == "dataset":
+        kind = "photos" if p.is_dir() or (p.is_file() and sniff_image(p)) else sniff(p)
+        if kind == "photos":
+            photos.append(p)
+        elif kind == "dataset":
             data.append(p)
         elif kind in ("model-h5", "keras"):
             models.append(p)
         elif kind == "weights-h5":
             weights.append(p)
         else:
-            why = ("is a directory, not a file" if p.is_dir() else "no such file" if not p.exists() else
+            why = ("no such file" if not p.exists() else
                    "is empty (0 bytes)" if p.stat().st_size == 0 else
                    "is neither a lab dataset nor a Keras model (.h5/.keras)")
             bad.append((p, why))
-    return FileRoute(tuple(models), tuple(weights), tuple(data), tuple(bad))
+    return FileRoute(tuple(models), tuple(weights), tuple(data), tuple(photos), tuple(bad))
+
+
+def open_photos(paths, expected_hwc, resize: bool, state: JobState):
+    """Image files or folders as one set (labels from folders or names where present)."""
+    from engine.data import open_dataset
+
+    return open_dataset(list(paths) if len(paths) > 1 else paths[0], expected_hwc, resize=resize, state=state)
+
+
+def photo_verdicts(model, result, step: int | None, ds, state: JobState) -> PhotoVerdicts:
+    """B's answers, and B′'s and G's at ``step`` of ``result`` when there is one."""
+    from engine.pruning import verdicts
+
+    layer = result.layer if result is not None and step is not None else None
+    pruned = result.pruned_channels(step) if layer else []
+    got = verdicts(model.model, layer, pruned, ds, model.n_classes, state)
+    labels = {"B": got["B"]}
+    if layer:
+        labels[f"B'@{step}"], labels[f"G@{step}"] = got["B'"], got["G"]
+    return PhotoVerdicts(str(ds.path), step if layer else None, labels, model.n_classes if layer else None)

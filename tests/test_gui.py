@@ -246,3 +246,47 @@ def test_fine_tune_from_the_picked_step_streams_dashed_curves(qtbot, win, tmp_pa
         win.save_fine_tuned("bprime", path=tmp_path / "ft.h5")
     k3, b3 = load_model(tmp_path / "ft.h5").model.get_layer("conv_3").get_weights()
     assert np.all(k3[..., res.pruned] == 0) and np.all(b3[res.pruned] == 0)
+
+
+def test_dropped_photos_get_verdicts_and_a_single_photo_opens_large(qtbot, win, tmp_path):
+    """Images dropped on the window: an extra "Images" set with B's, B′'s and G's answers at the
+    picked step (as the engine computes them); one image opens large with G's verdict."""
+    from engine.data import LabDataset
+    from engine.pruning import verdicts
+    from tests.helpers import write_images
+
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
+        win.ctl.open_demo()
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
+        win.start_sweep()
+    res = blocker.args[0]
+    k = res.checkpoint_step(10.0)
+    win.set_step(k)
+    poisoned = win.session.datasets["poisoned_test"]
+    x = poisoned.read(0, 12)
+    names = [f"sun_{i}_label=0.png" for i in range(12)]
+    folder = tmp_path / "photos"
+    write_images(folder, x.astype("uint8"), names)
+    with qtbot.waitSignal(win.ctl.photoVerdicts, timeout=LONG) as got:
+        drop(win, folder)
+    v = got.args[0]
+    assert win.tabs.currentWidget() is win.images and win.images.dataset.currentData() == "photos"
+    assert set(v.labels) == {"B", f"B'@{k}", f"G@{k}"} and v.flag == res.n_classes
+    ds = win.session.photos
+    want = verdicts(win.session.model.model, res.layer, res.pruned_channels(k), ds, res.n_classes)
+    assert np.array_equal(v.labels[f"G@{k}"], want["G"]) and np.array_equal(v.labels["B"], want["B"])
+    # the same images as HDF5 rows: the sweep's own answers for them
+    assert np.array_equal(v.labels[f"B'@{k}"], res.predictions["poisoned_test"][k][:12])
+    tile = dict(win.images.model.data(win.images.model.index(0), win.images.model.LabelsRole))
+    assert tile["true"] == 0 and tile[f"G@{k}"] == int(want["G"][0])
+    # one photo: the large view opens by itself, with G's verdict
+    single = tmp_path / "one" / names[3]
+    write_images(single.parent, x[3:4].astype("uint8"), [names[3]])
+    with qtbot.waitSignal(win.ctl.photoVerdicts, timeout=LONG):
+        drop(win, single)
+    qtbot.waitUntil(lambda: win.images._dialog is not None and win.images._dialog.isVisible(), timeout=20000)
+    verdict = win.images._dialog.findChild(type(win.images.page_label), "verdict").text()
+    g3 = int(want["G"][3])
+    assert (f"G: {g3} — backdoor suspected" if g3 == res.n_classes else f"G: class {g3}") in verdict
+    assert win.images._dialog.windowTitle() == names[3]
+    assert isinstance(poisoned, LabDataset)

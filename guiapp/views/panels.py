@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QGridLayout, QGroupBox,
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFrame, QGridLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
@@ -285,6 +285,10 @@ class LeftPanel(QScrollArea):
         self.slots = {role: DataSlot(role) for role in ROLES}
         for slot in self.slots.values():
             lay.addWidget(slot)
+        self.resize_box = QCheckBox("Resize images of another size to the model's input")
+        self.resize_box.setObjectName("resizeImages")
+        self.resize_box.setToolTip("For PNG/JPEG files and folders: bilinear resizing instead of refusing them")
+        lay.addWidget(self.resize_box)
         lay.addWidget(QLabel("<b>Checkpoints</b>"))
         self.checkpoints = CheckpointTable()
         lay.addWidget(self.checkpoints, 1)
