@@ -95,6 +95,12 @@ def main(argv):
     if not files or any(a.startswith("-") and not os.path.exists(a) for a in files):
         print(__doc__.strip(), file=sys.stderr)
         return 2
+    for name in ("PIL", "numpy"):
+        try:
+            __import__(name)
+        except ImportError:
+            fail("needs " + {{"PIL": "Pillow", "numpy": "numpy"}}[name] + " (pip install "
+                 + {{"PIL": "pillow", "numpy": "numpy"}}[name] + ")")
     for f in files:
         check_header(f, resize)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -102,7 +108,10 @@ def main(argv):
     try:
         import keras
     except ImportError:
-        from tensorflow import keras
+        try:
+            from tensorflow import keras
+        except ImportError:
+            fail("needs TensorFlow/Keras 3 (pip install tensorflow)")
     here = os.path.dirname(os.path.abspath(__file__))
     model_path = os.path.join(here, MODEL_FILE)
     if not os.path.isfile(model_path):

@@ -279,13 +279,14 @@ class ImagesView(StepView, QWidget):
         labels, flag = self.current_labels(role)
         f = self.filter.currentIndex()
         idx = np.arange(ds.n)
-        if role == "photos":
-            v = self.session.photo_verdicts
-            want = self.step if self.result is not None else None
-            if self.session.model is not None and (v is None or v.step != want):
-                self.verdictsWanted.emit(self.step)
-        if flag is not None and f and f"G@{self.step}" in labels:
-            b, bp, g = labels["B"], labels[f"B'@{self.step}"], labels[f"G@{self.step}"]
+        if role == "photos":  # judged at the session's step, by the session's result
+            s = self.session
+            v, want = s.photo_verdicts, (s.step if s.result is not None else None)
+            if s.model is not None and (v is None or v.step != want):
+                self.verdictsWanted.emit(s.step)
+        k = self.session.step if role == "photos" else self.step
+        if flag is not None and f and f"G@{k}" in labels:
+            b, bp, g = labels["B"], labels[f"B'@{k}"], labels[f"G@{k}"]
             if f == 1:
                 idx = np.flatnonzero(b != bp)
             elif f == 2 and ds.has_labels:

@@ -285,7 +285,7 @@ class LeftPanel(QScrollArea):
         self.slots = {role: DataSlot(role) for role in ROLES}
         for slot in self.slots.values():
             lay.addWidget(slot)
-        self.resize_box = QCheckBox("Resize images of another size to the model's input")
+        self.resize_box = QCheckBox("Resize images to the model's input")
         self.resize_box.setObjectName("resizeImages")
         self.resize_box.setToolTip("For PNG/JPEG files and folders: bilinear resizing instead of refusing them")
         lay.addWidget(self.resize_box)
