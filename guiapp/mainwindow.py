@@ -24,7 +24,7 @@ from guiapp.views.panels import LeftPanel, StepPanel, local_paths
 from guiapp.views.results import ResultsView
 
 MODEL_FILTER = "Keras models (*.h5 *.keras *.hdf5);;All files (*)"
-DATA_FILTER = "Lab datasets (*.h5 *.hdf5);;All files (*)"
+DATA_FILTER = "Lab datasets (*.h5 *.hdf5);;Images (*.png *.jpg *.jpeg);;All files (*)"
 
 
 class MainWindow(QMainWindow):
