@@ -314,3 +314,24 @@ def test_step_size_answers_come_back_from_the_cache(small_lab, tmp_path, monkeyp
     other = Sweep(lm, ds, thresholds=(3,), step_size=5)
     texts = [e.text for e in other.events() if hasattr(e, "text")]
     assert not any("results from cache" in t for t in texts)
+
+
+def test_cli_step_size(small_lab, tmp_path):
+    import json
+
+    from engine.cli import main
+
+    f = small_lab.files
+    args = ["sweep", "--model", str(small_lab.model), "--clean-valid", str(f["clean_valid"]),
+            "--thresholds", "2,4,10", "--no-models", "--no-cache"]
+    assert main(args + ["--step-size", "10%", "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    one = Sweep(load_model(small_lab.model), {"clean_valid": LabDataset(f["clean_valid"])},
+                thresholds=(2, 4, 10), use_cache=False).run()
+    for cp, ref in zip(summary["checkpoints"], one.checkpoints):
+        assert cp["pruned_channels"] == one.pruned_channels(ref.step)
+    from tests.test_cli import run_cli
+
+    r = run_cli(*args[:1], "--step-size", "0", *args[1:], "--out", tmp_path / "never")
+    assert r.returncode == 2 and r.stderr.strip().startswith("prunelab: error: step size '0'")
+    assert "\n" not in r.stderr.strip() and not (tmp_path / "never").exists()
