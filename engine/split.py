@@ -25,7 +25,7 @@ import numpy as np
 from engine.errors import PruneLabError
 
 PRUNABLE = ("Conv2D", "Dense")
-POOLS = {"MaxPooling2D", "AveragePooling2D"}
+POOLS = {"MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"}
 CHANNELWISE = POOLS | {"Activation", "ReLU", "LeakyReLU", "ELU", "BatchNormalization", "Dropout",
                        "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "Identity"}
 # activations that act on each value alone (softmax and friends mix channels)

@@ -60,6 +60,7 @@ def residual_badnet(seed: int = 0, batchnorm: bool = True):
     y = conv(stem, "block_a")
     y = conv(y, "block_b", relu=False)
     h = L.ReLU(name="relu_sum")(L.Add(name="skip")([stem, y]))
+    h = conv(h, "last")
     h = L.GlobalAveragePooling2D(name="gap")(h)
     out = L.Dense(N_CLASSES, activation="softmax", name="out", kernel_initializer=init)(h)
     model = k.Model(x, out)
@@ -136,6 +137,19 @@ def test_conv_inside_a_residual_block_takes_the_fast_path_and_is_exact(tmp_path,
     _assert_fast_equals_naive(model, res, ds)
     # pruning changes answers here: the test compares something
     assert not np.array_equal(res.predictions["clean_valid"][0], res.predictions["clean_valid"][-1])
+
+
+def test_last_conv_is_measured_after_global_pooling_and_is_exact(tmp_path):
+    """conv → batch norm → ReLU → global average pooling: the cut is the pooled vector."""
+    model = residual_badnet(seed=8)
+    lm, ds = _lab(tmp_path, model)
+    res = Sweep(lm, ds, layer="last", use_cache=False).run()
+    assert res.method == "fast" and res.measured_at == "gap"
+    from engine.split import make_split
+
+    split = make_split(model, "last")
+    assert split.fill.shape == (12,) and np.any(split.fill > 0) and split.frontier == []
+    _assert_fast_equals_naive(model, res, ds)
 
 
 def test_conv_feeding_the_skip_sum_directly_is_exact(tmp_path):
