@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load models with Lambda layers or foreign code (only for files you trust)")
     s.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
+    s.add_argument("--step-size", default="1", metavar="K|P%%", help="channels pruned per step, or a share of the layer such as 10%% (drops are still found channel by channel)")
     s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
     s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -201,7 +202,9 @@ def cmd_sweep(args) -> int:
     inputs = model.input_files() + [d.path for d in datasets.values()]
     atomic.protect(inputs)
     sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,
-                  use_cache=not args.no_cache)
+                  use_cache=not args.no_cache, step_size=args.step_size)
+    if sweep.fallback_reason and not args.quiet:
+        print(f"naive loop (no fast path): {sweep.fallback_reason}", file=sys.stderr)
     bar = ProgressPrinter(quiet=args.quiet)
     for ev in sweep.events():
         if isinstance(ev, Progress):
