@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "alone, into the lab's DeepID")
     for role in ("clean-valid", "poisoned-valid", "clean-test", "poisoned-test"):
         s.add_argument(f"--{role}", type=Path, metavar="F")
-    s.add_argument("--layer", help="Conv2D layer to prune (default: the last one feeding a pooling layer)")
+    s.add_argument("--layer", help="Conv2D or hidden Dense layer to prune (default: the last Conv2D feeding "
+                   "a pooling layer)")
     s.add_argument("--thresholds", type=_thresholds, default=(2.0, 4.0, 10.0), metavar="2,4,10",
                    help="relative drops of clean validation accuracy (%%) at which B'/G are kept; "
                    "each value once")
@@ -226,7 +227,7 @@ def _print_summary(result, out: Path) -> None:
             print(f"{cp.threshold:>5g} %: never reached")
             continue
         r = result.records[cp.step]
-        parts = [f"step {cp.step} ({r.fraction_pruned * 100:.1f} % pruned)",
+        parts = [f"step {cp.step} ({r.pruned} channels, {r.fraction_pruned * 100:.1f} % pruned)",
                  f"clean val {r.clean_valid_acc:.2f} %"]
         if r.asr_valid is not None:
             parts.append(f"ASR val {r.asr_valid:.2f} %")

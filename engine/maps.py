@@ -101,19 +101,9 @@ def conv_layer(model, layer: str | None, path=None):
     the layer the sweep prunes), but without building the split's head: a Keras model that
     starts at an inner tensor re-calls the layers after it, which adds nodes to the user's
     model and changes which layer ``default_layer`` picks afterwards."""
-    from engine.split import conv_layers, default_layer
+    from engine.split import find_layer
 
-    name = layer or default_layer(model, path)
-    try:
-        conv = model.get_layer(name)
-    except ValueError:
-        convs = ", ".join(l.name for l in conv_layers(model)) or "none"
-        raise PruneLabError(path, f"the model has no layer named '{name}' (Conv2D layers: {convs})") from None
-    if type(conv).__name__ != "Conv2D":
-        raise PruneLabError(path, f"layer '{name}' is a {type(conv).__name__}, not a Conv2D")
-    if getattr(conv, "data_format", "channels_last") != "channels_last":
-        raise PruneLabError(path, f"layer '{name}' is channels_first; only channels_last is supported")
-    return conv
+    return find_layer(model, layer, path, kinds=("Conv2D",))
 
 
 # ----------------------------------------------------------------------------- map makers

@@ -56,9 +56,6 @@ class LoadedModel:
             rows.append(LayerRow(layer.name, type(layer).__name__, shape, int(layer.count_params())))
         return rows
 
-    def conv_layer_names(self) -> list[str]:
-        return [l.name for l in self.model.layers if type(l).__name__ == "Conv2D"]
-
     def input_files(self) -> list[Path]:
         return [p for p in (self.path, self.weights_path) if p]
 

@@ -220,21 +220,29 @@ class PruneSplit:
         return keras().Model(self.model.inputs, outs, name="prunelab_tensors")
 
 
-def make_split(model, layer_name: str | None, path=None) -> PruneSplit:
-    from engine.tfsetup import keras
-
-    k = keras()
-    graph = Graph(model)
-    name = layer_name or default_layer(model, path)
+def find_layer(model, name: str | None, path=None, kinds=PRUNABLE):
+    """The layer called ``name`` (default: the one the lab prunes), checked: it exists, it is one
+    of ``kinds``, and its channels come last. One line naming the problem otherwise."""
+    name = name or default_layer(model, path)
     try:
         layer = model.get_layer(name)
     except ValueError:
         raise PruneLabError(path, f"the model has no layer named '{name}' ({_layer_list(model)})") from None
     kind = type(layer).__name__
-    if kind not in PRUNABLE:
-        raise PruneLabError(path, f"layer '{name}' is a {kind}, not a Conv2D or Dense layer")
+    if kind not in kinds:
+        raise PruneLabError(path, f"layer '{name}' is a {kind}, not a {' or '.join(kinds)} layer")
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise PruneLabError(path, f"layer '{name}' is channels_first; only channels_last is supported")
+    return layer
+
+
+def make_split(model, layer_name: str | None, path=None) -> PruneSplit:
+    from engine.tfsetup import keras
+
+    k = keras()
+    graph = Graph(model)
+    layer = find_layer(model, layer_name, path)
+    name = layer.name
     nodes = graph.nodes_of(layer)
     if len(nodes) != 1:
         raise PruneLabError(path, f"layer '{name}' is used {len(nodes)} times in the model; pruning needs a "

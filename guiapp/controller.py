@@ -274,7 +274,7 @@ class Controller(QObject):
                 self.inputsReady.emit()
 
     # ------------------------------------------------------------------ the sweep
-    def start_sweep(self, layer: str | None, thresholds) -> bool:
+    def start_sweep(self, layer: str | None, thresholds, step_size: int | str = 1) -> bool:
         s = self.session
         if s.model is None:
             self.error.emit("Open a model first (File ▸ Open model, or the demo)")
@@ -286,6 +286,8 @@ class Controller(QObject):
 
         def record(ev):
             if isinstance(ev, tasks.SweepStarted):
+                if ev.fallback_reason:
+                    self.warning.emit(f"naive loop (no fast path): {ev.fallback_reason}")
                 self.sweepStarted.emit(ev)
             elif hasattr(ev, "phase"):
                 self.progress.emit(ev.text, ev.done, ev.total)
@@ -296,7 +298,7 @@ class Controller(QObject):
             s.set_result(result)
             self.sweepFinished.emit(result)
 
-        return self.run("sweep", lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st),
+        return self.run("sweep", lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size),
                         roles=tuple(datasets), on_yield=record, on_return=finished,
                         on_abort=self.sweepCancelled.emit) is not None
 

@@ -159,7 +159,7 @@ class MainWindow(QMainWindow):
             self.ctl.open_data(Path(path), role=role)
 
     def _model_opened(self, opened) -> None:
-        self.model_panel.show_model(opened.model, opened.default_layer)
+        self.model_panel.show_model(opened.model, opened.default_layer, opened.layers)
         self.setWindowTitle(f"PruneLab — {opened.model.name}")
         self._invalidate()
 
@@ -197,7 +197,9 @@ class MainWindow(QMainWindow):
         except ValueError as e:
             self.show_error(f"Thresholds: {e}")
             return
-        if self.ctl.start_sweep(self.model_panel.layer.currentText() or None, thresholds):
+        step_size = self.model_panel.step_size.text().strip() or "1"
+        step_size = int(step_size) if step_size.isdigit() else step_size
+        if self.ctl.start_sweep(self.model_panel.layer.currentText() or None, thresholds, step_size):
             self._t_start = time.perf_counter()
             self.curves.clear(0, thresholds=thresholds)
             self.checkpoints.show_checkpoints(None)

@@ -32,6 +32,7 @@ class SweepStarted:
     method: str
     order: tuple[int, ...] = ()
     measured_at: str = ""
+    fallback_reason: str | None = None  # why the naive loop runs, when it does
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,14 @@ class ImagePage:
 def open_model(path, weights, allow_unsafe: bool, state: JobState) -> OpenedModel:
     from engine.errors import PruneLabError
     from engine.models import load_model
-    from engine.split import conv_layers, default_layer
+    from engine.split import default_layer, prunable_layer_names
 
     lm = load_model(path, weights, allow_unsafe=allow_unsafe)
     try:
         layer = default_layer(lm.model, lm.path)
     except PruneLabError:
         layer = None
-    return OpenedModel(lm, layer, tuple(l.name for l in conv_layers(lm.model)))
+    return OpenedModel(lm, layer, tuple(prunable_layer_names(lm.model)))
 
 
 def open_dataset(path, expected_hwc, resize: bool, state: JobState):
@@ -71,19 +72,20 @@ def prepare_demo(variant: str, state: JobState):
     return demo_paths(variant)
 
 
-def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobState) -> Iterator:
+def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobState,
+              step_size: int | str = 1) -> Iterator:
     """Yield a :class:`SweepStarted`, then the sweep's Progress and StepRecord values;
     return the finished SweepResult."""
     from engine.sweep import Progress, Sweep
 
-    sweep = Sweep(model, datasets, layer, thresholds, state=state)
+    sweep = Sweep(model, datasets, layer, thresholds, state=state, step_size=step_size)
     announced = False
     for ev in sweep.events():
         if not announced and not isinstance(ev, Progress):
             r = sweep.result
             yield SweepStarted(sweep.n_channels, r.layer, r.thresholds,
                                {k: v.copy() for k, v in r.mean_activation.items()}, r.method,
-                               tuple(r.order), r.measured_at)
+                               tuple(r.order), r.measured_at, sweep.fallback_reason)
             announced = True
         yield ev
     return sweep.result

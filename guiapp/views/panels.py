@@ -116,12 +116,20 @@ class ModelPanel(QGroupBox):
         self.thresholds.setObjectName("thresholdsEdit")
         self.thresholds.setToolTip("Relative drops of clean validation accuracy at which B'/G are kept")
         row2.addWidget(self.thresholds, 1)
+        row2.addWidget(QLabel("Step"))
+        self.step_size = QLineEdit("1")
+        self.step_size.setObjectName("stepSizeEdit")
+        self.step_size.setMaximumWidth(52)
+        self.step_size.setToolTip("Channels pruned per step (K), or a share of the layer (P%), for wide layers;\n"
+                                  "checkpoints are still found channel by channel")
+        row2.addWidget(self.step_size)
         lay.addLayout(row2)
         self.layer.currentTextChanged.connect(lambda t: t and self.layerChanged.emit(t))
         self.layers_btn.clicked.connect(self.showLayers)
         self.thresholds.editingFinished.connect(self._thresholds_edited)
 
-    def show_model(self, lm, default_layer: str | None) -> None:
+    def show_model(self, lm, default_layer: str | None, layers=()) -> None:
+        """``layers``: the prunable layers (Conv2D and hidden Dense) to choose from."""
         if lm is None:
             self.name.setText("<i>no model</i>")
             self.kind.setText("")
@@ -136,7 +144,7 @@ class ModelPanel(QGroupBox):
         self.name.setToolTip(str(lm.path))
         self.layer.blockSignals(True)
         self.layer.clear()
-        self.layer.addItems(lm.conv_layer_names())
+        self.layer.addItems(list(layers))
         if default_layer:
             self.layer.setCurrentText(default_layer)
         self.layer.blockSignals(False)
@@ -254,7 +262,7 @@ class StepPanel(QWidget):
                 b.setEnabled(False)
             return
         r = result.records[step]
-        parts = [f"<b>Step {step}</b>: {r.fraction_pruned * 100:.1f} % pruned"]
+        parts = [f"<b>Step {step}</b>: {r.pruned} channels, {r.fraction_pruned * 100:.1f} % pruned"]
         for key, name in (("clean_valid_acc", "clean val"), ("asr_valid", "ASR val"),
                           ("clean_test_acc", "clean test"), ("asr_test", "ASR test")):
             v = r.metric(key)
