@@ -38,6 +38,7 @@ class ProgressPrinter:
         self._bar = None
         self._key = None
         self._t0 = time.perf_counter()
+        self._d0 = 0
         self._last_quarter = -1
 
     def update(self, phase: str, done: int, total: int, text: str = "") -> None:
@@ -47,11 +48,13 @@ class ProgressPrinter:
             return
         key = (phase, text.split(":")[0])  # one bar per phase and dataset
         if key != self._key:
+            # a new dataset's steps continue a count that spans all datasets: rate and time
+            # left are measured from where this bar starts, not from zero
             self.close()
-            self._key, self._t0, self._last_quarter = key, time.perf_counter(), -1
+            self._key, self._t0, self._d0, self._last_quarter = key, time.perf_counter(), done, -1
             if self.tty:
-                self._bar = tqdm(total=total, desc=f"{phase:<11}", file=self.stream, leave=True,
-                                 dynamic_ncols=True, unit="it")
+                self._bar = tqdm(total=total, initial=done, desc=f"{phase:<11}", file=self.stream,
+                                 leave=True, dynamic_ncols=True, unit="it")
         if self._bar is not None:
             self._bar.total = total
             self._bar.set_postfix_str(text[:50], refresh=False)
@@ -62,7 +65,7 @@ class ProgressPrinter:
         quarter = int(4 * done / total) if total else 4
         if quarter != self._last_quarter:
             self._last_quarter = quarter
-            meter = tqdm.format_meter(done, total, time.perf_counter() - self._t0, ncols=0)
+            meter = tqdm.format_meter(done, total, time.perf_counter() - self._t0, ncols=0, initial=self._d0)
             print(f"{phase}: {text} {meter}".rstrip(), file=self.stream, flush=True)
 
     def close(self) -> None:

@@ -466,16 +466,6 @@ class ImageSet:
         self._need_labels()
         return self._n_labels
 
-    def summary(self):
-        """A DatasetSummary; an unlabeled set reports labels -1…-1, n_labels 0, no target."""
-        from engine.data import DatasetSummary
-
-        if self.has_labels:
-            lab = (self.label_min, self.label_max, self.n_labels, self.target, self.single_target)
-        else:
-            lab = (-1, -1, 0, -1, False)
-        return DatasetSummary(str(self.path), self.n, self.image_shape, self.layout, str(self.dtype), *lab)
-
     def describe(self) -> str:
         h, w, c = self.image_shape
         what = {"folder": "PNG/JPEG folder", "file": "image file", "files": "image files"}[self.kind]

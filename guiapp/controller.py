@@ -57,10 +57,11 @@ class Controller(QObject):
         self.worker: Worker | None = None  # the task in the one slot
         self._workers: set[Worker] = set()  # every thread still running, the slot's included
         self._pending = 0  # opens still to arrive of the last demo or drop
+        self._judging = None  # (photos path, step) being judged now
 
     # ------------------------------------------------------------------ running tasks
     def run(self, name: str, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
-            on_error=None, light: bool = False) -> Worker | None:
+            on_error=None, light: bool = False, busy: str | None = None) -> Worker | None:
         """Start ``task(state)`` in a worker. Long tasks take the one slot (and hold the datasets
         of ``roles`` until they end); light ones run beside it."""
         if not light:
@@ -73,7 +74,7 @@ class Controller(QObject):
         self._workers.add(w)
         w.finished.connect(lambda: self._workers.discard(w))
         if not light:  # the slot is free as soon as the outcome is known, so a callback may chain a task
-            for sig in (w.returned, w.aborted, w.errored):
+            for sig in (w.returned, w.aborted, w.errored, w.finished):
                 sig.connect(lambda *_: self._slot_free(w, slot))
             w.paused.connect(lambda: self.pausedChanged.emit(True))
             w.resumed.connect(lambda: self.pausedChanged.emit(False))
@@ -86,6 +87,8 @@ class Controller(QObject):
         w.aborted.connect(lambda: (self.progress.emit(f"{name} cancelled", 0, 1), on_abort and on_abort()))
         w.errored.connect(lambda e: None if (on_error and on_error(e)) else self._failed(e, light))
         w.warned.connect(lambda msg: self.warning.emit(str(msg)))
+        if busy:  # said only once the task really starts (a refused one leaves the bar alone)
+            self.progress.emit(busy, 0, 0)
         return w.start()
 
     def _slot_free(self, w: Worker, slot) -> None:
@@ -131,7 +134,7 @@ class Controller(QObject):
         self.run("reading files", lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
 
     def _route(self, route: tasks.FileRoute) -> None:
-        self._pending = len(route.data) + bool(route.models or route.weights) + bool(route.photos)
+        self._pending += len(route.data) + bool(route.models or route.weights) + bool(route.photos)
         if route.photos:
             self.open_photos(route.photos)
         for p in route.data:
@@ -153,9 +156,10 @@ class Controller(QObject):
                 return True
             return False
 
-        self.progress.emit(f"Opening {Path(path or weights).name}…", 0, 0)
-        self.run("loading the model", lambda st: tasks.open_model(path, weights, allow_unsafe, st),
-                 on_return=self._model_opened, on_error=refused)
+        if self.run("loading the model", lambda st: tasks.open_model(path, weights, allow_unsafe, st),
+                    on_return=self._model_opened, on_error=refused,
+                    busy=f"Opening {Path(path or weights).name}…") is None:
+            self._arrived()
 
     def _model_opened(self, opened: tasks.OpenedModel) -> None:
         from engine import atomic
@@ -191,7 +195,7 @@ class Controller(QObject):
     def _data_opened(self, path: Path, role: str | None, ds, guessed: str | None) -> None:
         from engine import atomic
 
-        role = role or self.session.role_for(path, guessed)
+        role = role or self.session.role_for(guessed)
         try:
             if role is None:
                 raise SlotBusy(f"{path}: all four data slots are full; clear one first")
@@ -228,19 +232,23 @@ class Controller(QObject):
         ds, model, res = s.photos, s.model, s.result
         if ds is None or model is None:
             return
+        want = (str(ds.path), step if res is not None else None)
         v = s.photo_verdicts
-        if v is not None and v.dataset_path == str(ds.path) and v.step == (step if res is not None else None):
+        if (v is not None and (v.dataset_path, v.step) == want) or self._judging == want:
             return
-        s.hold(ds)
 
         def arrived(verdicts):
             if s.photos is ds:
                 s.photo_verdicts = verdicts
                 self.photoVerdicts.emit(verdicts)
 
-        w = self.run("judging images", lambda st: tasks.photo_verdicts(model, res, step, ds, st), light=True,
-                     on_return=arrived)
-        w.finished.connect(lambda: s.release(ds))
+        # in the task slot: a naive sweep zeroes the model's weights in place while it runs
+        w = self.run("judging images", lambda st: tasks.photo_verdicts(model, res, step, ds, st),
+                     on_return=arrived, busy="B, B′ and G judge the images…")
+        if w is not None:
+            self._judging = want
+            s.hold(ds)
+            w.finished.connect(lambda: (s.release(ds), setattr(self, "_judging", None)))
 
     def clear_data(self, role: str) -> None:
         try:
@@ -251,18 +259,18 @@ class Controller(QObject):
         self.datasetChanged.emit(role, None)
 
     def open_demo(self, variant: str = "badnet") -> None:
-        self.progress.emit("Preparing the demo (its first use renders the data)…", 0, 0)
 
         def prepared(paths):
             for role in ROLES:
                 self.clear_data(role)
             self.open_set(paths.model, None, paths.datasets)
 
-        self.run("preparing the demo", lambda st: tasks.prepare_demo(variant, st), on_return=prepared)
+        self.run("preparing the demo", lambda st: tasks.prepare_demo(variant, st), on_return=prepared,
+                 busy="Preparing the demo (its first use renders the data)…")
 
     def open_set(self, model, weights, datasets: dict) -> None:
         """A model and datasets by role; ``inputsReady`` once all of them have arrived."""
-        self._pending = len(datasets) + 1
+        self._pending += len(datasets) + 1
         for role, p in datasets.items():
             self.open_data(p, role=role)
         self.open_model(model, weights)
@@ -292,15 +300,21 @@ class Controller(QObject):
             elif hasattr(ev, "phase"):
                 self.progress.emit(ev.text, ev.done, ev.total)
             else:
+                if ev.reached:
+                    self.message.emit(f"Step {ev.step}: clean validation accuracy dropped ≥ "
+                                      f"{', '.join(f'{t:g}' for t in ev.reached)} %")
                 self.stepRecord.emit(ev)
 
         def finished(result):
             s.set_result(result)
             self.sweepFinished.emit(result)
 
-        return self.run("sweep", lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size),
-                        roles=tuple(datasets), on_yield=record, on_return=finished,
-                        on_abort=self.sweepCancelled.emit) is not None
+        started = self.run("sweep", lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size),
+                           roles=tuple(datasets), on_yield=record, on_return=finished,
+                           on_abort=self.sweepCancelled.emit, busy="computing activations…") is not None
+        if started:
+            s.set_result(None)  # the previous sweep no longer describes what is on screen
+        return started
 
     # ------------------------------------------------------------------ saving
     def save_model(self, which: str, step: int, path: Path) -> None:
@@ -308,18 +322,17 @@ class Controller(QObject):
         if s.result is None or s.model is None:
             return
         model, res, inputs = s.model, s.result, s.inputs()
-        self.progress.emit(f"Saving {path.name}…", 0, 0)
         self.run("saving", lambda st: tasks.run_save(model, res, which, step, path, inputs, st),
-                 on_return=lambda p: self._saved(p, f"Saved {'B′' if which == 'bprime' else 'G'} at step {step}"))
+                 on_return=lambda p: self._saved(p, f"Saved {'B′' if which == 'bprime' else 'G'} at step {step}"),
+                 busy=f"Saving {path.name}…")
 
     def save_fine_tuned(self, which: str, index: int, path: Path) -> None:
         s = self.session
         if not s.fine_tuned:
             return
         ft, model, inputs = s.fine_tuned[index], s.model, s.inputs()
-        self.progress.emit(f"Saving {path.name}…", 0, 0)
         self.run("saving", lambda st: tasks.run_save_fine_tuned(model, ft, which, path, inputs, st),
-                 on_return=lambda p: self._saved(p, "Saved the fine-pruned model"))
+                 on_return=lambda p: self._saved(p, "Saved the fine-pruned model"), busy=f"Saving {path.name}…")
 
     def export(self, folder: Path) -> None:
         s = self.session
@@ -328,9 +341,9 @@ class Controller(QObject):
             return
         model, res, inputs, step = s.model, s.result, s.inputs(), s.step
         datasets = {r: d for r, d in s.datasets.items() if s.result_covers(r)}
-        self.progress.emit("Writing the report, B′ and G…", 0, 0)
         self.run("export", lambda st: tasks.run_export(model, res, datasets, folder, inputs, step, st),
-                 roles=tuple(datasets), on_return=lambda p: self._saved(p, "Report, B′ and G written"))
+                 roles=tuple(datasets), on_return=lambda p: self._saved(p, "Report, B′ and G written"),
+                 busy="Writing the report, B′ and G…")
 
     def _saved(self, path, what: str) -> None:
         self.progress.emit(f"saved {Path(path).name}", 1, 1)
@@ -344,7 +357,6 @@ class Controller(QObject):
             return
         model, datasets, res = s.model, dict(s.datasets), s.result
         epochs: list = []
-        self.fineTuneEpochs.emit(step, [])
 
         def record(ev):
             if hasattr(ev, "phase"):
@@ -358,8 +370,10 @@ class Controller(QObject):
             self.progress.emit(f"fine-tuned {ft.config.epochs} epochs", 1, 1)
             self.fineTuneFinished.emit(ft)
 
-        self.run("fine-tuning", lambda st: tasks.run_fine_tune(model, datasets, res, step, params, st),
-                 roles=tuple(datasets), on_yield=record, on_return=finished)
+        if self.run("fine-tuning", lambda st: tasks.run_fine_tune(model, datasets, res, step, params, st),
+                    roles=tuple(datasets), on_yield=record, on_return=finished,
+                    busy=f"Fine-tuning from step {step}…") is not None:
+            self.fineTuneEpochs.emit(step, [])
 
     # ------------------------------------------------------------------ image pages
     def read_page(self, role: str, indices) -> None:

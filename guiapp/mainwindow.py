@@ -208,7 +208,7 @@ class MainWindow(QMainWindow):
             self.jobbar.show_progress("computing activations…", 0, 0)
 
     def _sweep_started(self, info) -> None:
-        self.curves.start(info.n_channels, info.thresholds, has_test=any(r.endswith("test") for r in self.session.datasets))
+        self.curves.start(info.n_channels, info.thresholds, has_test=any(r.endswith("test") for r in info.roles))
         self.activations.show_means(info)
 
     def _sweep_finished(self, res) -> None:

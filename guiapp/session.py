@@ -94,7 +94,7 @@ class Session:
             raise SlotBusy(f"The {self.task.name} is reading the {ROLE_TITLES[role].lower()} data; "
                            "wait for it or cancel it before changing that slot.")
 
-    def role_for(self, path, guessed: str | None) -> str | None:
+    def role_for(self, guessed: str | None) -> str | None:
         """The slot a newly opened file goes to: its guessed role, else the first empty slot."""
         if guessed is not None:
             return guessed
@@ -130,6 +130,8 @@ class Session:
         """Adopt a model; datasets whose images don't fit it are dropped: ``[(role, why)]``."""
         from engine.errors import PruneLabError
 
+        if self.result is not None and self.result.model_path != str(model.path):
+            self.set_result(None)  # it describes another model
         self.model, self.default_layer = model, default_layer
         dropped = []
         for role, ds in list(self.datasets.items()):
@@ -159,9 +161,9 @@ class Session:
         self.step = 0
 
     def close(self) -> None:
-        for ds in list(self.datasets.values()) + list(self._retired.values()) + [self.photos]:
+        """Close every dataset nobody reads; one still being read closes when it is released."""
+        for ds in list(self.datasets.values()) + [self.photos]:
             if ds is not None:
-                ds.close()
+                self._retire(ds)
         self.datasets.clear()
-        self._retired.clear()
-        self._readers.clear()
+        self.photos = None

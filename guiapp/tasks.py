@@ -33,6 +33,7 @@ class SweepStarted:
     order: tuple[int, ...] = ()
     measured_at: str = ""
     fallback_reason: str | None = None  # why the naive loop runs, when it does
+    roles: tuple[str, ...] = ()  # the datasets the sweep reads
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobSt
             r = sweep.result
             yield SweepStarted(sweep.n_channels, r.layer, r.thresholds,
                                {k: v.copy() for k, v in r.mean_activation.items()}, r.method,
-                               tuple(r.order), r.measured_at, sweep.fallback_reason)
+                               tuple(r.order), r.measured_at, sweep.fallback_reason, tuple(datasets))
             announced = True
         yield ev
     return sweep.result

@@ -11,14 +11,39 @@ deleteLater wiring is written here once: thread, runner and worker delete themse
 
 from __future__ import annotations
 
+import threading
 import traceback
 import warnings
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from engine.errors import Cancelled, PruneLabWarning
 from engine.state import JobState
+
+_current = threading.local()  # the runner of the job running on this thread, if any
+_hook_lock = threading.Lock()
+_previous: list = []  # the showwarning that was in place when ours went in
+
+
+def _show(message, category, filename, lineno, file=None, line=None):
+    runner = getattr(_current, "runner", None)
+    if runner is not None and isinstance(message, PruneLabWarning):
+        runner.warned.emit(message)
+    elif _previous:
+        _previous[0](message, category, filename, lineno, file, line)
+
+
+def _route_warnings() -> None:
+    """Put in (again, if something replaced it) a ``showwarning`` that hands a PruneLabWarning
+    raised on a worker thread to that worker; anything else goes where it went before.
+    (``warnings.catch_warnings`` is process-wide: one thread's ``record=True`` would swallow
+    another thread's warnings.)"""
+    with _hook_lock:
+        if warnings.showwarning is not _show:
+            _previous[:] = [warnings.showwarning]
+            warnings.showwarning = _show
+        warnings.simplefilter("always", PruneLabWarning)  # every warning, not once per place
 
 
 class _InThread(QObject):
@@ -42,20 +67,16 @@ class _InThread(QObject):
 
     @Slot()
     def run(self) -> None:
+        _current.runner = self
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", PruneLabWarning)
-                out = self._task(self.state)
-                if hasattr(out, "__next__"):
-                    try:
-                        while True:
-                            item = next(out)
-                            self._flush(caught)
-                            self.yielded.emit(item)
-                            self.state.cancel_point()
-                    except StopIteration as stop:
-                        out = stop.value
-                self._flush(caught)
+            out = self._task(self.state)
+            if hasattr(out, "__next__"):
+                try:
+                    while True:
+                        self.yielded.emit(next(out))
+                        self.state.cancel_point()
+                except StopIteration as stop:
+                    out = stop.value
             self.returned.emit(out)
         except Cancelled:
             self.aborted.emit()
@@ -64,13 +85,8 @@ class _InThread(QObject):
                 traceback.print_exc()  # a bug of ours: keep the traceback on the terminal
             self.errored.emit(e)
         finally:
+            _current.runner = None
             self.done.emit()
-
-    def _flush(self, caught: list) -> None:
-        while caught:
-            w = caught.pop(0)
-            if isinstance(w.message, PruneLabWarning):
-                self.warned.emit(w.message)
 
 
 class Worker(QObject):
@@ -100,11 +116,13 @@ class Worker(QObject):
             getattr(self._runner, sig).connect(getattr(self, sig))
         self._runner.paused.connect(self._on_paused)
         self._runner.resumed.connect(self._on_resumed)
-        self._runner.done.connect(self._thread.quit)
+        # quit from the worker thread itself: a GUI thread blocked in wait() could not run a queued quit
+        self._runner.done.connect(self._thread.quit, Qt.DirectConnection)
         self._runner.done.connect(self._runner.deleteLater)
         self._thread.finished.connect(self._on_thread_finished)
 
     def start(self) -> "Worker":
+        _route_warnings()
         self.running = True
         self._thread.start()
         return self

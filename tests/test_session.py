@@ -88,8 +88,8 @@ def test_a_new_model_drops_datasets_of_another_size_and_says_why():
 
 def test_files_go_to_their_guessed_slot_else_the_first_empty_one():
     s = Session()
-    assert s.role_for("x.h5", "poisoned_test") == "poisoned_test"
-    assert s.role_for("x.h5", None) == "clean_valid"
+    assert s.role_for("poisoned_test") == "poisoned_test"
+    assert s.role_for(None) == "clean_valid"
     for r in ("clean_valid", "poisoned_valid", "clean_test", "poisoned_test"):
         s.put_dataset(r, FakeData(f"{r}.h5"))
-    assert s.role_for("x.h5", None) is None
+    assert s.role_for(None) is None

@@ -4,7 +4,7 @@ activations headline, image captions."""
 import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontMetrics
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
 from engine.sweep import Checkpoint, StepRecord
 
@@ -105,11 +105,13 @@ def test_activations_headline_names_the_largest_absolute_difference():
 
 
 def test_image_captions_fit_their_tile(qtbot):
-    from guiapp.views.images import LINE, THUMB, TileDelegate
+    """The lab's widest labels (4-digit classes, the step, the flag) fit a tile's caption line
+    whole; a longer name is shortened, never drawn over its value."""
+    from guiapp.views.images import THUMB, TileDelegate
 
     d = TileDelegate(None)
-    width = THUMB + 8 - 8  # the caption rect inside the tile
-    fm = QFontMetrics(d.font)
-    for name, value in (("B'@1283", "1268"), ("G@49", "⚑ 1283"), ("true", "1282")):
-        assert fm.horizontalAdvance(name) + fm.horizontalAdvance(value) + 6 <= width, (name, value)
-    assert fm.height() <= LINE + 2
+    width = THUMB + 8 - 8  # the caption line inside the tile, as paint() draws it
+    for name, value in (("B'@1283", "1268"), ("G@49", "⚑ 1283"), ("true", "1282"), ("B", "0")):
+        assert d.caption(name, value, width) == (name, value)
+    left, right = d.caption("a very long label name", "1268", width)
+    assert right == "1268" and left.endswith("…") and len(left) < len("a very long label name")

@@ -107,9 +107,50 @@ def test_a_plain_function_task_returns_its_value(qtbot):
     assert got["returned"] == [42] and got["yielded"] == []
 
 
-@pytest.mark.parametrize("exc", [MemoryError(), RuntimeError("a bug")])
-def test_the_controller_words_any_failure_in_one_line(exc):
+@pytest.mark.parametrize("exc, text", [(MemoryError(), "out of memory"),
+                                       (RuntimeError("a\nbug"), "internal error (RuntimeError: a bug)"),
+                                       (PruneLabError("x.h5", "is broken"), "x.h5: is broken")])
+def test_the_controller_words_any_failure_in_one_line(exc, text):
     from guiapp.controller import describe_error
 
-    text = describe_error(exc)
-    assert "\n" not in text and ("out of memory" in text or "internal error (RuntimeError: a bug)" in text)
+    assert describe_error(exc) == text
+
+
+def test_a_cancelled_job_lets_the_gui_thread_wait_for_its_thread(qtbot):
+    """wait() from a GUI thread that processes no events must return (closing the window)."""
+    started = threading.Event()
+
+    def task(state):
+        started.set()
+        while True:
+            state.cancel_point()
+            yield None
+
+    w = Worker(task, "endless")
+    w.start()
+    assert started.wait(5)
+    w.cancel()
+    assert w.wait(3000)  # no processEvents() in between
+
+
+def test_warnings_of_two_threads_reach_their_own_worker(qtbot):
+    gate = threading.Barrier(2, timeout=5)
+
+    def task(name):
+        def run(state):
+            gate.wait()
+            warn(f"{name}.h5", "odd")
+            gate.wait()
+            return name
+        return run
+
+    got = {"a": [], "b": []}
+    workers = []
+    for name in ("a", "b"):
+        w = Worker(task(name), name)
+        w.warned.connect(lambda m, name=name: got[name].append(str(m)))
+        workers.append(w)
+    with qtbot.waitSignals([w.finished for w in workers], timeout=10000):
+        for w in workers:
+            w.start()
+    assert got == {"a": ["a.h5: odd"], "b": ["b.h5: odd"]}

@@ -154,7 +154,6 @@ class CurvesView(QWidget):
         return np.array([r.fraction_pruned * 100 for r in self.records], float)
 
     def _refresh(self) -> None:
-        self.redraws = getattr(self, "redraws", 0) + 1
         x = self._x()
         for p in self.plots.values():
             for item, key in ((p.acc, p.acc_key), (p.asr, p.asr_key)):

@@ -125,6 +125,13 @@ class TileDelegate(QStyledItemDelegate):
     def sizeHint(self, option, index):
         return QSize(THUMB + 8, THUMB + 8 + 4 * LINE)
 
+    def caption(self, name: str, value: str, width: int) -> tuple[str, str]:
+        """One caption line: the value whole on the right, the name on the left, shortened
+        with "…" only if both would not fit (they never overlap)."""
+        fm = QFontMetrics(self.font)
+        room = width - fm.horizontalAdvance(value) - fm.horizontalAdvance(" ")
+        return fm.elidedText(name, Qt.ElideRight, max(0, room)), value
+
     def paint(self, p: QPainter, option, index):
         p.save()
         r = option.rect
@@ -140,7 +147,6 @@ class TileDelegate(QStyledItemDelegate):
         flag = model.flag
         true = dict(items).get("true")
         p.setFont(self.font)
-        metrics = QFontMetrics(self.font)
         y = r.y() + THUMB + 4
         for n, (name, val) in enumerate(items):
             if name != "true" and flag is not None and val == flag:
@@ -149,11 +155,12 @@ class TileDelegate(QStyledItemDelegate):
                 col = QColor("#222")
             else:
                 col = OK if val == true else BAD
-            value = f"⚑ {val}" if flag is not None and val == flag else str(val)
             p.setPen(QPen(col))
             rect = QRect(r.x() + 4, y + n * LINE, r.width() - 8, LINE)
-            p.drawText(rect, Qt.AlignLeft | Qt.AlignVCenter, metrics.elidedText(name, Qt.ElideRight, rect.width() // 2))
-            p.drawText(rect, Qt.AlignRight | Qt.AlignVCenter, value)
+            left, right = self.caption(name, f"⚑ {val}" if flag is not None and val == flag else str(val),
+                                       rect.width())
+            p.drawText(rect, Qt.AlignLeft | Qt.AlignVCenter, left)
+            p.drawText(rect, Qt.AlignRight | Qt.AlignVCenter, right)
         p.restore()
 
 
