@@ -33,6 +33,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 TITLES = {"activation": "mean clean activation (lab)", "l1": "L1 norm of kernel", "clp": "CLP (Lipschitz)",
           "anp": "ANP (adversarial masks)", "random": "random", "difference": "poisoned − clean (diagnostic)"}
 OPTIONS = {"clean_valid": "--clean-valid", "poisoned_valid": "--poisoned-valid"}
+WORDS = {"clean_valid": "clean validation", "poisoned_valid": "poisoned validation"}
 CLP_U = 3.0
 
 
@@ -103,7 +104,7 @@ def check_available(names: Sequence[str], roles) -> None:
     for n in names:
         missing = [r for r in NEEDS[n] if r not in roles]
         if missing:
-            what = " and ".join(f"{r.replace('_', ' ')} data ({OPTIONS.get(r, r)})" for r in missing)
+            what = " and ".join(f"{WORDS.get(r, r)} data ({OPTIONS.get(r, r)})" for r in missing)
             raise PruneLabError(None, f"the '{n}' ranking needs {what}")
 
 
