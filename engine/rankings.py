@@ -61,6 +61,8 @@ class Ranking:
     @property
     def title(self) -> str:
         t = TITLES.get(self.method, self.name)
+        if self.method == "random" and self.seed is not None:
+            return f"{t} (seed {self.seed})"
         return t if self.name == self.method else f"{t} ({self.name})"
 
     def summary(self) -> dict:
@@ -255,6 +257,9 @@ def anp_events(model, dataset, layer: str | None = None, config: ANPConfig | Non
     if split.head is None:
         raise PruneLabError(model.path, f"the 'anp' ranking needs the network after '{split.layer}' to "
                             f"depend on it alone ({split.head_problem})")
+    if dataset.label_max >= model.n_classes:
+        raise PruneLabError(dataset.path, f"labels go up to {dataset.label_max} but the model has only "
+                            f"{model.n_classes} classes")
     info = {"config": asdict(cfg)}
     key = None
     if use_cache:
