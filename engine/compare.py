@@ -243,3 +243,55 @@ def write_comparison(rankings: Sequence[Ranking], results: dict, out, asr_max: f
     written = [atomic_write_text(out / "rankings.csv", rankings_csv(rows, asr_max))]
     save_figure(rankings_figure(rankings, results), out / "rankings.png")
     return written + [out / "rankings.png"]
+
+
+# ------------------------------------------------------------------------------ a sweep folder
+def rankings_index(rankings: Sequence[Ranking]) -> dict:
+    """The top ``summary.json``'s ``rankings`` entry: name → order, scores, folder."""
+    return {rk.name: {"order": [int(c) for c in rk.order], "scores": [float(s) for s in rk.scores],
+                      "dir": f"rankings/{rk.name}", "title": rk.title, "diagnostic": rk.diagnostic}
+            for rk in rankings}
+
+
+def write_rankings_sweep(rankings: Sequence[Ranking], results: dict, model, out, *, inputs=(),
+                         with_models: bool = True, state=None, log=None) -> None:
+    """A sweep folder for several rankings: the top-level files exactly as a plain sweep
+    writes them, for the first ranking (its ``summary.json`` gains ``rankings``), plus
+    ``rankings/<name>/`` (the same files for each ranking, with its ``order`` and ``scores``),
+    ``rankings.csv`` and ``rankings.png``. The top level is staged and moved in as one unit;
+    ``rankings/`` is staged beside it and swapped in only after that succeeded."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from engine.errors import PruneLabError
+    from engine.outputs import staged_output, write_sweep_outputs
+
+    out = Path(out)
+    rankings = list(rankings)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise PruneLabError(out, "its parent folder does not exist")
+    old = out / "rankings"
+    for f in inputs:  # the earlier rankings/ folder is replaced as a whole: never with an input in it
+        if old.exists() and Path(f).resolve().is_relative_to(old.resolve()):
+            raise PruneLabError(f, f"is inside {old}, which this sweep replaces; choose another --out")
+    side = Path(tempfile.mkdtemp(prefix=f".{out.name}.rankings-", dir=parent))
+    try:
+        for rk in rankings:
+            extra = {"order": [int(c) for c in rk.order], "scores": [float(s) for s in rk.scores],
+                     "criterion": {k: v for k, v in rk.summary().items() if k not in ("order", "scores")},
+                     "ranking_name": rk.name}
+            write_sweep_outputs(results[rk.name], model, side / rk.name, inputs=inputs, with_models=with_models,
+                                extra=extra, state=state, log=log)
+        with staged_output(out, inputs) as stage:
+            write_sweep_outputs(results[rankings[0].name], model, stage, inputs=inputs, with_models=with_models,
+                                extra={"rankings": rankings_index(rankings)}, state=state, log=log)
+            write_comparison(rankings, results, stage)
+        if old.exists() or old.is_symlink():  # an earlier run's rankings: replaced, not merged
+            os.replace(old, side / ".previous")
+        os.replace(side, old)
+    finally:
+        shutil.rmtree(side, ignore_errors=True)
+        shutil.rmtree(out / "rankings" / ".previous", ignore_errors=True)
