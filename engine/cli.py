@@ -1,17 +1,15 @@
-"""``prunelab``: the headless CLI (sweep, eval, demo, cache, finetune) and the GUI launcher.
+"""The headless commands: ``prunelab sweep | eval | demo | cache | finetune``.
 
-Errors are one line ``prunelab: error: <file>: <cause>`` with exit code 2, and nothing is
-written into the output folder: results are staged in a hidden folder and moved in only
-when everything succeeded."""
+One function per command; what a command writes is written by :mod:`engine.outputs`. Errors
+are one line ``prunelab: error: <file>: <cause>`` with exit code 2, and nothing is written into
+the output folder. The ``prunelab`` command itself (which also opens the window) lives outside
+the engine and calls :func:`main` for these commands."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -26,80 +24,67 @@ EXIT_INPUT = 2
 def _warning_printer(message, category, filename, lineno, file=None, line=None):
     if issubclass(category, PruneLabWarning):
         print(f"{PROG}: warning: {message}", file=sys.stderr)
-    else:  # library chatter stays out of the user's way
-        pass
+    # library chatter stays out of the user's way
 
 
 class ProgressPrinter:
-    """A progress bar on a terminal; a few plain lines in logs."""
+    """tqdm's bar (rate and time left) on a terminal; in a log, a few plain lines per phase
+    and dataset, each with the same rate and time-left text."""
 
     def __init__(self, stream=None, quiet: bool = False):
         self.stream = stream or sys.stderr  # looked up now: silence_native_logs() replaces it
         self.quiet = quiet
         self.tty = self.stream.isatty()
-        self._last_pct = -1
-        self._phase = None
+        self._bar = None
+        self._key = None
         self._t0 = time.perf_counter()
+        self._last_quarter = -1
 
     def update(self, phase: str, done: int, total: int, text: str = "") -> None:
+        from tqdm import tqdm
+
         if self.quiet:
             return
-        frac = done / total if total else 1.0
-        if self.tty:
-            width = 30
-            fill = int(frac * width)
-            bar = "█" * fill + "░" * (width - fill)
-            self.stream.write(f"\r{phase:<11} {bar} {done}/{total} {text[:60]:<60}")
+        key = (phase, text.split(":")[0])  # one bar per phase and dataset
+        if key != self._key:
+            self.close()
+            self._key, self._t0, self._last_quarter = key, time.perf_counter(), -1
+            if self.tty:
+                self._bar = tqdm(total=total, desc=f"{phase:<11}", file=self.stream, leave=True,
+                                 dynamic_ncols=True, unit="it")
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.set_postfix_str(text[:50], refresh=False)
+            self._bar.update(done - self._bar.n)
             if done >= total:
-                self.stream.write("\n")
-            self.stream.flush()
-        else:
-            pct = int(frac * 4) * 25
-            key = (phase, text.split(":")[0])  # a few lines per phase and dataset
-            if key != self._phase:
-                self._phase, self._last_pct = key, -1
-            if pct != self._last_pct:
-                self._last_pct = pct
-                print(f"{phase}: {done}/{total} {text}", file=self.stream, flush=True)
+                self.close()
+            return
+        quarter = int(4 * done / total) if total else 4
+        if quarter != self._last_quarter:
+            self._last_quarter = quarter
+            meter = tqdm.format_meter(done, total, time.perf_counter() - self._t0, ncols=0)
+            print(f"{phase}: {text} {meter}".rstrip(), file=self.stream, flush=True)
 
-
-@contextlib.contextmanager
-def staged_output(out: Path, inputs=()):
-    """Yield a hidden staging folder; on success move its files into ``out``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PruneLabError(out, "exists and is not a folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.exists():
-        raise PruneLabError(out, "its parent folder does not exist")
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.prunelab-", dir=parent))
-    try:
-        yield stage
-        from engine.atomic import check_not_input
-
-        for f in stage.iterdir():
-            check_not_input(out / f.name, inputs)
-        out.mkdir(exist_ok=True)
-        for f in sorted(stage.iterdir()):
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 # ----------------------------------------------------------------------------- parsing
 def _thresholds(text: str) -> tuple[float, ...]:
+    from engine.thresholds import parse_thresholds
+
     try:
-        vals = tuple(float(t) for t in text.replace(" ", "").split(",") if t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of percentages") from None
-    if not vals or any(not (0 < v <= 100) for v in vals):
-        raise argparse.ArgumentTypeError("thresholds must be percentages in (0, 100]")
-    return vals
+        return parse_thresholds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Prune a backdoored Keras classifier and build "
-                                "a backdoor detector. Without a command, opens the window.")
+                                "a backdoor detector. Without a command (or with 'gui [FILES]'), "
+                                "prunelab opens its window.")
     p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
     sub = p.add_subparsers(dest="command")
 
@@ -113,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{role}", type=Path, metavar="F")
     s.add_argument("--layer", help="Conv2D layer to prune (default: the last one feeding a pooling layer)")
     s.add_argument("--thresholds", type=_thresholds, default=(2.0, 4.0, 10.0), metavar="2,4,10",
-                   help="relative drops of clean validation accuracy (%%) at which B'/G are kept")
+                   help="relative drops of clean validation accuracy (%%) at which B'/G are kept; "
+                   "each value once")
     s.add_argument("--out", type=Path, required=True, metavar="DIR")
     s.add_argument("--allow-unsafe-model", action="store_true",
                    help="load models with Lambda layers or foreign code (only for files you trust)")
@@ -153,20 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--allow-unsafe-model", action="store_true")
     f.add_argument("-q", "--quiet", action="store_true")
 
-    add_gui_arguments(sub.add_parser("gui", help="open the window (optionally with files)"))
     return p
-
-
-def add_gui_arguments(g: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The window's options, shared by ``prunelab gui`` and ``prunelab-gui``."""
-    g.add_argument("files", nargs="*", type=Path)
-    g.add_argument("--demo", action="store_true", help="open the bundled demo")
-    g.add_argument("--run", action="store_true", help="start the sweep once everything is open")
-    g.add_argument("--screenshot", type=Path, help="after the sweep, save a screenshot of the window")
-    g.add_argument("--tab", default=None, help="curves|activations|images|results for --screenshot")
-    g.add_argument("--quit", action="store_true", help="exit when the automation is done")
-    g.add_argument("--smoke-test", action="store_true", help="open the window, process events, exit 0")
-    return g
 
 
 # ----------------------------------------------------------------------------- commands
@@ -185,9 +158,8 @@ def _open_datasets(args) -> dict:
 
 def cmd_sweep(args) -> int:
     from engine import atomic
-    from engine.goodnet import make_bprime, make_goodnet, save_model
     from engine.models import load_model
-    from engine.report import tname, write_report
+    from engine.outputs import write_sweep_outputs
     from engine.sweep import Progress, Sweep
 
     if args.demo:
@@ -208,23 +180,10 @@ def cmd_sweep(args) -> int:
     for ev in sweep.events():
         if isinstance(ev, Progress):
             bar.update("pruning" if ev.phase == "steps" else "activations", ev.done, ev.total, ev.text)
-    result = sweep.result
-    with staged_output(args.out, inputs) as stage:
-        files: dict = {}
-        if not args.no_models:
-            for cp in result.checkpoints:
-                if cp.step is None:
-                    continue
-                bp = make_bprime(model.model, result.layer, result.pruned_channels(cp.step),
-                                 name=f"repaired_{tname(cp.threshold)}")
-                g = make_goodnet(model.model, bp)
-                bname, gname = f"B_prime_{tname(cp.threshold)}.h5", f"G_{tname(cp.threshold)}.keras"
-                save_model(bp, stage / bname, inputs)
-                save_model(g, stage / gname, inputs)
-                files[cp.threshold] = {"b_prime": bname, "goodnet": gname}
-        write_report(result, stage, files, extra={"weights": str(model.weights_path) if model.weights_path else None})
+    bar.close()
+    write_sweep_outputs(sweep.result, model, args.out, inputs=inputs, with_models=not args.no_models)
     if not args.quiet:
-        _print_summary(result, args.out)
+        _print_summary(sweep.result, args.out)
     return 0
 
 
@@ -285,6 +244,8 @@ def cmd_demo(args) -> int:
     if args.epochs is not None:
         spec.epochs = args.epochs
     spec.pruning_aware = args.pruning_aware
+    from engine.outputs import staged_output
+
     with staged_output(args.out) as stage:
         generate_demo(spec, stage, data_only=args.data_only, log=lambda t: print(t, file=sys.stderr))
     print(f"wrote {args.out}")
@@ -305,51 +266,58 @@ def cmd_cache(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from engine.finetune_cli import run_finetune_cli
+    from engine import atomic
+    from engine.data import LabDataset
+    from engine.finetune import EpochRecord, FineTune, FineTuneConfig
+    from engine.models import load_model
+    from engine.outputs import read_sweep_summary, resolve_step, write_finetune_outputs
 
-    return run_finetune_cli(args, ProgressPrinter(quiet=args.quiet), staged_output)
+    summary = read_sweep_summary(args.from_sweep)
+    step = resolve_step(summary, args.step)
+    model = load_model(summary["model"], summary.get("weights"), allow_unsafe=args.allow_unsafe_model)
+    datasets = {r: LabDataset(p, model.input_hwc) for r, p in summary["datasets"].items()}
+    inputs = model.input_files() + [d.path for d in datasets.values()]
+    atomic.protect(inputs)
+    cfg = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
+                         holdout=args.holdout, seed=args.seed)
+    ft = FineTune(model, datasets, summary["layer"], summary["ranking"]["order"][:step], step, cfg)
+    bar = ProgressPrinter(quiet=args.quiet)
+    for ev in ft.events():
+        if isinstance(ev, EpochRecord):
+            txt = f"epoch {ev.epoch}: clean (held-out) {ev.clean_valid_acc:.2f} %"
+            if ev.asr_valid is not None:
+                txt += f", ASR {ev.asr_valid:.2f} %"
+            bar.update("fine-tuning", ev.epoch, cfg.epochs, txt)
+    bar.close()
+    res = ft.result
+    write_finetune_outputs(res, model, args.from_sweep, args.out, inputs=inputs, source_model=summary["model"])
+    if not args.quiet:
+        def fmt(r):
+            return ", ".join(f"{n} {v:.2f} %" for n, v in (("clean val (held-out)", r.clean_valid_acc),
+                                                             ("ASR val", r.asr_valid), ("clean test", r.clean_test_acc),
+                                                             ("ASR test", r.asr_test)) if v is not None)
 
-
-def cmd_gui(args, argv) -> int:
-    import importlib
-
-    try:  # the engine never imports Qt itself; the GUI package is looked up by name
-        gui = importlib.import_module("guiapp.app")
-    except ImportError as e:
-        print(f"{PROG}: error: the window needs PySide6 and pyqtgraph ({e}); on a machine without a "
-              f"display use 'prunelab sweep --demo --out DIR'", file=sys.stderr)
-        return EXIT_INPUT
-    return gui.main(argv, default_demo=args is None)
+        print(f"step {step}, pruning only:      {fmt(res.records[0])}")
+        print(f"step {step}, fine-pruned ({cfg.epochs} ep): {fmt(res.records[-1])}")
+        print(f"wrote {args.out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one headless command; returns the exit code (2: bad input, 130: cancelled)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        return cmd_gui(None, [])
-    if argv[0] == "--smoke-test":  # the packaged app's start-up check
-        return cmd_gui(argv, argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        return cmd_gui(None, [])
-    if args.command == "gui":
-        return cmd_gui(args, argv[1:])
+        parser.print_help()
+        return EXIT_INPUT
     from engine.tfsetup import silence_native_logs
 
     silence_native_logs()
     warnings.showwarning = _warning_printer
     warnings.simplefilter("always", PruneLabWarning)
     try:
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "demo":
-            return cmd_demo(args)
-        if args.command == "cache":
-            return cmd_cache(args)
-        if args.command == "finetune":
-            return cmd_finetune(args)
+        return COMMANDS[args.command](args)
     except PruneLabError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -366,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: internal error ({type(e).__name__}: {msg}); "
               "set PRUNELAB_DEBUG=1 for the traceback", file=sys.stderr)
         return 1
-    parser.error(f"unknown command {args.command}")
-    return EXIT_INPUT
+
+
+COMMANDS = {"sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "cache": cmd_cache,
+            "finetune": cmd_finetune}
 
 
 if __name__ == "__main__":

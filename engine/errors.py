@@ -18,6 +18,11 @@ class PruneLabError(Exception):
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
+class UnsafeModelError(PruneLabError):
+    """The model file holds code (Lambda layers, foreign modules, custom classes): refused
+    unless the user says they trust the file."""
+
+
 class Cancelled(Exception):
     """The user cancelled a long job; nothing was written."""
 

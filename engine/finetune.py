@@ -18,7 +18,8 @@ from engine.errors import PruneLabError
 from engine.memory import check_fits
 from engine.models import LoadedModel
 from engine.state import JobState
-from engine.sweep import METRICS, ROLE_METRIC, Progress, pct
+from engine.pruning import channel_mask, evaluate_labels, goodnet_labels, pct
+from engine.sweep import METRICS, ROLE_METRIC, Progress
 
 
 @dataclass
@@ -40,7 +41,7 @@ class FineTuneConfig:
             raise PruneLabError(None, f"held-out share must be in (0, 1) (got {self.holdout})")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EpochRecord:
     epoch: int
     loss: float | None
@@ -70,20 +71,13 @@ class FineTuneResult:
     model: object = None  # the fine-pruned B' (keras.Model)
 
     def goodnet_labels(self, role: str) -> np.ndarray:
-        b, f = self.badnet_predictions[role], self.predictions[role]
-        return np.where(b == f, b, self.n_classes).astype(np.int32)
+        return goodnet_labels(self.badnet_predictions[role], self.predictions[role], self.n_classes)
 
     def evaluation(self) -> dict[str, dict[str, float]]:
         """Same keys as SweepResult.evaluate_step, for the fine-pruned B' and its G."""
-        out = {}
-        for role, y in self.labels.items():
-            bp, g = self.predictions[role], self.goodnet_labels(role)
-            poisoned = role.startswith("poisoned")
-            out[role] = {"bprime_" + ("asr" if poisoned else "acc"): pct(bp == y),
-                         "goodnet_" + ("asr" if poisoned else "acc"): pct(g == y),
-                         "goodnet_" + ("flagged" if poisoned else "false_flagged"): pct(g == self.n_classes),
-                         "badnet_" + ("asr" if poisoned else "acc"): pct(self.badnet_predictions[role] == y)}
-        return out
+        return {role: evaluate_labels(self.badnet_predictions[role], self.predictions[role], y,
+                                      self.n_classes, role.startswith("poisoned"))
+                for role, y in self.labels.items()}
 
     def summary(self) -> dict:
         return {"step": self.step, "layer": self.layer, "pruned_channels": self.pruned,
@@ -138,13 +132,11 @@ class FineTune:
         return preds
 
     def _record(self, epoch: int, loss, preds, labels, t0) -> EpochRecord:
-        rec = EpochRecord(epoch, loss, seconds=time.perf_counter() - t0)
-        for role, p in preds.items():
-            setattr(rec, ROLE_METRIC[role], pct(p == labels[role]))
-        return rec
+        metrics = {ROLE_METRIC[role]: pct(p == labels[role]) for role, p in preds.items()}
+        return EpochRecord(epoch, loss, seconds=time.perf_counter() - t0, **metrics)
 
     def events(self) -> Iterator[Progress | EpochRecord]:
-        from engine.goodnet import make_bprime
+        from engine.pruning import make_bprime
         from engine.tfsetup import keras
 
         k = keras()
@@ -163,8 +155,7 @@ class FineTune:
         res.model = net
         conv = net.get_layer(self.layer)
         kernel, bias = conv.kernel, (conv.bias if conv.use_bias else None)
-        mask = np.ones(int(conv.filters), np.float32)
-        mask[self.pruned] = 0.0
+        mask = channel_mask(int(conv.filters), self.pruned)
 
         def rezero():
             kernel.assign(kernel.numpy() * mask)

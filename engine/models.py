@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from engine.errors import PruneLabError
+from engine.errors import PruneLabError, UnsafeModelError
 from engine.hdf5io import check_regular_file, human_bytes, is_hdf5, open_hdf5, short_reason
 from engine.safety import UnsafeModel, check_activation_strings, check_config
 
@@ -138,7 +138,7 @@ def _safety(config, path: Path, allow_unsafe: bool):
         check_activation_strings(config, allow_unsafe=allow_unsafe)
     except UnsafeModel as e:
         hint = "" if allow_unsafe else " (refused; pass --allow-unsafe-model only if you trust this file)"
-        raise PruneLabError(path, f"unsafe model: {e}{hint}") from None
+        raise UnsafeModelError(path, f"unsafe model: {e}{hint}") from None
     return facts
 
 

@@ -18,10 +18,6 @@ FIGURES = {"curves_valid": "curves_valid.png", "curves_test": "curves_test.png",
            "bprime_bars": "bprime_bars.png", "goodnet_bars": "goodnet_bars.png"}
 
 
-def tname(t: float) -> str:
-    return f"{t:g}".replace(".", "_")
-
-
 def metrics_csv(result: SweepResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -183,3 +179,34 @@ def write_report(result: SweepResult, out: str | os.PathLike, checkpoint_files: 
             save_figure(bars_figure(result, which), p)
             written.append(p)
     return written
+
+
+# ------------------------------------------------------------------------ fine-tuning
+def epochs_csv(records) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["epoch", "loss", "clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test"])
+    for r in records:
+        w.writerow([r.epoch] + ["" if v is None else f"{v:.6f}".rstrip("0").rstrip(".")
+                                for v in (r.loss, r.clean_valid_acc, r.asr_valid, r.clean_test_acc, r.asr_test)])
+    return buf.getvalue()
+
+
+def finetune_figure(res, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    e = [r.epoch for r in res.records]
+    for key, style, name in (("clean_valid_acc", "b-o", "clean accuracy (held-out validation)"),
+                             ("asr_valid", "r-o", "ASR (validation)"), ("clean_test_acc", "b--s", "clean accuracy (test)"),
+                             ("asr_test", "r--s", "ASR (test)")):
+        ys = [r.metric(key) for r in res.records]
+        if ys[0] is not None:
+            ax.plot(e, ys, style, label=name, ms=4)
+    ax.set_xlabel("fine-tuning epoch (0 = pruning only)")
+    ax.set_ylabel("%")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.4)
+    ax.legend(loc="center right", fontsize=8)
+    ax.set_title(f"Fine-pruning from step {res.step} ({len(res.pruned)} channels of {res.layer} pruned)")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -18,6 +18,7 @@ from engine.data import ROLES, LabDataset
 from engine.errors import PruneLabError, warn
 from engine.memory import check_fits
 from engine.models import LoadedModel
+from engine.pruning import evaluate_labels, goodnet_labels, pct, zeroed_weights
 from engine.state import JobState
 from engine.thresholds import DEFAULT_THRESHOLDS, reached, validate_thresholds
 
@@ -107,23 +108,13 @@ class SweepResult:
         return self.predictions[role][step]
 
     def goodnet_labels(self, role: str, step: int) -> np.ndarray:
-        b = self.predictions[role][0]
-        bp = self.predictions[role][step]
-        return np.where(b == bp, b, self.flag_class).astype(np.int32)
+        return goodnet_labels(self.predictions[role][0], self.predictions[role][step], self.flag_class)
 
     def evaluate_step(self, step: int) -> dict[str, dict[str, float]]:
         """B' and G at ``step`` on every loaded dataset: accuracy/ASR, flagged shares."""
-        out: dict[str, dict[str, float]] = {}
-        for role, y in self.labels.items():
-            bp = self.bprime_labels(role, step)
-            g = self.goodnet_labels(role, step)
-            poisoned = role.startswith("poisoned")
-            d = {"bprime_" + ("asr" if poisoned else "acc"): pct(bp == y),
-                 "goodnet_" + ("asr" if poisoned else "acc"): pct(g == y),
-                 "goodnet_" + ("flagged" if poisoned else "false_flagged"): pct(g == self.flag_class),
-                 "badnet_" + ("asr" if poisoned else "acc"): pct(self.predictions[role][0] == y)}
-            out[role] = d
-        return out
+        return {role: evaluate_labels(self.predictions[role][0], self.predictions[role][step], y,
+                                      self.flag_class, role.startswith("poisoned"))
+                for role, y in self.labels.items()}
 
     def checkpoint_step(self, threshold: float) -> int | None:
         for c in self.checkpoints:
@@ -138,10 +129,6 @@ def mean_abs_per_channel(a: np.ndarray, chunk: int = 2048) -> np.ndarray:
     for s in range(0, len(a), chunk):
         total += np.abs(a[s:s + chunk]).sum(axis=(0, 1, 2), dtype=np.float64)
     return total / max(1, a.shape[0] * a.shape[1] * a.shape[2])
-
-
-def pct(mask: np.ndarray) -> float:
-    return float(100.0 * np.count_nonzero(mask) / max(1, mask.size))
 
 
 class Sweep:
@@ -468,12 +455,7 @@ class Sweep:
         try:
             for step in range(0, self.total_steps + 1):
                 if step:
-                    ws = [w.copy() for w in original]
-                    for c in order[:step]:
-                        ws[0][..., c] = 0
-                        if len(ws) > 1:
-                            ws[1][c] = 0
-                    conv.set_weights(ws)
+                    conv.set_weights(zeroed_weights(original, order[:step]))
                 total = 0
                 for role, ds in self.datasets.items():
                     for start, x in ds.batches(PREFIX_BATCH, prefetch=True):

@@ -1,4 +1,5 @@
-"""Starting the window: ``prunelab`` / ``prunelab gui [FILES…]`` / ``prunelab-gui``.
+"""Starting the window (``prunelab``, ``prunelab gui [FILES…]``, ``prunelab-gui``), and the
+automation flags used for screenshots and smoke tests.
 
 The window is shown before TensorFlow is imported; models load in a worker thread."""
 
@@ -8,6 +9,8 @@ import argparse
 import os
 import sys
 import time
+
+TAB_INDEX = {"curves": 0, "activations": 1, "images": 2, "results": 3}
 
 
 def process_age() -> float | None:
@@ -22,16 +25,9 @@ def process_age() -> float | None:
         return None
 
 
-def parse(argv):
-    from engine.cli import add_gui_arguments
-
-    p = argparse.ArgumentParser(prog="prunelab gui", description="Open the PruneLab window.")
-    return add_gui_arguments(p).parse_args(argv)
-
-
-def main(argv=None, default_demo: bool | None = None) -> int:
+def run_window(args: argparse.Namespace, first_launch: bool = False) -> int:
+    """Show the window, open what ``args`` names, run the automation it asks for."""
     t0 = time.perf_counter()
-    args = parse(sys.argv[1:] if argv is None else argv)
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
@@ -47,71 +43,69 @@ def main(argv=None, default_demo: bool | None = None) -> int:
 
         with as_file(files("resources.icons") / "prunelab.png") as icon:
             app.setWindowIcon(QIcon(str(icon)))
-    except Exception:
+    except (OSError, ModuleNotFoundError):
         pass
     from guiapp.mainwindow import MainWindow
 
     win = MainWindow()
     win.show()
     app.processEvents()
-    shown = time.perf_counter() - t0
-    status = {"code": 0}
-
     if args.smoke_test:
-        tf_loaded = "tensorflow" in sys.modules
         age = process_age()
-        since = f"{age:.2f} s after the process started" if age is not None else f"{shown:.2f} s after main()"
-        print(f"prunelab: window shown {since} (TensorFlow imported: {tf_loaded})", flush=True)
+        since = f"{age:.2f} s after the process started" if age is not None else \
+            f"{time.perf_counter() - t0:.2f} s after main()"
+        print(f"prunelab: window shown {since} (TensorFlow imported: {'tensorflow' in sys.modules})", flush=True)
         QTimer.singleShot(3000, app.quit)
         app.exec()
         return 0
-
-    tabs = {"curves": 0, "activations": 1, "images": 2, "results": 3}
-
-    def finish_automation(res=None):
-        if args.tab:
-            win.tabs.setCurrentIndex(tabs.get(args.tab, 0))
-        if res is not None:
-            ten = res.checkpoint_step(10.0)
-            win.set_step(ten if ten is not None else res.steps)
-
-        def shoot():
-            if args.screenshot:
-                args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-                ok = win.grab().save(str(args.screenshot))
-                print(f"prunelab: screenshot {'saved to' if ok else 'FAILED:'} {args.screenshot}", flush=True)
-                status["code"] = 0 if ok else 1
-            if args.quit:
-                app.quit()
-
-        QTimer.singleShot(600, shoot)
-
-    def failed(msg):
-        print(f"prunelab: error: {msg}", file=sys.stderr, flush=True)
-        if args.quit:
-            status["code"] = 2
-            app.quit()
-
-    if args.quit:
-        win.errorShown.connect(failed)
-    if args.run:
-        win.sweepFinished.connect(finish_automation)
-        ready = win.demoReady if args.demo else win.modelLoaded
-        ready.connect(lambda *_: QTimer.singleShot(100, win.start_sweep))
-    elif args.screenshot or args.quit:
-        (win.demoReady if args.demo else win.modelLoaded).connect(lambda *_: finish_automation())
-    if args.demo:
-        win.open_demo("badnet")
+    status = {"code": 0}
+    win.automation = Automation(win, args, status, app)  # kept: its methods are connected slots
+    ctl = win.ctl
+    if args.demo or first_launch:
+        ctl.open_demo("badnet")
     elif args.files:
-        win.open_files(args.files)
-    elif default_demo or (default_demo is None and argv is None and not sys.argv[1:]):
-        # plain `prunelab`: open the bundled demo and sweep it, so the first launch shows the
-        # whole story (the sweep takes seconds; everything stays interactive meanwhile)
-        win.demoReady.connect(lambda: QTimer.singleShot(100, win.start_sweep))
-        win.open_demo("badnet")
+        ctl.open_files(args.files)
     app.exec()
     return status["code"]
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+class Automation:
+    """``--run``, ``--screenshot``, ``--tab``, ``--quit``; the first launch sweeps the demo."""
+
+    def __init__(self, win, args, status: dict, app):
+        from PySide6.QtCore import QTimer
+
+        self.win, self.args, self.status, self.app, self.timer = win, args, status, app, QTimer
+        ctl = win.ctl
+        ready = ctl.demoReady if (args.demo or not args.files) else ctl.modelOpened
+        if args.quit:
+            win.errorShown.connect(self.failed)
+        if args.run or not (args.demo or args.files or args.screenshot or args.quit):
+            ctl.sweepFinished.connect(self.finish)
+            ready.connect(lambda *_: QTimer.singleShot(100, win.start_sweep))
+        elif args.screenshot or args.quit:
+            ready.connect(lambda *_: self.finish())
+
+    def finish(self, res=None) -> None:
+        win, args = self.win, self.args
+        if args.tab:
+            win.tabs.setCurrentIndex(TAB_INDEX[args.tab])
+        if res is not None:
+            ten = res.checkpoint_step(10.0)
+            win.set_step(ten if ten is not None else res.steps)
+        self.timer.singleShot(600, self.shoot)
+
+    def shoot(self) -> None:
+        args = self.args
+        if args.screenshot:
+            args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+            ok = self.win.grab().save(str(args.screenshot))
+            print(f"prunelab: screenshot {'saved to' if ok else 'FAILED:'} {args.screenshot}", flush=True)
+            self.status["code"] = 0 if ok else 1
+        if args.quit:
+            self.app.quit()
+
+    def failed(self, msg: str) -> None:
+        print(f"prunelab: error: {msg}", file=sys.stderr, flush=True)
+        self.status["code"] = 2
+        self.app.quit()

@@ -1,103 +1,110 @@
-"""Running engine jobs off the GUI thread.
+"""One worker class for every long job (superqt's ``GeneratorWorker`` idea, kept small).
 
-A job is a plain function ``job(state) -> iterator | value`` taking the engine's JobState
-(cancel/pause flags). If it returns an iterator, every item it yields is emitted as
-``event``; the iterator's final value (or the plain return value) is emitted as ``done``.
-Errors are caught in the worker and emitted as ``failed`` with a one-line message; the GUI
-handles them in one place. The QThread/moveToThread/deleteLater wiring lives here, once."""
+A task is a plain function ``task(state)`` (see :mod:`guiapp.tasks`) that returns a value or
+a generator. Each value the generator yields is emitted as ``yielded`` — values, never objects
+the job changes later. The generator's return value (or the plain return value) is emitted as
+``returned``. ``paused`` / ``resumed`` are emitted when the job really stopped at a cancel point
+and when it goes on; ``aborted`` when a cancel took effect; ``errored`` carries the exception
+*object* (the window decides by its type, never by its text); ``warned`` carries each
+:class:`PruneLabWarning`. ``finished`` comes last, always. The QThread / moveToThread /
+deleteLater wiring is written here once: thread, runner and worker delete themselves."""
 
 from __future__ import annotations
 
 import traceback
-from typing import Callable
+import warnings
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine.errors import Cancelled, PruneLabError
+from engine.errors import Cancelled, PruneLabWarning
 from engine.state import JobState
 
 
 class _Runner(QObject):
-    event = Signal(object)
-    done = Signal(object)
-    failed = Signal(str)
-    cancelled = Signal()
-    finished = Signal()
+    """Lives in the worker thread; runs the task and emits what happens."""
 
-    def __init__(self, job: Callable, state: JobState):
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    warned = Signal(object)
+    aborted = Signal()
+    paused = Signal()
+    resumed = Signal()
+    done = Signal()
+
+    def __init__(self, task: Callable[[JobState], Any], state: JobState):
         super().__init__()
-        self._job = job
-        self._state = state
+        self._task = task
+        self.state = state
+        state.on_pause = self.paused.emit
+        state.on_resume = self.resumed.emit
 
     @Slot()
     def run(self) -> None:
-        import warnings
-
-        from engine.errors import PruneLabWarning
-
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", PruneLabWarning)
-                out = self._job(self._state)
+                out = self._task(self.state)
                 if hasattr(out, "__next__"):
                     try:
                         while True:
                             item = next(out)
-                            self._flush_warnings(caught)
-                            self.event.emit(item)
-                            self._state.cancel_point()
+                            self._flush(caught)
+                            self.yielded.emit(item)
+                            self.state.cancel_point()
                     except StopIteration as stop:
                         out = stop.value
-                self._flush_warnings(caught)
-            self.done.emit(out)
+                self._flush(caught)
+            self.returned.emit(out)
         except Cancelled:
-            self.cancelled.emit()
-        except PruneLabError as e:
-            self.failed.emit(str(e))
-        except MemoryError:
-            self.failed.emit("out of memory")
-        except Exception as e:  # a bug: still a dialog, never a dead window
-            traceback.print_exc()
-            self.failed.emit(f"internal error ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
+            self.aborted.emit()
+        except Exception as e:  # noqa: BLE001 - every error reaches the one GUI-side handler
+            if not isinstance(e, (MemoryError,)) and type(e).__module__.split(".")[0] != "engine":
+                traceback.print_exc()  # a bug of ours: keep the traceback on the terminal
+            self.errored.emit(e)
         finally:
-            self.finished.emit()
+            self.done.emit()
 
-    def _flush_warnings(self, caught: list) -> None:
-        from engine.errors import PruneLabWarning
-
+    def _flush(self, caught: list) -> None:
         while caught:
             w = caught.pop(0)
             if isinstance(w.message, PruneLabWarning):
-                self.event.emit(w.message)
+                self.warned.emit(w.message)
 
 
-class Job(QObject):
-    """Handle of a running job: ``cancel()``, ``pause()``, ``resume()``, and the signals."""
+class Worker(QObject):
+    """Handle of one job in its own thread: ``start()``, ``pause()``, ``resume()``, ``cancel()``."""
 
-    event = Signal(object)
-    done = Signal(object)
-    failed = Signal(str)
-    cancelled = Signal()
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    warned = Signal(object)
+    aborted = Signal()
+    paused = Signal()
+    resumed = Signal()
     finished = Signal()
 
-    def __init__(self, job: Callable, name: str = "job", parent: QObject | None = None):
+    def __init__(self, task: Callable[[JobState], Any], name: str = "job", parent: QObject | None = None):
         super().__init__(parent)
         self.name = name
         self.state = JobState()
+        self.running = False
+        self.is_paused = False
         self._thread = QThread()
         self._thread.setObjectName(f"prunelab-{name}")
-        self._runner = _Runner(job, self.state)
+        self._runner = _Runner(task, self.state)
         self._runner.moveToThread(self._thread)
         self._thread.started.connect(self._runner.run)
-        self._runner.event.connect(self.event)
-        self._runner.done.connect(self.done)
-        self._runner.failed.connect(self.failed)
-        self._runner.cancelled.connect(self.cancelled)
-        self._runner.finished.connect(self._thread.quit)
+        for sig in ("yielded", "returned", "errored", "warned", "aborted"):
+            getattr(self._runner, sig).connect(getattr(self, sig))
+        self._runner.paused.connect(self._on_paused)
+        self._runner.resumed.connect(self._on_resumed)
+        self._runner.done.connect(self._thread.quit)
+        self._runner.done.connect(self._runner.deleteLater)
         self._thread.finished.connect(self._on_thread_finished)
-        self.running = False
 
-    def start(self) -> "Job":
+    def start(self) -> "Worker":
         self.running = True
         self._thread.start()
         return self
@@ -106,23 +113,29 @@ class Job(QObject):
         self.state.cancel()
 
     def pause(self) -> None:
+        """Ask the job to stop at its next cancel point; ``paused`` says when it has."""
         self.state.pause()
 
     def resume(self) -> None:
         self.state.resume()
 
     @property
-    def paused(self) -> bool:
+    def pause_requested(self) -> bool:
         return self.state.paused
-
-    @property
-    def busy(self) -> bool:
-        return self.running
 
     def wait(self, ms: int = 30000) -> bool:
         return self._thread.wait(ms)
 
+    def _on_paused(self) -> None:
+        self.is_paused = True
+        self.paused.emit()
+
+    def _on_resumed(self) -> None:
+        self.is_paused = False
+        self.resumed.emit()
+
     def _on_thread_finished(self) -> None:
         self.running = False
-        self._runner.deleteLater()
         self.finished.emit()
+        self._thread.deleteLater()
+        self.deleteLater()

@@ -1,17 +1,19 @@
-"""The image browser: a paged thumbnail grid (Qt model/view; thumbnails are read and scaled
-lazily, so 12,000 images scroll smoothly) with true label and the labels of B, B' and G at
-the picked step, colour-coded; filters; click for a large view."""
+"""The image browser: a paged thumbnail grid (Qt model/view) with the true label and the labels
+of B, B' and G at the picked step, colour-coded; filters; click for a large view.
+
+Pixels are never read here: a page asks for its images (``pageWanted``), a worker reads them
+off the GUI thread, and ``show_page`` puts them in; tiles show a grey square meanwhile."""
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QListView, QPushButton,
                                QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from engine.data import ROLE_TITLES
-from guiapp.stepview import StepView
+from guiapp.views.stepview import StepView
 
 
 OK = QColor("#1b7f2a")
@@ -19,6 +21,7 @@ BAD = QColor("#c62828")
 FLAG = QColor("#d98b00")
 THUMB = 94
 PAGE = 240
+LINE = 12  # one caption line per label, the full width of the tile
 FILTERS = ["all", "changed by pruning", "misclassified by B'", "flagged by G"]
 
 
@@ -31,6 +34,7 @@ def to_pixmap(img: np.ndarray, size: int) -> QPixmap:
 
 class ImageModel(QAbstractListModel):
     LabelsRole = Qt.UserRole + 1
+    pageWanted = Signal(object)  # the dataset indices of the page now shown
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -39,17 +43,22 @@ class ImageModel(QAbstractListModel):
         self.page = 0
         self.labels = {}  # name -> array over the whole dataset
         self.flag = None
-        self._cache: dict[int, QPixmap] = {}
+        self._pixmaps: dict[int, QPixmap] = {}
+        self.pixels: dict[int, np.ndarray] = {}  # dataset index -> uint8 image of the page shown
 
     def set_data(self, ds, indices, labels: dict, flag: int | None) -> None:
         self.beginResetModel()
+        same = ds is self.ds
         self.ds = ds
         self.indices = np.asarray(indices, np.int64)
         self.labels = labels
         self.flag = flag
         self.page = min(self.page, max(0, self.pages() - 1))
-        self._cache.clear()
+        if not same:
+            self._pixmaps.clear()
+            self.pixels.clear()
         self.endResetModel()
+        self._want()
 
     def pages(self) -> int:
         return max(1, -(-len(self.indices) // PAGE))
@@ -57,8 +66,29 @@ class ImageModel(QAbstractListModel):
     def set_page(self, page: int) -> None:
         self.beginResetModel()
         self.page = max(0, min(page, self.pages() - 1))
-        self._cache.clear()
         self.endResetModel()
+        self._want()
+
+    def page_indices(self) -> np.ndarray:
+        return self.indices[self.page * PAGE:(self.page + 1) * PAGE]
+
+    def _want(self) -> None:
+        missing = [int(i) for i in self.page_indices() if int(i) not in self._pixmaps]
+        if self.ds is not None and missing:
+            self.pageWanted.emit(missing)
+
+    def add_pixels(self, page) -> None:
+        """Images read by a worker; ignored if the dataset changed meanwhile."""
+        if self.ds is None or page.dataset_path != str(self.ds.path):
+            return
+        if len(self._pixmaps) > 4 * PAGE:
+            self._pixmaps.clear()
+            self.pixels.clear()
+        for i, img in zip(page.indices, page.images):
+            self.pixels[i] = img
+            self._pixmaps[i] = to_pixmap(img, THUMB)
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1), [Qt.DecorationRole])
 
     def image_index(self, row: int) -> int:
         return int(self.indices[self.page * PAGE + row])
@@ -73,13 +103,7 @@ class ImageModel(QAbstractListModel):
             return None
         i = self.image_index(index.row())
         if role == Qt.DecorationRole:
-            pm = self._cache.get(i)
-            if pm is None:
-                pm = to_pixmap(self.ds.image_uint8(i), THUMB)
-                if len(self._cache) > 2 * PAGE:
-                    self._cache.clear()
-                self._cache[i] = pm
-            return pm
+            return self._pixmaps.get(i)
         if role == self.LabelsRole:  # a list keeps the order (a dict would become a sorted QVariantMap)
             return [(k, int(v[i])) for k, v in self.labels.items()]
         if role == Qt.ToolTipRole:
@@ -99,7 +123,7 @@ class TileDelegate(QStyledItemDelegate):
         self.font.setPointSize(7)
 
     def sizeHint(self, option, index):
-        return QSize(THUMB + 8, THUMB + 40)
+        return QSize(THUMB + 8, THUMB + 8 + 4 * LINE)
 
     def paint(self, p: QPainter, option, index):
         p.save()
@@ -109,11 +133,14 @@ class TileDelegate(QStyledItemDelegate):
         pm = index.data(Qt.DecorationRole)
         if pm is not None:
             p.drawPixmap(r.x() + (r.width() - pm.width()) // 2, r.y() + 2, pm)
+        else:  # still being read
+            p.fillRect(QRect(r.x() + 4, r.y() + 2, THUMB, THUMB * 47 // 55), QColor("#e4e4e4"))
         items = [tuple(x) for x in (index.data(ImageModel.LabelsRole) or [])]
         model = index.model()
         flag = model.flag
         true = dict(items).get("true")
         p.setFont(self.font)
+        metrics = QFontMetrics(self.font)
         y = r.y() + THUMB + 4
         for n, (name, val) in enumerate(items):
             if name == "true":
@@ -122,20 +149,21 @@ class TileDelegate(QStyledItemDelegate):
                 col = FLAG
             else:
                 col = OK if val == true else BAD
-            text = f"{name} {'⚑' if flag is not None and val == flag else val}"
+            value = f"⚑ {val}" if flag is not None and val == flag else str(val)
             p.setPen(QPen(col))
-            rect = QRect(r.x() + 2 + (n % 2) * (r.width() // 2), y + (n // 2) * 12, r.width() // 2 - 2, 12)
-            p.drawText(rect, Qt.AlignLeft | Qt.AlignVCenter, text)
+            rect = QRect(r.x() + 4, y + n * LINE, r.width() - 8, LINE)
+            p.drawText(rect, Qt.AlignLeft | Qt.AlignVCenter, metrics.elidedText(name, Qt.ElideRight, rect.width() // 2))
+            p.drawText(rect, Qt.AlignRight | Qt.AlignVCenter, value)
         p.restore()
 
 
 class LargeView(QDialog):
-    def __init__(self, ds, i: int, labels: dict, flag, parent=None):
+    def __init__(self, ds, i: int, pixels: np.ndarray, labels: dict, flag, parent=None):
         super().__init__(parent)
         self.setWindowTitle(f"{ds.path.name} — image {i}")
         lay = QVBoxLayout(self)
         pic = QLabel()
-        pic.setPixmap(to_pixmap(ds.image_uint8(i), 330))
+        pic.setPixmap(to_pixmap(pixels, 330))
         lay.addWidget(pic)
         words = [f"<b>true</b> {labels.get('true')}"]
         for k, v in labels.items():
@@ -149,6 +177,7 @@ class LargeView(QDialog):
 
 class ImagesView(StepView, QWidget):
     imageOpened = Signal(int)
+    pageWanted = Signal(str, object)  # role, dataset indices
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -186,6 +215,8 @@ class ImagesView(StepView, QWidget):
         self.view.setItemDelegate(TileDelegate(self.view))
         lay.addWidget(self.view, 1)
         self.datasets: dict = {}
+        self.session = None
+        self.model.pageWanted.connect(lambda idx: self.pageWanted.emit(self.dataset.currentData(), idx))
         self.result = None
         self.step = 0
         self.dataset.currentIndexChanged.connect(lambda _: self.refresh())
@@ -195,8 +226,10 @@ class ImagesView(StepView, QWidget):
         self.view.clicked.connect(self._open)
         self._dialog = None
 
-    def set_datasets(self, datasets: dict) -> None:
-        self.datasets = {r: d for r, d in datasets.items() if d is not None}
+    def set_datasets(self, session) -> None:
+        """The session's datasets; predictions are shown only where its result covers them."""
+        self.session = session
+        self.datasets = dict(session.datasets)
         cur = self.dataset.currentData()
         self.dataset.blockSignals(True)
         self.dataset.clear()
@@ -211,7 +244,8 @@ class ImagesView(StepView, QWidget):
         ds = self.datasets[role]
         labels = {"true": ds.labels}
         r = self.result
-        if r is not None and role in r.predictions and len(r.records) > self.step:
+        covered = self.session is not None and self.session.result_covers(role)
+        if r is not None and covered and len(r.records) > self.step:
             k = self.step
             labels["B"] = r.predictions[role][0]
             labels[f"B'@{k}"] = r.predictions[role][k]
@@ -252,8 +286,14 @@ class ImagesView(StepView, QWidget):
 
     def _open(self, index) -> None:
         i = self.model.image_index(index.row())
+        if i not in self.model.pixels:  # not read yet: the tile is still grey
+            return
         role = self.dataset.currentData()
         labels, flag = self.current_labels(role)
-        self._dialog = LargeView(self.datasets[role], i, {k: int(v[i]) for k, v in labels.items()}, flag, self)
+        self._dialog = LargeView(self.datasets[role], i, self.model.pixels[i],
+                                 {k: int(v[i]) for k, v in labels.items()}, flag, self)
         self._dialog.show()
         self.imageOpened.emit(i)
+
+    def show_page(self, page) -> None:
+        self.model.add_pixels(page)

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from guiapp.stepview import StepView
+from guiapp.views.stepview import StepView
 
 ACC = (46, 139, 60)
 ASR = (209, 52, 31)
@@ -93,10 +93,11 @@ class ResultsView(StepView, QWidget):
         self.step = 0
         self.fine = []  # list of (name, step, metrics dict role->{...})
 
-    def set_fine_tuned(self, entries: list) -> None:
-        self.fine = list(entries)
-        self.save_ft_bp.setEnabled(bool(entries))
-        self.save_ft_g.setEnabled(bool(entries))
+    def set_fine_tuned(self, runs: list) -> None:
+        """The fine-tuning runs (engine FineTuneResults) to list after the checkpoints."""
+        self.fine = [(f"fine-pruned @{f.step} ({f.config.epochs} ep)", f.step, f.evaluation()) for f in runs]
+        self.save_ft_bp.setEnabled(bool(runs))
+        self.save_ft_g.setEnabled(bool(runs))
         self.refresh()
 
     def _rows(self):

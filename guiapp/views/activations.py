@@ -7,7 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from guiapp.stepview import StepView
+from guiapp.views.stepview import StepView
 
 CLEAN = (31, 95, 209)
 POISON = (209, 52, 31)
@@ -42,22 +42,38 @@ class ActivationsView(StepView, QWidget):
         self.legend.addItem(pg.BarGraphItem(x=[0], height=[1], width=1, brush=GREY), "pruned at this step")
         self.result = None
         self.step = 0
+        self._means: dict = {}
+        self._order: list[int] = []
+        self._where = ""
         self.order.currentIndexChanged.connect(lambda _: self.refresh())
+
+    def show_means(self, info) -> None:
+        """While a sweep runs: the means and order announced before its first step."""
+        self.result, self.step = None, 0
+        self._means, self._order = dict(info.mean_activation), list(info.order)
+        self._where = f"{info.layer}, measured at {info.measured_at}"
+        self._draw()
 
     def refresh(self) -> None:
         r = self.result
-        if r is None or "clean_valid" not in r.mean_activation:
+        if r is not None:
+            self._means, self._order = dict(r.mean_activation), list(r.order)
+            self._where = f"{r.layer}, measured at {r.measured_at}"
+        self._draw()
+
+    def _draw(self) -> None:
+        if "clean_valid" not in self._means:
             self.clean_bars.setOpts(x=[], height=[])
             self.poison_bars.setOpts(x=[], height=[])
             return
-        clean = np.asarray(r.mean_activation["clean_valid"])
-        poison = r.mean_activation.get("poisoned_valid")
+        clean = np.asarray(self._means["clean_valid"])
+        poison = self._means.get("poisoned_valid")
         n = len(clean)
-        by_rank = self.order.currentIndex() == 1
-        channels = np.array(r.order) if by_rank else np.arange(n)
+        by_rank = self.order.currentIndex() == 1 and len(self._order) == n
+        channels = np.array(self._order) if by_rank else np.arange(n)
         pos = np.arange(n)
         pruned = np.zeros(n, bool)
-        pruned[r.order[:self.step]] = True
+        pruned[self._order[:self.step]] = True
         mask = pruned[channels]
         brushes_c = [pg.mkBrush(GREY if m else CLEAN) for m in mask]
         w = 0.4 if poison is not None else 0.8
@@ -67,7 +83,6 @@ class ActivationsView(StepView, QWidget):
             brushes_p = [pg.mkBrush(GREY if m else POISON) for m in mask]
             self.poison_bars.setOpts(x=pos + 0.2, height=np.asarray(poison)[channels], width=w,
                                      brushes=brushes_p, pens=[pg.mkPen(None)] * n)
-
         else:
             self.poison_bars.setOpts(x=[], height=[])
         ticks = [(i, str(c)) for i, c in enumerate(channels)]
@@ -77,9 +92,19 @@ class ActivationsView(StepView, QWidget):
         self.plot.setXRange(-1, n, padding=0)
         top = max(clean.max(), np.max(poison) if poison is not None else 0)
         self.plot.setYRange(0, float(top) * 1.05 + 1e-9, padding=0)
-        gap = ""
-        if poison is not None:
-            ratio = (np.asarray(poison) + 1e-6) / (clean + 1e-6)
-            sus = int(np.argmax(ratio))
-            gap = f" · channel {sus} fires {ratio[sus]:.1f}× more on poisoned images"
-        self.info.setText(f"{r.layer}, measured at {r.measured_at} · {self.step} of {n} channels pruned{gap}")
+        self.info.setText(f"{self._where} · {self.step} of {n} channels pruned" + headline(clean, poison))
+
+
+def headline(clean: np.ndarray, poison: np.ndarray | None, k: int = 3) -> str:
+    """The channels whose mean activation differs most between poisoned and clean validation
+    data, by absolute difference (a ratio of two near-zero means would name silent channels).
+    Empty without a poisoned set."""
+    if poison is None:
+        return ""
+    diff = np.asarray(poison, np.float64) - np.asarray(clean, np.float64)
+    top = np.argsort(-np.abs(diff), kind="stable")[:k]
+    top = [int(c) for c in top if diff[c] != 0]
+    if not top:
+        return " · clean and poisoned means are equal"
+    parts = ", ".join(f"{c} ({diff[c]:+.3g})" for c in top)
+    return f" · most different on poisoned images (poisoned − clean mean): channel{'s' if len(top) > 1 else ''} {parts}"

@@ -1,4 +1,5 @@
-"""B' (the pruned network) and G (the detector with N+1 outputs), as ordinary Keras models.
+"""Pruning's domain rules, each written once: zeroing channels, B′ (the pruned network), G (the
+detector with N+1 outputs) and the evaluation of B′ and G from their predicted labels.
 
 G is built from built-in layers and Keras ops only, so a fresh Python process with nothing
 but TensorFlow/Keras loads it in safe mode and gets the same labels (the lab's subclassed
@@ -20,6 +21,25 @@ from engine.models import GOODNET_NAME
 MODEL_SUFFIXES = (".keras", ".h5")
 
 
+def zeroed_weights(weights: list[np.ndarray], channels) -> list[np.ndarray]:
+    """Copies of a layer's [kernel, bias] with the output ``channels`` zeroed: the kernel's last
+    axis and the bias. This is what "pruning a channel" means everywhere in PruneLab."""
+    ws = [np.array(w, copy=True) for w in weights]
+    idx = np.asarray(list(channels), dtype=np.int64)
+    if idx.size:
+        ws[0][..., idx] = 0
+        if len(ws) > 1:
+            ws[1][idx] = 0
+    return ws
+
+
+def channel_mask(n_channels: int, channels) -> np.ndarray:
+    """1.0 for kept channels, 0.0 for pruned ones (multiplying by it re-applies the pruning)."""
+    mask = np.ones(int(n_channels), np.float32)
+    mask[np.asarray(list(channels), dtype=np.int64)] = 0.0
+    return mask
+
+
 def make_bprime(model, layer: str, channels, name: str | None = None):
     """A copy of ``model`` with ``channels`` of ``layer`` zeroed (kernel slices and bias)."""
     from engine.tfsetup import keras
@@ -28,12 +48,7 @@ def make_bprime(model, layer: str, channels, name: str | None = None):
     clone = k.models.clone_model(model)
     clone.set_weights(model.get_weights())
     conv = clone.get_layer(layer)
-    ws = [w.copy() for w in conv.get_weights()]
-    for c in channels:
-        ws[0][..., int(c)] = 0
-        if len(ws) > 1:
-            ws[1][int(c)] = 0
-    conv.set_weights(ws)
+    conv.set_weights(zeroed_weights(conv.get_weights(), channels))
     if name:
         clone.name = name
     return clone
@@ -92,4 +107,23 @@ def save_model(model, path: str | os.PathLike, inputs=()) -> Path:
 
 
 def goodnet_labels(badnet_labels: np.ndarray, bprime_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """The G rule on predicted labels: B's class where B and B′ agree, class N where they don't.
+    :func:`make_goodnet` builds the same rule into a Keras model."""
     return np.where(badnet_labels == bprime_labels, badnet_labels, n_classes).astype(np.int32)
+
+
+def pct(mask: np.ndarray) -> float:
+    """Share of True in ``mask``, in %."""
+    return float(100.0 * np.count_nonzero(mask) / max(1, mask.size))
+
+
+def evaluate_labels(badnet: np.ndarray, bprime: np.ndarray, labels: np.ndarray, n_classes: int,
+                    poisoned: bool) -> dict[str, float]:
+    """B, B′ and G on one dataset from their predicted labels. On clean data: accuracies and the
+    share G wrongly flags; on poisoned data: attack success rates and the share G flags."""
+    g = goodnet_labels(badnet, bprime, n_classes)
+    kind = "asr" if poisoned else "acc"
+    return {f"bprime_{kind}": pct(bprime == labels),
+            f"goodnet_{kind}": pct(g == labels),
+            "goodnet_" + ("flagged" if poisoned else "false_flagged"): pct(g == n_classes),
+            f"badnet_{kind}": pct(badnet == labels)}

@@ -144,26 +144,20 @@ class ModelPanel(QGroupBox):
         self.layers_btn.setEnabled(True)
 
     def parsed_thresholds(self) -> tuple[float, ...]:
-        text = self.thresholds.text().replace("%", "")
-        vals = []
-        for part in text.replace(";", ",").split(","):
-            part = part.strip()
-            if part:
-                v = float(part)
-                if not (0 < v <= 100):
-                    raise ValueError(part)
-                vals.append(v)
-        if not vals:
-            raise ValueError("empty")
-        return tuple(sorted(set(vals)))
+        """The thresholds typed, by the engine's one rule (ValueError says what is wrong)."""
+        from engine.thresholds import parse_thresholds
+
+        return parse_thresholds(self.thresholds.text())
 
     def _thresholds_edited(self) -> None:
         try:
             vals = self.parsed_thresholds()
-        except ValueError:
+        except ValueError as e:
             self.thresholds.setStyleSheet("background:#fde2e2")
+            self.thresholds.setToolTip(str(e))
             return
         self.thresholds.setStyleSheet("")
+        self.thresholds.setToolTip("Relative drops of clean validation accuracy at which B'/G are kept")
         self.thresholds.setText(", ".join(f"{v:g}" for v in vals))
         self.thresholdsChanged.emit(vals)
 

@@ -12,9 +12,5 @@ class StepView:
         self.step = step
         self.refresh()
 
-    def set_step(self, step: int) -> None:
-        self.step = step
-        self.refresh()
-
     def refresh(self) -> None:  # pragma: no cover - every view defines it
         raise NotImplementedError

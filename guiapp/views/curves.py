@@ -35,6 +35,9 @@ class CurvePlot(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.25)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
+        self.showAxis("right")  # the threshold lines are named on the right axis, clear of the curves
+        self.getAxis("right").setTicks([[]])
+        self.getAxis("right").setWidth(44)
         self.legend = self.addLegend(offset=(-10, -10), labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 225),
                                      pen=pg.mkPen("#bbb"))
         self.acc = self.plot([], [], pen=ACC_PEN, name="clean accuracy", symbol="o", symbolSize=4,
@@ -57,9 +60,14 @@ class CurvePlot(pg.PlotWidget):
         self.readout.setZValue(20)
         self.readout.setVisible(False)
         self.addItem(self.readout, ignoreBounds=True)
+        self.empty = pg.TextItem("", anchor=(0.5, 0.5), color="#777")
+        self.empty.setPos(50, 50)
+        self.addItem(self.empty, ignoreBounds=True)
 
-    def has_data(self) -> bool:
-        return self.acc_key is not None
+    def say_empty(self, text: str) -> None:
+        """A word in the middle of the plot when it has nothing to show, and why."""
+        self.empty.setText(text)
+        self.empty.setVisible(bool(text))
 
 
 class CurvesView(QWidget):
@@ -90,7 +98,7 @@ class CurvesView(QWidget):
         self._redraw.timeout.connect(self._refresh)
 
     # ------------------------------------------------------------------ data
-    def clear(self, n_channels: int = 0, baseline: float | None = None, thresholds=()) -> None:
+    def clear(self, n_channels: int = 0, thresholds=()) -> None:
         self.records = []
         self.n_channels = n_channels
         self._fine = []
@@ -104,9 +112,17 @@ class CurvesView(QWidget):
             for line in p.thresholds + p.markers:
                 p.removeItem(line)
             p.thresholds, p.markers = [], []
+            p.getAxis("right").setTicks([[]])
             p.readout.setVisible(False)
         self._thresholds = tuple(thresholds)
         self.set_step(0, emit=False)
+
+    def start(self, n_channels: int, thresholds=(), has_test: bool = True) -> None:
+        """A sweep begins: empty curves over ``n_channels`` channels."""
+        self.clear(n_channels, thresholds=thresholds)
+        self.plots["test"].say_empty("" if has_test else
+                                     "No test data loaded.\nDrop clean or poisoned test files on the\n"
+                                     "data slots to see B′ on data it was not ranked on.")
 
     def add_record(self, rec) -> None:
         """A step's record, new or filled in with another dataset's metrics; refresh."""
@@ -150,21 +166,20 @@ class CurvesView(QWidget):
                     item.setData([], [])
 
     def _draw_thresholds(self, base: float) -> None:
+        ticks = [(base * (1 - t / 100), f"−{t:g} %") for t in self._thresholds]
         for p in self.plots.values():
-            for t in self._thresholds:
-                i = len(p.thresholds)
-                line = pg.InfiniteLine(pos=base * (1 - t / 100), angle=0, pen=THRESH_PEN,
-                                       label=f"−{t:g} %", labelOpts={"position": 0.04 + 0.07 * i, "color": "#444",
-                                                                     "anchors": [(0.5, 1), (0.5, 1)]})
+            for y, _ in ticks:
+                line = pg.InfiniteLine(pos=y, angle=0, pen=THRESH_PEN)
                 p.addItem(line)
                 p.thresholds.append(line)
+            p.getAxis("right").setTicks([ticks])
 
     def _mark(self, rec, t: float) -> None:
         for p in self.plots.values():
             i = len(p.markers)
             line = pg.InfiniteLine(pos=rec.fraction_pruned * 100, angle=90,
                                    pen=pg.mkPen("#999", width=1, style=Qt.DotLine),
-                                   label=f"{t:g} %", labelOpts={"position": 0.05 + 0.05 * i, "color": "#666",
+                                   label=f"{t:g} %", labelOpts={"position": 0.08 + 0.06 * i, "color": "#666",
                                                                 "anchors": [(1, 0.5), (1, 0.5)]})
             p.addItem(line)
             p.markers.append(line)

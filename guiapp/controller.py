@@ -1,0 +1,326 @@
+"""What the window's commands do: start the right task for each (open, sweep, save, export,
+fine-tune), keep the :class:`Session` in step with what finished, and tell the views through
+signals. No widgets here (the window asks the user and shows the answers); no pruning math
+(the tasks call the engine).
+
+One task slot: a second long task is refused while one runs. Opening a dataset and reading a
+page of thumbnails are short reads that run beside it, each in its own worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.data import ROLE_TITLES, ROLES
+from engine.errors import PruneLabError, UnsafeModelError
+from guiapp import tasks
+from guiapp.session import Session, SlotBusy
+from guiapp.worker import Worker
+
+
+def describe_error(e: BaseException) -> str:
+    """The one line a dialog shows for an exception raised in a task."""
+    if isinstance(e, PruneLabError):
+        return str(e)
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    return f"internal error ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
+
+
+class Controller(QObject):
+    modelOpened = Signal(object)  # tasks.OpenedModel
+    datasetChanged = Signal(str, object)  # role, dataset or None
+    fileOpened = Signal(object)  # Path, for the recent-files menu
+    demoReady = Signal()
+    sweepStarted = Signal(object)  # tasks.SweepStarted
+    stepRecord = Signal(object)  # engine.sweep.StepRecord
+    sweepFinished = Signal(object)  # engine.sweep.SweepResult
+    sweepCancelled = Signal()
+    fineTuneEpochs = Signal(int, list)  # step, EpochRecords so far
+    fineTuneFinished = Signal(object)
+    pageRead = Signal(object)  # tasks.ImagePage
+    progress = Signal(str, int, int)  # text, done, total (total 0: busy, no count)
+    busyChanged = Signal(str)  # the running task's name, "" when idle
+    pausedChanged = Signal(bool)  # emitted when the pause really took effect
+    saved = Signal(str)
+    error = Signal(str)
+    unsafeModel = Signal(object, object, str)  # path, weights, message: the window asks the user
+    message = Signal(str)  # for the status bar
+    warning = Signal(str)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.session = Session()
+        self.worker: Worker | None = None  # the task in the one slot
+        self._workers: set[Worker] = set()  # every thread still running, the slot's included
+        self._demo_pending = 0
+
+    # ------------------------------------------------------------------ running tasks
+    def run(self, name: str, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
+            on_error=None, light: bool = False) -> Worker | None:
+        """Start ``task(state)`` in a worker. Long tasks take the one slot (and hold the datasets
+        of ``roles`` until they end); light ones run beside it."""
+        if not light:
+            try:
+                slot = self.session.begin(name, roles)
+            except SlotBusy as e:
+                self.message.emit(str(e))
+                return None
+        w = Worker(task, name)
+        self._workers.add(w)
+        w.finished.connect(lambda: self._workers.discard(w))
+        if not light:  # the slot is free as soon as the outcome is known, so a callback may chain a task
+            for sig in (w.returned, w.aborted, w.errored):
+                sig.connect(lambda *_: self._slot_free(w, slot))
+            w.paused.connect(lambda: self.pausedChanged.emit(True))
+            w.resumed.connect(lambda: self.pausedChanged.emit(False))
+            self.worker = w
+            self.busyChanged.emit(name)
+        if on_yield:
+            w.yielded.connect(on_yield)
+        if on_return:
+            w.returned.connect(on_return)
+        w.aborted.connect(lambda: (self.progress.emit(f"{name} cancelled", 0, 1), on_abort and on_abort()))
+        w.errored.connect(lambda e: None if (on_error and on_error(e)) else self._failed(e, light))
+        w.warned.connect(lambda msg: self.warning.emit(str(msg)))
+        return w.start()
+
+    def _slot_free(self, w: Worker, slot) -> None:
+        self.session.end(slot)  # idempotent: the task gives back the datasets it held
+        if self.worker is w:
+            self.worker = None
+            self.busyChanged.emit("")
+
+    def _failed(self, e: BaseException, light: bool = False) -> None:
+        if not light:
+            self.progress.emit("failed", 0, 1)
+        self.error.emit(describe_error(e))
+
+    def toggle_pause(self) -> None:
+        w = self.worker
+        if w is None or w.name != "sweep":
+            return
+        if w.pause_requested:
+            w.resume()
+        else:
+            w.pause()
+            self.message.emit("Pausing at the next step…")
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.message.emit(f"Cancelling the {self.worker.name}…")
+
+    def shutdown(self, ms: int = 10000) -> None:
+        for w in list(self._workers):
+            if w.running:
+                w.cancel()
+                w.wait(ms)
+        self.session.close()
+
+    @property
+    def idle(self) -> bool:
+        return not self._workers
+
+    # ------------------------------------------------------------------ opening
+    def open_files(self, paths) -> None:
+        """Route files by their content: models, weights, datasets (dropped, or from recent)."""
+        self.run("reading files", lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
+
+    def _route(self, route: tasks.FileRoute) -> None:
+        for p in route.data:
+            self.open_data(p)
+        if route.models or route.weights:
+            self.open_model(route.models[0] if route.models else None, route.weights[0] if route.weights else None)
+        if route.bad:
+            p, why = route.bad[0]
+            self.error.emit(f"{p}: {why}")
+
+    def open_model(self, path, weights=None, allow_unsafe: bool = False) -> None:
+        def refused(e):
+            if isinstance(e, UnsafeModelError) and not allow_unsafe:
+                self.progress.emit("idle", 0, 1)
+                self.unsafeModel.emit(path, weights, str(e))
+                return True
+            return False
+
+        self.progress.emit(f"Opening {Path(path or weights).name}…", 0, 0)
+        self.run("loading the model", lambda st: tasks.open_model(path, weights, allow_unsafe, st),
+                 on_return=self._model_opened, on_error=refused)
+
+    def _model_opened(self, opened: tasks.OpenedModel) -> None:
+        from engine import atomic
+
+        lm = opened.model
+        atomic.protect(lm.input_files())
+        for role, why in self.session.set_model(lm, opened.default_layer):
+            self.datasetChanged.emit(role, None)
+            self.error.emit(why)
+        for p in lm.input_files():
+            self.fileOpened.emit(p)
+        self.progress.emit("idle", 0, 1)
+        self.message.emit(f"Opened {lm.name}: {lm.kind}, {lm.n_classes} classes")
+        if opened.default_layer is None and not lm.is_goodnet:
+            self.error.emit(f"{lm.path}: the model has no Conv2D layer to prune")
+        self.modelOpened.emit(opened)
+        self._demo_step()
+
+    def open_data(self, path, role: str | None = None) -> None:
+        try:
+            if role is not None:
+                self.session.check_slot_free(role)
+        except SlotBusy as e:
+            self.error.emit(str(e))
+            return
+        m = self.session.model
+        hwc = m.input_hwc if m is not None else None
+        self.run("opening data", lambda st: tasks.open_dataset(path, hwc, st), light=True,
+                 on_return=lambda v: self._data_opened(Path(path), role, *v))
+
+    def _data_opened(self, path: Path, role: str | None, ds, guessed: str | None) -> None:
+        from engine import atomic
+
+        role = role or self.session.role_for(path, guessed)
+        try:
+            if role is None:
+                raise SlotBusy(f"{path}: all four data slots are full; clear one first")
+            self.session.put_dataset(role, ds)
+        except SlotBusy as e:
+            ds.close()
+            self.error.emit(str(e))
+            self._demo_step()
+            return
+        atomic.protect([path])
+        self.fileOpened.emit(path)
+        self.message.emit(f"{ROLE_TITLES[role]}: {ds.describe()}")
+        self.datasetChanged.emit(role, ds)
+        self._demo_step()
+
+    def clear_data(self, role: str) -> None:
+        try:
+            self.session.clear_dataset(role)
+        except SlotBusy as e:
+            self.error.emit(str(e))
+            return
+        self.datasetChanged.emit(role, None)
+
+    def open_demo(self, variant: str = "badnet") -> None:
+        self.progress.emit("Preparing the demo (its first use renders the data)…", 0, 0)
+
+        def prepared(paths):
+            for role in ROLES:
+                self.clear_data(role)
+            self._demo_pending = len(paths.datasets) + 1
+            for role, p in paths.datasets.items():
+                self.open_data(p, role=role)
+            self.open_model(paths.model)
+
+        self.run("preparing the demo", lambda st: tasks.prepare_demo(variant, st), on_return=prepared)
+
+    def _demo_step(self) -> None:
+        if self._demo_pending:
+            self._demo_pending -= 1
+            if not self._demo_pending:
+                self.demoReady.emit()
+
+    # ------------------------------------------------------------------ the sweep
+    def start_sweep(self, layer: str | None, thresholds) -> bool:
+        s = self.session
+        if s.model is None:
+            self.error.emit("Open a model first (File ▸ Open model, or the demo)")
+            return False
+        if "clean_valid" not in s.datasets:
+            self.error.emit("The ranking needs clean validation data: drop it on the 'Clean validation' slot")
+            return False
+        model, datasets = s.model, dict(s.datasets)
+
+        def record(ev):
+            if isinstance(ev, tasks.SweepStarted):
+                self.sweepStarted.emit(ev)
+            elif hasattr(ev, "phase"):
+                self.progress.emit(ev.text, ev.done, ev.total)
+            else:
+                self.stepRecord.emit(ev)
+
+        def finished(result):
+            s.set_result(result)
+            self.sweepFinished.emit(result)
+
+        return self.run("sweep", lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st),
+                        roles=tuple(datasets), on_yield=record, on_return=finished,
+                        on_abort=self.sweepCancelled.emit) is not None
+
+    # ------------------------------------------------------------------ saving
+    def save_model(self, which: str, step: int, path: Path) -> None:
+        s = self.session
+        if s.result is None or s.model is None:
+            return
+        model, res, inputs = s.model, s.result, s.inputs()
+        self.progress.emit(f"Saving {path.name}…", 0, 0)
+        self.run("saving", lambda st: tasks.run_save(model, res, which, step, path, inputs, st),
+                 on_return=lambda p: self._saved(p, f"Saved {'B′' if which == 'bprime' else 'G'} at step {step}"))
+
+    def save_fine_tuned(self, which: str, index: int, path: Path) -> None:
+        s = self.session
+        if not s.fine_tuned:
+            return
+        ft, model, inputs = s.fine_tuned[index], s.model, s.inputs()
+        self.progress.emit(f"Saving {path.name}…", 0, 0)
+        self.run("saving", lambda st: tasks.run_save_fine_tuned(model, ft, which, path, inputs, st),
+                 on_return=lambda p: self._saved(p, "Saved the fine-pruned model"))
+
+    def export(self, folder: Path) -> None:
+        s = self.session
+        if s.result is None:
+            self.error.emit("Run a sweep first; the report describes a finished sweep")
+            return
+        model, res, inputs, step = s.model, s.result, s.inputs(), s.step
+        self.progress.emit("Writing the report, B′ and G…", 0, 0)
+        self.run("export", lambda st: tasks.run_export(model, res, folder, inputs, step, st),
+                 on_return=lambda p: self._saved(p, "Report, B′ and G written"))
+
+    def _saved(self, path, what: str) -> None:
+        self.progress.emit(f"saved {Path(path).name}", 1, 1)
+        self.message.emit(f"{what} to {path}")
+        self.saved.emit(str(path))
+
+    # ------------------------------------------------------------------ fine-tuning
+    def fine_tune(self, step: int, params: dict) -> None:
+        s = self.session
+        if s.result is None:
+            return
+        model, datasets, res = s.model, dict(s.datasets), s.result
+        epochs: list = []
+        self.fineTuneEpochs.emit(step, [])
+
+        def record(ev):
+            if hasattr(ev, "phase"):
+                self.progress.emit(f"fine-tuning from step {step}: {ev.text}", ev.done, ev.total)
+            else:
+                epochs.append(ev)
+                self.fineTuneEpochs.emit(step, list(epochs))
+
+        def finished(ft):
+            s.fine_tuned.append(ft)
+            self.progress.emit(f"fine-tuned {ft.config.epochs} epochs", 1, 1)
+            self.fineTuneFinished.emit(ft)
+
+        self.run("fine-tuning", lambda st: tasks.run_fine_tune(model, datasets, res, step, params, st),
+                 roles=tuple(datasets), on_yield=record, on_return=finished)
+
+    # ------------------------------------------------------------------ image pages
+    def read_page(self, role: str, indices) -> None:
+        ds = self.session.datasets.get(role)
+        if ds is None:
+            return
+        self.session.hold(ds)
+        w = self.run("reading images", lambda st: tasks.read_page(ds, indices, st), light=True,
+                     on_return=self.pageRead.emit)
+        w.finished.connect(lambda: self.session.release(ds))
+
+    def clear_cache(self) -> None:
+        from engine import cache
+        from engine.hdf5io import human_bytes
+
+        self.message.emit(f"Cleared {human_bytes(cache.clear())} of cached activations")

@@ -1,0 +1,151 @@
+"""What the window works on, without Qt: the open model, the datasets by role, the last
+sweep's result, the picked step, fine-tuning runs — and one task slot.
+
+The rules that keep threads apart live here, so they can be tested without a window:
+a running task owns the datasets it reads (their slots cannot be cleared or replaced until it
+ends), and a dataset is closed only when nobody reads it any more (the image browser's page
+reads hold a dataset the same way)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.data import ROLE_TITLES, ROLES
+
+
+class SlotBusy(Exception):
+    """A slot's dataset is being read by the running task."""
+
+
+@dataclass
+class Task:
+    name: str
+    roles: frozenset = frozenset()  # the slots whose datasets the task reads
+    datasets: tuple = ()
+    ended: bool = False
+
+
+@dataclass
+class Session:
+    model: object = None  # engine.models.LoadedModel
+    default_layer: str | None = None
+    datasets: dict = field(default_factory=dict)  # role -> dataset
+    result: object = None  # engine.sweep.SweepResult of the last finished sweep
+    step: int = 0
+    fine_tuned: list = field(default_factory=list)
+    task: Task | None = None
+    _readers: Counter = field(default_factory=Counter)  # id(dataset) -> open reads
+    _retired: dict = field(default_factory=dict)  # id -> dataset waiting to be closed
+
+    # ---------------------------------------------------------------- the task slot
+    @property
+    def busy(self) -> bool:
+        return self.task is not None
+
+    def begin(self, name: str, roles=()) -> Task:
+        """Take the task slot; the datasets of ``roles`` are held until :meth:`end`."""
+        if self.task is not None:
+            raise SlotBusy(f"Busy with {self.task.name}; wait for it or cancel it first.")
+        roles = frozenset(r for r in roles if r in self.datasets)
+        task = Task(name, roles, tuple(self.datasets[r] for r in roles))
+        for ds in task.datasets:
+            self.hold(ds)
+        self.task = task
+        return task
+
+    def end(self, task: Task) -> None:
+        """Give the slot back (once; later calls for the same task do nothing)."""
+        if task.ended:
+            return
+        task.ended = True
+        if self.task is task:
+            self.task = None
+        for ds in task.datasets:
+            self.release(ds)
+
+    # ---------------------------------------------------------------- dataset lifetime
+    def hold(self, ds) -> None:
+        self._readers[id(ds)] += 1
+
+    def release(self, ds) -> None:
+        self._readers[id(ds)] -= 1
+        if self._readers[id(ds)] <= 0:
+            del self._readers[id(ds)]
+            retired = self._retired.pop(id(ds), None)
+            if retired is not None:
+                retired.close()
+
+    def _retire(self, ds) -> None:
+        if ds is None:
+            return
+        if self._readers.get(id(ds)):
+            self._retired[id(ds)] = ds  # closed when its last reader releases it
+        else:
+            ds.close()
+
+    # ---------------------------------------------------------------- datasets
+    def check_slot_free(self, role: str) -> None:
+        if self.task is not None and role in self.task.roles:
+            raise SlotBusy(f"The {self.task.name} is reading the {ROLE_TITLES[role].lower()} data; "
+                           "wait for it or cancel it before changing that slot.")
+
+    def role_for(self, path, guessed: str | None) -> str | None:
+        """The slot a newly opened file goes to: its guessed role, else the first empty slot."""
+        if guessed is not None:
+            return guessed
+        return next((r for r in ROLES if r not in self.datasets), None)
+
+    def put_dataset(self, role: str, ds) -> None:
+        """Put ``ds`` in ``role``'s slot; the dataset it replaces is closed once unused."""
+        self.check_slot_free(role)
+        old = self.datasets.get(role)
+        self.datasets[role] = ds
+        if old is not None and old is not ds:
+            self._retire(old)
+
+    def clear_dataset(self, role: str) -> None:
+        self.check_slot_free(role)
+        self._retire(self.datasets.pop(role, None))
+
+    def result_covers(self, role: str) -> bool:
+        """Whether the last result describes the dataset now in ``role``'s slot (a replaced or
+        cleared slot no longer matches the predictions the result holds)."""
+        r, ds = self.result, self.datasets.get(role)
+        return (r is not None and ds is not None and role in r.predictions
+                and r.dataset_paths.get(role) == str(ds.path) and len(r.labels[role]) == ds.n)
+
+    # ---------------------------------------------------------------- model
+    def set_model(self, model, default_layer: str | None) -> list[tuple[str, str]]:
+        """Adopt a model; datasets whose images don't fit it are dropped: ``[(role, why)]``."""
+        from engine.errors import PruneLabError
+
+        self.model, self.default_layer = model, default_layer
+        dropped = []
+        for role, ds in list(self.datasets.items()):
+            try:
+                ds.expect(model.input_hwc)
+            except PruneLabError as e:
+                if self.task is not None and role in self.task.roles:
+                    continue
+                self.clear_dataset(role)
+                dropped.append((role, str(e)))
+        return dropped
+
+    def inputs(self) -> list[Path]:
+        """Every opened file: saves refuse to overwrite them."""
+        files = list(self.model.input_files()) if self.model is not None else []
+        return files + [Path(d.path) for d in self.datasets.values()]
+
+    def set_result(self, result) -> None:
+        self.result = result
+        self.fine_tuned = []
+        self.step = 0
+
+    def close(self) -> None:
+        for ds in list(self.datasets.values()) + list(self._retired.values()):
+            ds.close()
+        self.datasets.clear()
+        self._retired.clear()
+        self._readers.clear()

@@ -1,0 +1,163 @@
+"""What the window's jobs do, as plain functions (Orange3's ``concurrent.py`` idea): each takes
+its inputs as values plus the engine's :class:`JobState` (cancel / pause), never the window, and
+reports through what it yields and returns. :class:`guiapp.worker.Worker` runs them in a thread;
+tests call them directly. No Qt here, and no pruning math: they call the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from engine.state import JobState
+
+
+@dataclass(frozen=True)
+class OpenedModel:
+    model: object  # engine.models.LoadedModel
+    default_layer: str | None
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SweepStarted:
+    """Yielded once, before the first step record: what the curves need to lay themselves out."""
+
+    n_channels: int
+    layer: str
+    thresholds: tuple[float, ...]
+    mean_activation: dict  # role -> per-channel mean |activation| (copies)
+    method: str
+    order: tuple[int, ...] = ()
+    measured_at: str = ""
+
+
+@dataclass(frozen=True)
+class ImagePage:
+    """Thumbnails' pixels for one page of the image browser, read off the GUI thread."""
+
+    dataset_path: str
+    indices: tuple[int, ...]
+    images: np.ndarray  # (n, h, w, 3) uint8
+
+
+def open_model(path, weights, allow_unsafe: bool, state: JobState) -> OpenedModel:
+    from engine.errors import PruneLabError
+    from engine.models import load_model
+    from engine.split import conv_layers, default_layer
+
+    lm = load_model(path, weights, allow_unsafe=allow_unsafe)
+    try:
+        layer = default_layer(lm.model, lm.path)
+    except PruneLabError:
+        layer = None
+    return OpenedModel(lm, layer, tuple(l.name for l in conv_layers(lm.model)))
+
+
+def open_dataset(path, expected_hwc, state: JobState):
+    """Open a dataset file (reads its header and labels: HDF5 stays off the GUI thread)."""
+    from engine.data import LabDataset, guess_role
+
+    ds = LabDataset(path, expected_hwc)
+    return ds, guess_role(path, ds)
+
+
+def prepare_demo(variant: str, state: JobState):
+    from engine.demo import demo_paths
+
+    return demo_paths(variant)
+
+
+def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobState) -> Iterator:
+    """Yield a :class:`SweepStarted`, then the sweep's Progress and StepRecord values;
+    return the finished SweepResult."""
+    from engine.sweep import Progress, Sweep
+
+    sweep = Sweep(model, datasets, layer, thresholds, state=state)
+    announced = False
+    for ev in sweep.events():
+        if not announced and not isinstance(ev, Progress):
+            r = sweep.result
+            yield SweepStarted(sweep.n_channels, r.layer, r.thresholds,
+                               {k: v.copy() for k, v in r.mean_activation.items()}, r.method,
+                               tuple(r.order), r.measured_at)
+            announced = True
+        yield ev
+    return sweep.result
+
+
+def run_save(model, result, which: str, step: int, path: Path, inputs, state: JobState) -> Path:
+    """Save B′ (``which="bprime"``) or G at ``step`` of ``result``."""
+    from engine.pruning import make_bprime, make_goodnet, save_model
+
+    bp = make_bprime(model.model, result.layer, result.pruned_channels(step), name=f"repaired_step{step}")
+    state.cancel_point()
+    out = bp if which == "bprime" else make_goodnet(model.model, bp)
+    state.cancel_point()
+    return save_model(out, path, inputs)
+
+
+def run_save_fine_tuned(model, fine_tuned, which: str, path: Path, inputs, state: JobState) -> Path:
+    from engine.pruning import make_goodnet, save_model
+
+    out = fine_tuned.model if which == "bprime" else make_goodnet(model.model, fine_tuned.model)
+    state.cancel_point()
+    return save_model(out, path, inputs)
+
+
+def run_export(model, result, folder: Path, inputs, picked_step: int, state: JobState) -> Path:
+    """The same folder ``prunelab sweep`` writes, through the same function."""
+    from engine.outputs import write_sweep_outputs
+
+    write_sweep_outputs(result, model, folder, inputs=inputs, extra={"picked_step": picked_step}, state=state)
+    return Path(folder)
+
+
+def run_fine_tune(model, datasets: dict, result, step: int, params: dict, state: JobState) -> Iterator:
+    """Yield Progress and EpochRecord values; return the FineTuneResult."""
+    from engine.finetune import FineTune, FineTuneConfig
+
+    cfg = FineTuneConfig(**{k: v for k, v in params.items() if v is not None})
+    ft = FineTune(model, datasets, result.layer, result.pruned_channels(step), step, cfg, state)
+    yield from ft.events()
+    return ft.result
+
+
+def read_page(ds, indices, state: JobState) -> ImagePage:
+    """The page's images as uint8 (h, w, 3), in the order asked for."""
+    idx = np.asarray(indices, np.int64)
+    imgs = [ds.image_uint8(int(i)) for i in idx]
+    arr = np.stack(imgs) if imgs else np.zeros((0,) + tuple(ds.image_shape[:2]) + (3,), np.uint8)
+    return ImagePage(str(ds.path), tuple(int(i) for i in idx), arr)
+
+
+@dataclass(frozen=True)
+class FileRoute:
+    """Where opened or dropped files go, decided by their content (not their names)."""
+
+    models: tuple = ()
+    weights: tuple = ()
+    data: tuple = ()
+    bad: tuple = ()  # (path, one-line reason)
+
+
+def route_files(paths, state: JobState) -> FileRoute:
+    from engine.models import sniff
+
+    models, weights, data, bad = [], [], [], []
+    for p in map(Path, paths):
+        kind = sniff(p)
+        if kind == "dataset":
+            data.append(p)
+        elif kind in ("model-h5", "keras"):
+            models.append(p)
+        elif kind == "weights-h5":
+            weights.append(p)
+        else:
+            why = ("is a directory, not a file" if p.is_dir() else "no such file" if not p.exists() else
+                   "is empty (0 bytes)" if p.stat().st_size == 0 else
+                   "is neither a lab dataset nor a Keras model (.h5/.keras)")
+            bad.append((p, why))
+    return FileRoute(tuple(models), tuple(weights), tuple(data), tuple(bad))

@@ -1,0 +1,84 @@
+"""The window's dialogs: fine-tuning parameters, the model's layers, an error, a question."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHeaderView,
+                               QLabel, QMessageBox, QSpinBox, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout)
+
+ABOUT = ("<b>PruneLab</b> 0.1.0<br>Defends image classifiers against BadNet backdoors by pruning "
+         "(Liu, Dolan-Gavitt &amp; Garg, Fine-Pruning, RAID 2018) and turns the result into a "
+         "backdoor detector G.")
+
+
+class FineTuneDialog(QDialog):
+    def __init__(self, step: int, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Fine-tune B' from step {step}")
+        form = QFormLayout(self)
+        form.addRow(QLabel("Fine-pruning (Liu et al., 2018): train the pruned network briefly on clean\n"
+                           "validation data; pruned channels stay at zero. A held-out part is never trained on."))
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(10)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(5)
+        self.lr.setRange(1e-5, 1.0)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(1e-3)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 4096)
+        self.batch.setValue(64)
+        self.holdout = QSpinBox()
+        self.holdout.setRange(5, 90)
+        self.holdout.setValue(20)
+        self.holdout.setSuffix(" %")
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Learning rate (Adam)", self.lr)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Held out of clean validation", self.holdout)
+        bb = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        bb.accepted.connect(self.accept)
+        bb.rejected.connect(self.reject)
+        form.addRow(bb)
+
+    def values(self) -> dict:
+        return {"epochs": self.epochs.value(), "learning_rate": self.lr.value(),
+                "batch_size": self.batch.value(), "holdout": self.holdout.value() / 100}
+
+
+def layers_dialog(model, pruned_layer: str, parent=None) -> QDialog:
+    """A table of the model's layers (name, type, output shape, parameters)."""
+    rows = model.layer_table()
+    dlg = QDialog(parent)
+    dlg.setWindowTitle(f"Layers of {model.name}")
+    lay = QVBoxLayout(dlg)
+    t = QTableWidget(len(rows), 4)
+    t.setHorizontalHeaderLabels(["name", "type", "output shape", "params"])
+    for i, r in enumerate(rows):
+        for j, v in enumerate((r.name, r.kind, r.output_shape, f"{r.params:,}")):
+            t.setItem(i, j, QTableWidgetItem(v))
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+    lay.addWidget(t)
+    lay.addWidget(QLabel(f"total {sum(r.params for r in rows):,} parameters · pruning {pruned_layer or '—'}"))
+    bb = QDialogButtonBox(QDialogButtonBox.Close)
+    bb.rejected.connect(dlg.reject)
+    lay.addWidget(bb)
+    dlg.resize(560, 480)
+    return dlg
+
+
+def error_box(message: str, parent=None) -> QMessageBox:
+    """A window-modal error with the one-line cause; shown with ``open()`` so nothing blocks."""
+    box = QMessageBox(QMessageBox.Critical, "PruneLab", message, QMessageBox.Ok, parent)
+    box.setObjectName("errorDialog")
+    box.setWindowModality(Qt.WindowModal)
+    box.open()
+    return box
+
+
+def confirm_unsafe(message: str, parent=None) -> bool:
+    r = QMessageBox.warning(parent, "Unsafe model", f"{message}\n\nLoading this model can run code stored "
+                            "in the file. Load it anyway?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+    return r == QMessageBox.Yes
