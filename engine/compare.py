@@ -295,3 +295,39 @@ def write_rankings_sweep(rankings: Sequence[Ranking], results: dict, model, out,
     finally:
         shutil.rmtree(side, ignore_errors=True)
         shutil.rmtree(out / "rankings" / ".previous", ignore_errors=True)
+
+
+def ranking_folder(sweep_dir, name: str):
+    """``rankings/<name>`` of a ``sweep --rankings`` folder (a sweep folder of its own)."""
+    import json
+    from pathlib import Path
+
+    from engine.errors import PruneLabError
+
+    sfile = Path(sweep_dir) / "summary.json"
+    try:
+        index = json.loads(sfile.read_text()).get("rankings") or {}
+    except FileNotFoundError:
+        raise PruneLabError(sweep_dir, "has no summary.json (is it a 'prunelab sweep' output folder?)") from None
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        raise PruneLabError(sfile, "is not a readable 'prunelab sweep' summary") from None
+    if name not in index:
+        known = ", ".join(index) or "none: it was swept with the lab's ranking only"
+        raise PruneLabError(sfile, f"has no ranking '{name}' (rankings: {known})")
+    folder = (Path(sweep_dir) / str(index[name].get("dir", ""))).resolve()
+    if not folder.is_relative_to(Path(sweep_dir).resolve()) or not folder.is_dir():
+        raise PruneLabError(sfile, f"names a folder for ranking '{name}' that is not inside {sweep_dir}")
+    return folder
+
+
+def summary_lines(rows: Sequence[ComparisonRow], asr_max: float = ASR_MAX) -> list[str]:
+    """A few lines for the terminal: per ranking, where ASR first falls to ≤ asr_max and the
+    best clean accuracy among such steps."""
+    out = [f"{'ranking':<12} {'first step ASR <= ' + format(asr_max, 'g') + ' %':<32} best clean with ASR <= "
+           f"{asr_max:g} %"]
+    for r in rows:
+        f, b = r.first_defended, r.best_defended
+        first = "never" if f is None else f"step {f.step} (clean {f.clean:.2f} %)"
+        best = "-" if b is None else f"{b.clean:.2f} % at step {b.step}"
+        out.append(f"{r.name:<12} {first:<32} {best}" + ("   [diagnostic: uses the trigger]" if r.diagnostic else ""))
+    return out

@@ -211,3 +211,60 @@ def test_comparison_table_on_a_constructed_case():
     assert bad["first_step_asr_le_10"] == "" and bad["step_at_10"] == "" and bad["step_at_2"] == "3"
     good = dict(zip(head, text[1].split(",")))
     assert good["best_clean_valid_asr_le_10"] == "99.5" and good["step_of_best_asr_le_10"] == "3"
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_sweep_with_rankings_and_finetune_from_one(small_lab, tmp_path):
+    import csv
+    import json
+
+    from engine.cli import main
+    from engine.report import CSV_HEADER
+
+    f = small_lab.files
+    data = ["--model", str(small_lab.model), "--clean-valid", str(f["clean_valid"]),
+            "--poisoned-valid", str(f["poisoned_valid"]), "--clean-test", str(f["clean_test"])]
+    plain, out = tmp_path / "plain", tmp_path / "multi"
+    assert main(["sweep", *data, "--out", str(plain), "-q"]) == 0
+    assert not (plain / "rankings").exists() and not (plain / "rankings.csv").exists()
+    assert main(["sweep", *data, "--rankings", "activation,clp,random", "--random-seeds", "2",
+                 "--out", str(out)]) == 0
+    # the top-level files are the plain sweep's (the first ranking's)
+    assert (out / "metrics.csv").read_text() == (plain / "metrics.csv").read_text()
+    top = json.loads((out / "summary.json").read_text())
+    assert list(top["rankings"]) == ["activation", "clp", "random-1", "random-2"]
+    assert top["ranking"]["order"] == top["rankings"]["activation"]["order"]
+    for name, entry in top["rankings"].items():
+        sub = out / entry["dir"]
+        rows = list(csv.reader((sub / "metrics.csv").open()))
+        assert rows[0] == CSV_HEADER and len(rows) == 62
+        s = json.loads((sub / "summary.json").read_text())
+        assert s["order"] == entry["order"] == s["ranking"]["order"] and len(s["scores"]) == 60
+        assert [int(r[1]) for r in rows[2:]] == s["order"]  # the channel pruned at each step
+        for cp in s["checkpoints"]:
+            if cp["step"] is not None:
+                assert (sub / cp["b_prime"]).is_file() and (sub / cp["goodnet"]).is_file()
+    table = list(csv.DictReader((out / "rankings.csv").open()))
+    assert [r["ranking"] for r in table] == ["activation", "clp", "random-1", "random-2", "random"]
+    assert (out / "rankings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+    # fine-pruning from the clp ranking prunes clp's first channels
+    ft = tmp_path / "ft"
+    assert main(["finetune", "--from-sweep", str(out), "--ranking", "clp", "--step", "3", "--epochs", "1",
+                 "--out", str(ft), "-q"]) == 0
+    assert json.loads((ft / "summary.json").read_text())["pruned_channels"] == top["rankings"]["clp"]["order"][:3]
+    # one-line errors (a subprocess: the CLI prints them on the real stderr), nothing written
+    from tests.test_cli import run_cli
+
+    r = run_cli("finetune", "--from-sweep", out, "--ranking", "anp", "--step", "3", "--out", tmp_path / "ft2")
+    assert r.returncode == 2 and r.stderr.strip() == (f"prunelab: error: {out / 'summary.json'}: has no ranking "
+                                                      "'anp' (rankings: activation, clp, random-1, random-2)")
+    bad = tmp_path / "bad"
+    r = run_cli("sweep", "--model", small_lab.model, "--clean-valid", f["clean_valid"], "--rankings", "clp,difference",
+                "--out", bad)
+    assert r.returncode == 2 and not bad.exists()
+    assert r.stderr.strip() == ("prunelab: error: the 'difference' ranking needs poisoned validation data "
+                                "(--poisoned-valid)")
+    r = run_cli("sweep", "--model", small_lab.model, "--clean-valid", f["clean_valid"], "--rankings", "fp",
+                "--out", bad)
+    assert r.returncode == 2 and "unknown ranking 'fp'" in r.stderr and not bad.exists()
