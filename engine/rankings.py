@@ -408,7 +408,8 @@ class RankingSweeps:
         self.rankings: dict[str, Ranking] = {}
         self.results: dict = {}
         self.means: dict[str, np.ndarray] = {}
-        self._new: list[Ranking] = []
+        # every one-line input error (layer, thresholds, labels, memory) now, not mid-way
+        self.layer = self._sweep(max_steps=0).split.layer
 
     def _sweep(self, order=None, max_steps=None):
         from engine.sweep import Sweep
@@ -426,7 +427,7 @@ class RankingSweeps:
             yield replace(ev, text=f"{name}: {ev.text}") if isinstance(ev, Progress) else RankingStep(name, ev)
 
     def _compute(self, method: str) -> Iterator:
-        """Yield progress; leave the method's ranking(s) in ``self._new``."""
+        """Yield progress; return the method's ranking(s) (several for ``random``)."""
         from engine.sweep import Progress
 
         cost = 0.0  # the activations are already known (from an earlier sweep) unless measured here
@@ -438,26 +439,19 @@ class RankingSweeps:
                     yield ev
             self.means.update(sw.result.mean_activation)
             cost = time.perf_counter() - t
-        model, layer = self.model.model, self.layer or self._layer()
+        model, layer = self.model.model, self.layer
         if method == "activation":
-            self._new = [activation_ranking(self.means, cost)]
-        elif method == "difference":
-            self._new = [difference_ranking(self.means, cost)]
-        elif method == "l1":
-            self._new = [l1_ranking(model, layer)]
-        elif method == "clp":
-            self._new = [clp_ranking(model, layer)]
-        elif method == "random":
-            self._new = random_rankings(int(model.get_layer(layer).filters), self.random_seeds, self.seed)
-        elif method == "anp":
-            self._new = [(yield from anp_events(self.model, self.datasets["clean_valid"], layer, self.anp,
-                                                use_cache=self.use_cache, state=self.state))]
-
-    def _layer(self) -> str:
-        from engine.split import default_layer
-
-        self.layer = default_layer(self.model.model, self.model.path)
-        return self.layer
+            return [activation_ranking(self.means, cost)]
+        if method == "difference":
+            return [difference_ranking(self.means, cost)]
+        if method == "l1":
+            return [l1_ranking(model, layer)]
+        if method == "clp":
+            return [clp_ranking(model, layer)]
+        if method == "random":
+            return random_rankings(int(model.get_layer(layer).filters), self.random_seeds, self.seed)
+        return [(yield from anp_events(self.model, self.datasets["clean_valid"], layer, self.anp,
+                                       use_cache=self.use_cache, state=self.state))]
 
     def events(self) -> Iterator:
         for method in self.names:
@@ -469,11 +463,9 @@ class RankingSweeps:
                 res = sw.result
                 self.means.update(res.mean_activation)
                 rk = activation_ranking(self.means, res.timings.get("activations", time.perf_counter() - t))
-                assert list(rk.order) == list(res.order)
                 self.rankings[rk.name], self.results[rk.name] = rk, res
                 continue
-            yield from self._compute(method)
-            for rk in self._new:
+            for rk in (yield from self._compute(method)):
                 self.rankings[rk.name] = rk
                 sw = self._sweep(order=rk.order)
                 yield from self._tagged(rk.name, sw.events())

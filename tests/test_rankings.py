@@ -35,8 +35,9 @@ def test_every_ranking_sweep_equals_the_naive_loop_at_every_step(fewer_images):
     from the cache after the first sweep) give the naive loop's predictions at every step."""
     lm = load_model(fewer_images.model)
     ds = open_all(fewer_images, lm)
-    rs = RankingSweeps(lm, ds, ["clp", "l1", "random", "difference"], random_seeds=1).run()
-    assert list(rs.results) == ["clp", "l1", "random", "difference"]
+    rs = RankingSweeps(lm, ds, ["clp", "l1", "random", "difference"], random_seeds=1)
+    streamed = [ev.name for ev in rs.events() if isinstance(ev, RankingStep)]
+    assert list(dict.fromkeys(streamed)) == list(rs.results) == ["clp", "l1", "random", "difference"]
     orders = {tuple(rk.order) for rk in rs.rankings.values()}
     assert len(orders) == 4  # four different orders, not one order four times
     for name, res in rs.results.items():
