@@ -47,13 +47,7 @@ def main() -> None:
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     arrivals: list[float] = []
-    real_add = win.curves.add_record
-
-    def arrived(rec):
-        arrivals.append(time.perf_counter())
-        real_add(rec)
-
-    win.curves.add_record = arrived
+    win.ctl.stepRecord.connect(lambda rec: arrivals.append(time.perf_counter()))
     real_refresh = win.curves._refresh
 
     def counted():
@@ -80,17 +74,14 @@ def main() -> None:
         timer.stop()
         QTimer.singleShot(50, app.quit)
 
-    win.sweepFinished.connect(finished)
-    win.jobFailed.connect(lambda m: (print("failed:", m), app.quit()))
+    win.ctl.sweepFinished.connect(finished)
+    win.ctl.error.connect(lambda m: (print("failed:", m), app.quit()))
+    win.ctl.inputsReady.connect(lambda: QTimer.singleShot(200, start))
     if args.demo:
-        win.demoReady.connect(lambda: QTimer.singleShot(200, start))
-        win.open_demo()
+        win.ctl.open_demo()
     else:
         spec = json.loads((args.data / "spec.json").read_text())
-        for role, p in spec["data"].items():
-            win.open_data(p, role=role)
-        win.modelLoaded.connect(lambda _: QTimer.singleShot(200, start))
-        win.open_model(spec["model"])
+        win.ctl.open_set(spec["model"], None, spec["data"])
     app.exec()
     import numpy as np
 

@@ -46,7 +46,8 @@ def _stat_key(p: Path) -> tuple:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """BLAKE2b of the file's bytes (memoised on stat data, in memory and on disk)."""
+    """SHA-256 of the file's bytes (memoised on stat data, in memory and on disk); the keys
+    built from digests and parameters are BLAKE2b of their parts."""
     p = Path(path)
     key = _stat_key(p)
     with _digest_lock:

@@ -98,11 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     s = sub.add_parser("sweep", help="rank the channels, prune them one by one, save B'/G and a report")
-    src = s.add_mutually_exclusive_group(required=True)
+    src = s.add_mutually_exclusive_group()
     src.add_argument("--demo", nargs="?", const="badnet", choices=["badnet", "pruning-aware"],
                      help="use the bundled demo BadNet and its data (no download)")
     src.add_argument("--model", type=Path, help="model file: Keras 2 .h5, Keras 3 .keras, or weights .h5")
-    s.add_argument("--weights", type=Path, help="weights .h5 to load into the model (the lab's bd_weights.h5)")
+    s.add_argument("--weights", type=Path, help="weights .h5 to load into the model (the lab's bd_weights.h5); "
+                   "alone, into the lab's DeepID")
     for role in ("clean-valid", "poisoned-valid", "clean-test", "poisoned-test"):
         s.add_argument(f"--{role}", type=Path, metavar="F")
     s.add_argument("--layer", help="Conv2D layer to prune (default: the last one feeding a pooling layer)")
@@ -114,17 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load models with Lambda layers or foreign code (only for files you trust)")
     s.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
+    s.add_argument("--step-size", default="1", metavar="K|P%%", help="channels pruned per step, or a share of the layer such as 10%% (drops are still found channel by channel)")
     s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
     s.add_argument("--rankings", type=_rankings, default=["activation"], metavar="NAMES",
                    help="pruning criteria to compare, the first one's files at the top: activation (default), "
                    "clp, l1, anp, random, difference (a diagnostic: it uses the trigger)")
     s.add_argument("--random-seeds", type=int, default=1, metavar="N", help="random orders to draw (a band)")
+    s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
     s.add_argument("-q", "--quiet", action="store_true")
 
-    e = sub.add_parser("eval", help="accuracy (and, for G, the flagged share) of a model on data files")
+    e = sub.add_parser("eval", help="a model's answers, accuracy (and, for G, the flagged share) on data or images")
     e.add_argument("--model", type=Path, required=True)
     e.add_argument("--weights", type=Path)
-    e.add_argument("--data", type=Path, action="append", required=True, metavar="F")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, action="append", metavar="F", help="HDF5 file or image folder (repeatable)")
+    src.add_argument("--image", type=Path, nargs="+", metavar="F", help="PNG/JPEG files: one line each")
+    e.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
+    e.add_argument("--json", action="store_true", help="write JSON lines instead of text")
     e.add_argument("--allow-unsafe-model", action="store_true")
 
     d = sub.add_parser("demo", help="generate the synthetic demo BadNet and its data")
@@ -153,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--allow-unsafe-model", action="store_true")
     f.add_argument("-q", "--quiet", action="store_true")
 
+    m = sub.add_parser("maps", help="maps of where the model looks (channels, Grad-CAM, occlusion) per image")
+    m.add_argument("--model", type=Path, required=True)
+    m.add_argument("--weights", type=Path)
+    m.add_argument("--data", type=Path, action="append", required=True, metavar="F")
+    m.add_argument("--layer", help="Conv2D layer (default: the one the sweep prunes)")
+    m.add_argument("--method", choices=["channels", "gradcam", "occlusion"], default="gradcam")
+    mc = m.add_mutually_exclusive_group()
+    mc.add_argument("--channels", metavar="7,11", help="channels to sum (--method channels)")
+    mc.add_argument("--top", type=int, metavar="K", help="the K channels most raised by --poisoned (default 5)")
+    m.add_argument("--poisoned", type=Path, metavar="F", help="poisoned data that picks the --top channels")
+    m.add_argument("--limit", type=int, metavar="N", help="map only the first N images of each file")
+    m.add_argument("--out", type=Path, required=True, metavar="DIR")
+    m.add_argument("--allow-unsafe-model", action="store_true")
+    m.add_argument("-q", "--quiet", action="store_true")
+
     return p
 
 
@@ -160,13 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _open_datasets(args) -> dict:
     """Open (and check) the data files before the model: bad data fails fast, without
     paying for TensorFlow. Layouts are re-checked against the model once it is loaded."""
-    from engine.data import LabDataset
+    from engine.data import open_dataset
 
+    bar = ProgressPrinter(quiet=args.quiet)
     out = {}
     for role in ("clean_valid", "poisoned_valid", "clean_test", "poisoned_test"):
         path = getattr(args, role)
         if path is not None:
-            out[role] = LabDataset(path)
+            out[role] = open_dataset(path, resize=args.resize,
+                                     progress=lambda d, t, p=path: bar.update("opening", d, t, str(p)))
+            if not out[role].has_labels:
+                raise PruneLabError(path, "has no labels (no class subfolders, classes.txt or 'label=N' in the "
+                                    "file names); the sweep measures accuracy, use 'prunelab eval' for answers")
     return out
 
 
@@ -194,13 +221,16 @@ def cmd_sweep(args) -> int:
     if args.rankings != ["activation"] or args.random_seeds != 1:
         return _sweep_rankings(args, model, datasets, inputs)
     sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,
-                  use_cache=not args.no_cache)
+                  use_cache=not args.no_cache, step_size=args.step_size)
+    if sweep.fallback_reason and not args.quiet:
+        print(f"naive loop (no fast path): {sweep.fallback_reason}", file=sys.stderr)
     bar = ProgressPrinter(quiet=args.quiet)
     for ev in sweep.events():
         if isinstance(ev, Progress):
             bar.update("pruning" if ev.phase == "steps" else "activations", ev.done, ev.total, ev.text)
     bar.close()
-    write_sweep_outputs(sweep.result, model, args.out, inputs=inputs, with_models=not args.no_models)
+    write_sweep_outputs(sweep.result, model, args.out, inputs=inputs, with_models=not args.no_models,
+                        datasets=datasets)
     if not args.quiet:
         _print_summary(sweep.result, args.out)
     return 0
@@ -212,7 +242,7 @@ def _sweep_rankings(args, model, datasets, inputs) -> int:
     from engine.sweep import Progress
 
     rs = RankingSweeps(model, datasets, args.rankings, args.layer, args.thresholds, random_seeds=args.random_seeds,
-                       method=args.method, use_cache=not args.no_cache)
+                       method=args.method, use_cache=not args.no_cache, step_size=args.step_size)
     bar = ProgressPrinter(quiet=args.quiet)
     for ev in rs.events():
         if isinstance(ev, Progress):
@@ -248,26 +278,47 @@ def _print_summary(result, out: Path) -> None:
 
 
 def cmd_eval(args) -> int:
-    from engine.data import LabDataset
+    import json
+
+    from engine.data import open_dataset
     from engine.models import load_model
     from engine.runtime import predict_dataset_labels
 
     model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
     flag = model.n_classes - 1 if model.is_goodnet else None
     n_real = model.n_classes - 1 if model.is_goodnet else model.n_classes
-    print(f"model: {model.path} ({model.kind}, {n_real} classes{', G with flag class ' + str(flag) if flag is not None else ''})")
-    for path in args.data:
-        ds = LabDataset(path, model.input_hwc)
-        if ds.label_max >= n_real:
+
+    def emit(record: dict, text: str) -> None:
+        print(json.dumps(record) if args.json else text, flush=True)
+
+    emit({"model": str(model.path), "kind": model.kind, "classes": n_real, "flag_class": flag},
+         f"model: {model.path} ({model.kind}, {n_real} classes{', G with flag class ' + str(flag) if flag is not None else ''})")
+    for src in ([args.image] if args.image else args.data):
+        ds = open_dataset(src, model.input_hwc, resize=args.resize)
+        path, labelled = ds.path, ds.has_labels
+        if labelled and ds.label_max >= n_real:
             raise PruneLabError(path, f"labels go up to {ds.label_max} but the model has only {n_real} classes")
         pred = predict_dataset_labels(model.model, ds)
-        acc = 100.0 * (pred == ds.labels).mean()
-        line = f"{path}: {ds.n} images, accuracy {acc:.2f} %"
-        if ds.single_target and ds.n > 1:
-            line = f"{path}: {ds.n} images, all labelled {ds.target}: attack success rate {acc:.2f} %"
+        for i, f in enumerate(getattr(ds, "files", ())):  # images: one line each
+            k = int(pred[i])
+            emit({"file": str(f), "class": k, "backdoor_suspected": k == flag,
+                  "label": int(ds.labels[i]) if labelled else None},
+                 f"{f}: {k} (backdoor suspected)" if k == flag else f"{f}: class {k}")
+        rec = {"data": str(path), "images": ds.n, "accuracy": None, "attack_success_rate": None}
+        if labelled:
+            acc = 100.0 * (pred == ds.labels).mean()
+            line = f"{path}: {ds.n} images, accuracy {acc:.2f} %"
+            if ds.single_target and ds.n > 1:
+                line = f"{path}: {ds.n} images, all labelled {ds.target}: attack success rate {acc:.2f} %"
+                rec["attack_success_rate"] = acc
+            else:
+                rec["accuracy"] = acc
+        else:
+            line = f"{path}: {ds.n} images, no labels (no accuracy)"
         if flag is not None:
-            line += f", flagged as backdoor {100.0 * (pred == flag).mean():.2f} %"
-        print(line)
+            rec["flagged"] = 100.0 * (pred == flag).mean()
+            line += f", flagged as backdoor {rec['flagged']:.2f} %"
+        emit(rec, line)
         ds.close()
     return 0
 
@@ -306,7 +357,7 @@ def cmd_cache(args) -> int:
 
 def cmd_finetune(args) -> int:
     from engine import atomic
-    from engine.data import LabDataset
+    from engine.data import open_dataset
     from engine.finetune import EpochRecord, FineTune, FineTuneConfig
     from engine.models import load_model
     from engine.outputs import read_sweep_summary, resolve_step, write_finetune_outputs
@@ -318,7 +369,7 @@ def cmd_finetune(args) -> int:
     summary = read_sweep_summary(args.from_sweep)
     step = resolve_step(summary, args.step)
     model = load_model(summary["model"], summary.get("weights"), allow_unsafe=args.allow_unsafe_model)
-    datasets = {r: LabDataset(p, model.input_hwc) for r, p in summary["datasets"].items()}
+    datasets = {r: open_dataset(p, model.input_hwc) for r, p in summary["datasets"].items()}
     inputs = model.input_files() + [d.path for d in datasets.values()]
     atomic.protect(inputs)
     cfg = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
@@ -346,6 +397,12 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_maps(args) -> int:
+    from engine.maps import run_maps_cli
+
+    return run_maps_cli(args, ProgressPrinter(quiet=args.quiet))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one headless command; returns the exit code (2: bad input, 130: cancelled)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -354,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_INPUT
+    if args.command == "sweep" and not (args.demo or args.model or args.weights):
+        parser.error("sweep needs a model: --model M, --weights W (the lab's DeepID) or --demo")
     from engine.tfsetup import silence_native_logs
 
     silence_native_logs()
@@ -380,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 COMMANDS = {"sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "cache": cmd_cache,
-            "finetune": cmd_finetune}
+            "finetune": cmd_finetune, "maps": cmd_maps}
 
 
 if __name__ == "__main__":

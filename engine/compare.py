@@ -24,7 +24,9 @@ CURVE_KEYS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
 
 @dataclass(frozen=True)
 class Point:
-    """One step of a curve (validation and test metrics; None where not measured)."""
+    """One record of a curve (validation and test metrics; None where not measured). ``step``
+    is the record's position (what checkpoints and ``finetune --step`` name), ``pruned`` the
+    channels it prunes (equal unless the sweep ran with a step size > 1)."""
 
     step: int
     fraction: float
@@ -32,43 +34,53 @@ class Point:
     asr: float | None
     clean_test: float | None = None
     asr_test: float | None = None
+    pruned: int | None = None
 
 
 @dataclass(frozen=True)
 class Curve:
-    """A ranking's metrics per step as float arrays (NaN where a dataset is missing)."""
+    """A ranking's metrics per record as float arrays (NaN where a dataset is missing).
+    Entry i is record ``rows[i]`` with ``pruned[i]`` channels pruned; checkpoints name
+    entries. For a random band, the entries are the channel counts every seed measured and
+    ``rows`` are those counts (a mean curve has no records of its own)."""
 
     name: str
     fraction: np.ndarray
-    values: dict  # metric key -> (steps+1,) float64
-    checkpoints: dict  # threshold -> step or None
-    lo: dict = field(default_factory=dict)  # the random band: per-step minimum …
+    values: dict  # metric key -> float64 array
+    checkpoints: dict  # threshold -> entry or None
+    pruned: np.ndarray  # channels pruned per entry
+    rows: np.ndarray  # record position per entry
+    lo: dict = field(default_factory=dict)  # the random band: per-entry minimum …
     hi: dict = field(default_factory=dict)  # … and maximum over its seeds
 
-    def point(self, step: int | None) -> Point | None:
-        if step is None:
+    def point(self, i: int | None) -> Point | None:
+        if i is None:
             return None
 
         def v(key):
-            x = self.values[key][step]
+            x = self.values[key][i]
             return None if np.isnan(x) else float(x)
 
-        return Point(int(step), float(self.fraction[step]), v("clean_valid_acc"), v("asr_valid"),
-                     v("clean_test_acc"), v("asr_test"))
+        return Point(int(self.rows[i]), float(self.fraction[i]), v("clean_valid_acc"), v("asr_valid"),
+                     v("clean_test_acc"), v("asr_test"), int(self.pruned[i]))
 
 
 def curve_of(name: str, result: SweepResult) -> Curve:
     vals = {k: np.array([np.nan if r.metric(k) is None else r.metric(k) for r in result.records], np.float64)
             for k in CURVE_KEYS}
     frac = np.array([r.fraction_pruned for r in result.records], np.float64)
-    return Curve(name, frac, vals, {c.threshold: c.step for c in result.checkpoints})
+    pruned = np.array([r.step if getattr(r, "pruned", None) is None else r.pruned for r in result.records], np.int64)
+    return Curve(name, frac, vals, {c.threshold: c.step for c in result.checkpoints}, pruned,
+                 np.arange(len(result.records)))
 
 
 def band_of(name: str, curves: Sequence[Curve], thresholds: Sequence[float]) -> Curve:
-    """Mean curve of several (random) orders with their min–max band; its checkpoints are
-    those of the mean clean validation accuracy."""
-    n = min(len(c.fraction) for c in curves)
-    stack = {k: np.stack([c.values[k][:n] for c in curves]) for k in CURVE_KEYS}
+    """Mean curve of several (random) orders with their min–max band, at the channel counts
+    all of them measured (with a step size > 1 each order refines other steps); its
+    checkpoints are those of the mean clean validation accuracy."""
+    common = sorted(set.intersection(*(set(c.pruned.tolist()) for c in curves)))
+    picks = [[int(np.flatnonzero(c.pruned == p)[0]) for p in common] for c in curves]
+    stack = {k: np.stack([c.values[k][idx] for c, idx in zip(curves, picks)]) for k in CURVE_KEYS}
     mean = {k: s.mean(axis=0) for k, s in stack.items()}
     clean = mean["clean_valid_acc"]
     cps = {}
@@ -76,8 +88,9 @@ def band_of(name: str, curves: Sequence[Curve], thresholds: Sequence[float]) -> 
         drop = (clean[0] - clean) / clean[0] * 100 if clean[0] > 0 else np.zeros_like(clean)
         hit = np.flatnonzero(drop >= t - 1e-9)
         cps[t] = int(hit[0]) if len(hit) else None
-    return Curve(name, curves[0].fraction[:n], mean, cps, {k: s.min(axis=0) for k, s in stack.items()},
-                 {k: s.max(axis=0) for k, s in stack.items()})
+    grid = np.array(common, np.int64)
+    return Curve(name, curves[0].fraction[picks[0]], mean, cps, grid, grid,
+                 {k: s.min(axis=0) for k, s in stack.items()}, {k: s.max(axis=0) for k, s in stack.items()})
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,15 @@ def defended_points(curve: Curve, asr_max: float = ASR_MAX) -> tuple[Point | Non
     return curve.point(int(ok[0])), curve.point(int(best))
 
 
+def own_point(curve: Curve, rk: Ranking) -> int | None:
+    """The entry of a ranking's own operating point (clp: its channels above mean + u·std),
+    None when it has none or the sweep did not measure that channel count."""
+    if rk.threshold_step is None:
+        return None
+    hit = np.flatnonzero(curve.pruned == rk.threshold_step)
+    return int(hit[0]) if len(hit) else None
+
+
 def _row(curve: Curve, title: str, needs, diagnostic: bool, cost, sweep_s, asr_max, tstep=None,
          members=1) -> ComparisonRow:
     first, best = defended_points(curve, asr_max)
@@ -122,7 +144,7 @@ def comparison_table(rankings: Sequence[Ranking], results: dict, asr_max: float 
     for rk in rankings:
         res = results[rk.name]
         c = curve_of(rk.name, res)
-        tstep = rk.threshold_step if rk.threshold_step is not None and rk.threshold_step <= res.steps else None
+        tstep = own_point(c, rk)
         rows.append(_row(c, rk.title, rk.needs, rk.diagnostic, rk.cost_s, res.timings.get("total"), asr_max,
                          tstep))
         if rk.method == "random":
@@ -151,7 +173,7 @@ def csv_header(thresholds: Sequence[float], asr_max: float = ASR_MAX) -> list[st
         head += [f"step_at_{t:g}", f"clean_valid_at_{t:g}", f"asr_valid_at_{t:g}"]
     head += [f"first_step_asr_le_{a}", f"clean_valid_at_first_asr_le_{a}",
              f"best_clean_valid_asr_le_{a}", f"step_of_best_asr_le_{a}", f"clean_test_at_best_asr_le_{a}",
-             f"asr_test_at_best_asr_le_{a}", "own_threshold_step", "seeds"]
+             f"asr_test_at_best_asr_le_{a}", f"channels_pruned_at_best_asr_le_{a}", "own_threshold_step", "seeds"]
     return head
 
 
@@ -169,7 +191,7 @@ def rankings_csv(rows: Sequence[ComparisonRow], asr_max: float = ASR_MAX) -> str
             line += [_fmt(p and p.step), _fmt(p and p.clean), _fmt(p and p.asr)]
         f, b = r.first_defended, r.best_defended
         line += [_fmt(f and f.step), _fmt(f and f.clean), _fmt(b and b.clean), _fmt(b and b.step),
-                 _fmt(b and b.clean_test), _fmt(b and b.asr_test),
+                 _fmt(b and b.clean_test), _fmt(b and b.asr_test), _fmt(b and b.pruned),
                  _fmt(r.threshold_point and r.threshold_point.step), str(r.members)]
         w.writerow(line)
     return buf.getvalue()
@@ -209,10 +231,10 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
                 ax.plot(x, y, ls, color=col, lw=1.6, label=f"{label}: {suffix}")
                 if c.lo:
                     ax.fill_between(x, c.lo[key], c.hi[key], color=col, alpha=0.15, lw=0)
-            if rk is not None and rk.threshold_step is not None and rk.threshold_step < len(x):
-                s = rk.threshold_step
+            s = own_point(c, rk) if rk is not None else None
+            if s is not None:
                 ax.plot([x[s]], [c.values[acc_key][s]], "o", color=col, ms=7, mfc="none", mew=1.8,
-                        label=f"{rk.name}: mean + {rk.extra.get('u', 3):g}·std ({s} channels)")
+                        label=f"{rk.name}: mean + {rk.extra.get('u', 3):g}·std ({rk.threshold_step} channels)")
         ax.axhline(ASR_MAX, color="0.5", lw=0.7, ls=":")
         ax.set_title(f"{'Validation' if split == 'valid' else 'Test'} data: pruning {first.layer} "
                      f"in each ranking's order", fontsize=10)

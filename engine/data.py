@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -27,22 +26,10 @@ CHANNEL_COUNTS = (1, 3, 4)
 DEFAULT_BATCH = 1024
 
 
-@dataclass(frozen=True)
-class DatasetSummary:
-    path: str
-    n: int
-    image_shape: tuple[int, int, int]  # H, W, C as the model sees it
-    layout: str  # "NCHW" or "NHWC"
-    dtype: str
-    label_min: int
-    label_max: int
-    n_labels: int
-    target: int  # most frequent label (the attacker's target for a poisoned file)
-    single_target: bool
-
-
 class LabDataset:
     """One HDF5 dataset file. Cheap to open: only the header and the labels are read."""
+
+    has_labels = True  # an image folder may have none (engine.images)
 
     def __init__(self, path: str | os.PathLike, expected_hwc: tuple[int, int, int] | None = None):
         self.path = Path(path)
@@ -83,6 +70,7 @@ class LabDataset:
         self._data, self._label = data, label
         self.n = n
         self.dtype = data.dtype
+        self._stored = tuple(int(x) for x in data.shape[1:])  # kept: no HDF5 call to describe the file
         self.layout = self._detect_layout(tuple(int(s) for s in data.shape[1:]), expected_hwc)
         check_fits(n * 8, p, "its labels")
         raw = np.asarray(label[...]).reshape(-1)
@@ -132,12 +120,12 @@ class LabDataset:
     def expect(self, hwc: tuple[int, int, int]) -> None:
         """Re-check the layout against a model's input (H, W, C); raises on mismatch."""
         with self._lock:
-            self.layout = self._detect_layout(tuple(int(x) for x in self._data.shape[1:]), tuple(hwc))
+            self.layout = self._detect_layout(self._stored, tuple(hwc))
 
     # ---------------------------------------------------------------- facts
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        s = tuple(int(x) for x in self._data.shape[1:])
+        s = self._stored
         return (s[1], s[2], s[0]) if self.layout == "NCHW" else s
 
     @property
@@ -147,11 +135,6 @@ class LabDataset:
     @property
     def label_max(self) -> int:
         return int(self.labels.max())
-
-    def summary(self) -> DatasetSummary:
-        return DatasetSummary(str(self.path), self.n, self.image_shape, self.layout, str(self.dtype),
-                              self.label_min, self.label_max, self.n_labels, self.target,
-                              self.single_target)
 
     def describe(self) -> str:
         h, w, c = self.image_shape
@@ -253,10 +236,35 @@ def guess_role(path: str | os.PathLike, ds: LabDataset | None = None) -> str | N
     poisoned = any(w in poison_words for w in words) or parent in poison_words or \
         bool(re.search(r"poison|backdoor|trigger", stem))
     clean = any(w in ("cl", "clean") for w in words) or parent in ("cl", "clean")
-    if ds is not None and not poisoned and not clean:
+    if ds is not None and ds.has_labels and not poisoned and not clean:
         poisoned = ds.single_target and ds.n > 1
     valid = any(w.startswith("val") or w == "dev" for w in words)
     test = any(w.startswith("test") for w in words)
     if valid == test:
         return None  # neither or both: the user picks the slot
     return f"{'poisoned' if poisoned else 'clean'}_{'valid' if valid else 'test'}"
+
+
+def open_dataset(path_or_paths, expected_hwc: tuple[int, int, int] | None = None, *, resize: bool = False,
+                 progress=None, state=None):
+    """Open whatever the user gave as data: a lab HDF5 file (:class:`LabDataset`) or PNG/JPEG
+    images — one file, several, or a folder (:class:`engine.images.ImageSet`). ``resize``,
+    ``progress(done, total)`` and ``state`` concern images only (HDF5 opens at once)."""
+    from engine.images import ImageSet, is_image_path, sniff_image
+
+    hdf5_suffixes = (".h5", ".hdf5", ".hdf", ".he5")
+    if not isinstance(path_or_paths, (str, os.PathLike)):
+        paths = [Path(p) for p in path_or_paths]
+        if len(paths) != 1:
+            h5 = [p for p in paths if p.suffix.lower() in hdf5_suffixes]
+            if h5:
+                raise PruneLabError(h5[0], "is an HDF5 file; give HDF5 data one file at a time")
+            return ImageSet(paths, expected_hwc, resize=resize, progress=progress, state=state)
+        path_or_paths = paths[0]
+    p = Path(path_or_paths)
+    # a name decides first: "a_folder.h5" is an HDF5 path (the error says it is a directory)
+    if p.suffix.lower() in hdf5_suffixes:
+        return LabDataset(p, expected_hwc)
+    if p.is_dir() or is_image_path(p) or (p.is_file() and sniff_image(p)):
+        return ImageSet(p, expected_hwc, resize=resize, progress=progress, state=state)
+    return LabDataset(p, expected_hwc)

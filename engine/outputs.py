@@ -58,11 +58,13 @@ def checkpoint_file_names(threshold: float) -> dict[str, str]:
 
 def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterable = (),
                         with_models: bool = True, extra: dict | None = None,
-                        state: JobState | None = None,
+                        datasets: dict | None = None, state: JobState | None = None,
                         log: Callable[[str], None] | None = None) -> SweepOutputs:
-    """A sweep's folder: ``metrics.csv``, ``summary.json``, the figures, and B′ and G at every
-    checkpoint that was reached (``with_models``). ``model`` is the :class:`LoadedModel` swept."""
-    from engine.pruning import make_bprime, make_goodnet, save_model
+    """A sweep's folder: ``metrics.csv``, ``summary.json``, the figures, B′ and G (with its
+    ``G_<t>_eval.py``) at every checkpoint that was reached (``with_models``), and — when
+    ``datasets`` holds clean and poisoned validation data — ``backdoor_map.png``, the mean
+    Grad-CAM maps of both. ``model`` is the :class:`LoadedModel` swept."""
+    from engine.pruning import make_bprime, make_goodnet, save_goodnet, save_model
     from engine.report import write_report
 
     state = state or JobState()
@@ -81,9 +83,17 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
                                  name=f"repaired_{tname(cp.threshold)}")
                 save_model(bp, stage / names["b_prime"], inputs)
                 state.cancel_point()
-                save_model(make_goodnet(model.model, bp), stage / names["goodnet"], inputs)
+                save_goodnet(make_goodnet(model.model, bp), stage / names["goodnet"], inputs)
                 written.models[cp.threshold] = names
         state.cancel_point()
+        datasets = datasets or {}
+        if "clean_valid" in datasets and "poisoned_valid" in datasets:
+            from engine.maps import write_backdoor_map
+
+            if log:
+                log("drawing the backdoor map (mean Grad-CAM, clean vs poisoned validation)")
+            write_backdoor_map(model, result.layer, datasets["clean_valid"], datasets["poisoned_valid"],
+                               stage / "backdoor_map.png", state)
         info = {"weights": str(model.weights_path) if model.weights_path else None}
         info.update(extra or {})
         write_report(result, stage, written.models, extra=info)
@@ -96,7 +106,7 @@ def write_finetune_outputs(result, model, sweep_dir: Path, out: str | os.PathLik
     """A fine-tuning run's folder: the fine-pruned B′ and its G, ``finetune.csv``,
     ``summary.json`` and ``finetune.png``."""
     from engine.atomic import atomic_write_text
-    from engine.pruning import make_goodnet, save_model
+    from engine.pruning import make_goodnet, save_goodnet, save_model
     from engine.report import epochs_csv, finetune_figure
 
     inputs = list(inputs)
@@ -104,7 +114,7 @@ def write_finetune_outputs(result, model, sweep_dir: Path, out: str | os.PathLik
     bname, gname = f"B_prime_finetuned_step{step}.h5", f"G_finetuned_step{step}.keras"
     with staged_output(out, inputs) as stage:
         save_model(result.model, stage / bname, inputs)
-        save_model(make_goodnet(model.model, result.model), stage / gname, inputs)
+        save_goodnet(make_goodnet(model.model, result.model), stage / gname, inputs)
         atomic_write_text(stage / "finetune.csv", epochs_csv(result.records))
         summary = result.summary()
         summary.update({"from_sweep": str(Path(sweep_dir).resolve()), "model": source_model or str(model.path),

@@ -106,10 +106,36 @@ def save_model(model, path: str | os.PathLike, inputs=()) -> Path:
     return path
 
 
+def save_goodnet(goodnet, path: str | os.PathLike, inputs=()) -> Path:
+    """Save G and, next to it, ``<name>_eval.py``: the standalone script that prints G's answer
+    (one integer in [0, N]) for image files — the lab challenge's submission form."""
+    from engine.evalscript import eval_script_name, write_eval_script
+
+    path = save_model(goodnet, path, inputs)
+    hwc = tuple(int(d) for d in goodnet.inputs[0].shape[1:])
+    write_eval_script(path.with_name(eval_script_name(path.name)), path.name, hwc,
+                      int(goodnet.outputs[0].shape[-1]), inputs)
+    return path
+
+
 def goodnet_labels(badnet_labels: np.ndarray, bprime_labels: np.ndarray, n_classes: int) -> np.ndarray:
     """The G rule on predicted labels: B's class where B and B′ agree, class N where they don't.
     :func:`make_goodnet` builds the same rule into a Keras model."""
     return np.where(badnet_labels == bprime_labels, badnet_labels, n_classes).astype(np.int32)
+
+
+def verdicts(model, layer: str | None, channels, dataset, n_classes: int, state=None) -> dict[str, np.ndarray]:
+    """What B, B′ (``channels`` of ``layer`` pruned) and G answer for every image of ``dataset``
+    (images the sweep never saw, such as a user's photos): ``{"B", "B'", "G"}`` label arrays.
+    Without a layer only B's answers are given."""
+    from engine.runtime import predict_dataset_labels
+
+    out = {"B": predict_dataset_labels(model, dataset, state=state)}
+    if layer is not None:
+        bp = make_bprime(model, layer, channels)
+        out["B'"] = predict_dataset_labels(bp, dataset, state=state)
+        out["G"] = goodnet_labels(out["B"], out["B'"], n_classes)
+    return out
 
 
 def pct(mask: np.ndarray) -> float:

@@ -119,8 +119,9 @@ def random_names(seeds: int) -> list[str]:
 
 # ---------------------------------------------------------------------------- data-free
 def _conv_kernel(model, layer: str) -> np.ndarray:
-    conv = model.get_layer(layer)
-    return np.asarray(conv.get_weights()[0], np.float64)  # (kh, kw, C_in, C_out)
+    """The layer's kernel as (kh, kw, C_in, C_out); a Dense layer's (in, units) as (1, 1, in, units)."""
+    k = np.asarray(model.get_layer(layer).get_weights()[0], np.float64)
+    return k.reshape((1, 1) + k.shape) if k.ndim == 2 else k
 
 
 def l1_scores(kernel: np.ndarray) -> np.ndarray:
@@ -143,16 +144,19 @@ def clp_scores(kernel: np.ndarray, bn_scale: np.ndarray | None = None) -> np.nda
 def following_batchnorm_scale(model, layer: str) -> np.ndarray | None:
     """γ/sqrt(var+ε) of the first BatchNormalization in the channel-wise chain after
     ``layer`` (channels last), or None when none follows."""
-    from engine.split import channel_chain
+    from engine.split import Graph
 
     conv = model.get_layer(layer)
-    for l in channel_chain(model, conv):
+    graph = Graph(model)
+    nodes = graph.nodes_of(conv)
+    for node in graph.chain(nodes[0].output_tensors[0]) if len(nodes) == 1 else []:
+        l = node.operation
         if type(l).__name__ != "BatchNormalization":
             continue
         axis = l.axis if isinstance(l.axis, int) else l.axis[0]
         if axis not in (-1, 3):
             return None
-        n = int(conv.filters)
+        n = int(np.shape(conv.get_weights()[0])[-1])
         gamma = np.asarray(l.gamma.numpy(), np.float64) if getattr(l, "gamma", None) is not None else np.ones(n)
         var = np.asarray(l.moving_variance.numpy(), np.float64)
         return gamma / np.sqrt(var + float(l.epsilon))
@@ -287,7 +291,7 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
     one SGD step with momentum on the masks for α·CE(clean) + (1−α)·CE(perturbed), clipped
     to [0, 1]. The layers before the pruned one are fixed, so their output is computed once."""
     from engine.runtime import Runner
-    from engine.split import channel_chain
+    from engine.split import Graph
     from engine.sweep import Progress
     from engine.tfsetup import keras, tf
 
@@ -298,11 +302,21 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
     x_img = dataset.take(pick)
     labels = dataset.labels[pick].astype(np.int32)
     conv = split.conv
-    feed = Runner(k.Model(model.model.inputs, conv.input))
-    x_in = np.concatenate([np.asarray(feed(x_img[s:s + 256])) for s in range(0, n, 256)])
-    del x_img
-    chain = channel_chain(model.model, conv)
-    chain = chain[:chain.index(split.cut) + 1] if split.cut is not conv else []
+    # the layer's input and the tensors before the cut that the head also reads (skip
+    # connections) do not depend on the masks: computed once
+    graph = Graph(model.model)
+    node = graph.nodes_of(conv)[0]
+    fixed = [node.input_tensors[0]] + list(split.frontier)
+    feed = Runner(k.Model(model.model.inputs, fixed))
+    parts = [feed(x_img[s:s + 256]) for s in range(0, n, 256)]
+    parts = [p if isinstance(p, list) else [p] for p in parts]
+    x_in, *x_front = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(fixed))]
+    del x_img, parts
+    chain = []
+    for c in graph.chain(node.output_tensors[0]):
+        chain.append(c.operation)
+        if c.output_tensors[0] is split.cut_tensor:
+            break
     head = split.head
     last = model.model.layers[-1]
     softmax_out = getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
@@ -313,14 +327,14 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
     vel = t.Variable(t.zeros(c, t.float32))
     eps, alpha, lr, mom = (float(v) for v in (cfg.eps, cfg.alpha, cfg.lr, cfg.momentum))
 
-    def forward(x, scale, bias_scale):
-        z = conv.convolution_op(x, kernel) * scale
+    def forward(x, front, scale, bias_scale):
+        z = (conv.convolution_op(x, kernel) if kernel.shape.rank == 4 else t.matmul(x, kernel)) * scale
         if bias is not None:
             z = z + bias * bias_scale
         a = conv.activation(z) if conv.activation is not None else z
         for layer in chain:
             a = layer(a, training=False)
-        out = head(a, training=False)
+        out = head([a] + list(front) if front else a, training=False)
         return out[0] if isinstance(out, (list, tuple)) else out
 
     def ce(out, y):
@@ -330,21 +344,23 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
         return t.reduce_mean(t.nn.sparse_softmax_cross_entropy_with_logits(y, out))
 
     @t.function(reduce_retracing=True)
-    def step(x, y, delta0, xi0):
+    def step(x, front, y, delta0, xi0):
         with t.GradientTape() as tape:
             tape.watch([delta0, xi0])
-            loss = ce(forward(x, mask + delta0, 1.0 + xi0), y)
+            loss = ce(forward(x, front, mask + delta0, 1.0 + xi0), y)
         gd, gx = tape.gradient(loss, [delta0, xi0])
         delta = t.clip_by_value(delta0 + eps * t.sign(gd), -eps, eps)
         xi = t.clip_by_value(xi0 + eps * t.sign(gx), -eps, eps) if gx is not None else xi0
         with t.GradientTape() as tape:
-            loss = alpha * ce(forward(x, mask, 1.0), y) + (1 - alpha) * ce(forward(x, mask + delta, 1.0 + xi), y)
+            loss = alpha * ce(forward(x, front, mask, 1.0), y) + \
+                (1 - alpha) * ce(forward(x, front, mask + delta, 1.0 + xi), y)
         g = tape.gradient(loss, mask)
         vel.assign(mom * vel + g)
         mask.assign(t.clip_by_value(mask - lr * vel, 0.0, 1.0))
         return loss
 
     x_t = t.constant(x_in, t.float32)
+    front_t = [t.constant(f) for f in x_front]
     y_t = t.constant(labels, t.int32)
     batches: list[np.ndarray] = []
     for it in range(cfg.iterations):
@@ -355,7 +371,8 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
             batches = [perm[s:s + cfg.batch_size] for s in range(0, n, cfg.batch_size)][::-1]
         idx = t.constant(np.sort(batches.pop()), t.int32)
         noise = rng.uniform(-eps, eps, (2, c)).astype(np.float32)
-        step(t.gather(x_t, idx), t.gather(y_t, idx), t.constant(noise[0]), t.constant(noise[1]))
+        step(t.gather(x_t, idx), [t.gather(f, idx) for f in front_t], t.gather(y_t, idx), t.constant(noise[0]),
+             t.constant(noise[1]))
         if it + 1 == cfg.iterations or (it + 1) % 20 == 0:
             yield Progress("ranking", it + 1, cfg.iterations, f"anp: training masks {it + 1}/{cfg.iterations}")
     return np.asarray(mask.numpy(), np.float64)
@@ -387,7 +404,7 @@ class RankingSweeps:
     def __init__(self, model, datasets: dict, names: Sequence[str], layer: str | None = None,
                  thresholds=None, *, random_seeds: int = 1, seed: int = 0, method: str = "auto",
                  use_cache: bool = True, state=None, anp: ANPConfig | None = None,
-                 max_steps: int | None = None):
+                 max_steps: int | None = None, step_size: int | str = 1):
         from engine.state import JobState
         from engine.sweep import DEFAULT_THRESHOLDS
 
@@ -402,20 +419,21 @@ class RankingSweeps:
         self.layer = layer
         self.thresholds = DEFAULT_THRESHOLDS if thresholds is None else thresholds
         self.random_seeds, self.seed = random_seeds, seed
-        self.method, self.use_cache, self.max_steps = method, use_cache, max_steps
+        self.method, self.use_cache, self.max_steps, self.step_size = method, use_cache, max_steps, step_size
         self.state = state or JobState()
         self.anp = anp or ANPConfig(seed=seed)
         self.rankings: dict[str, Ranking] = {}
         self.results: dict = {}
         self.means: dict[str, np.ndarray] = {}
         # every one-line input error (layer, thresholds, labels, memory) now, not mid-way
-        self.layer = self._sweep(max_steps=0).split.layer
+        check = self._sweep(max_steps=0)
+        self.layer, self.n_channels = check.split.layer, check.n_channels
 
     def _sweep(self, order=None, max_steps=None):
         from engine.sweep import Sweep
 
         return Sweep(self.model, self.datasets, self.layer, self.thresholds, method=self.method,
-                     use_cache=self.use_cache, state=self.state, order=order,
+                     use_cache=self.use_cache, state=self.state, order=order, step_size=self.step_size,
                      max_steps=self.max_steps if max_steps is None else max_steps)
 
     def _tagged(self, name: str, events) -> Iterator:
@@ -449,7 +467,7 @@ class RankingSweeps:
         if method == "clp":
             return [clp_ranking(model, layer)]
         if method == "random":
-            return random_rankings(int(model.get_layer(layer).filters), self.random_seeds, self.seed)
+            return random_rankings(self.n_channels, self.random_seeds, self.seed)
         return [(yield from anp_events(self.model, self.datasets["clean_valid"], layer, self.anp,
                                        use_cache=self.use_cache, state=self.state))]
 

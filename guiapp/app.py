@@ -48,6 +48,7 @@ def run_window(args: argparse.Namespace, first_launch: bool = False) -> int:
     from guiapp.mainwindow import MainWindow
 
     win = MainWindow()
+    app.aboutToQuit.connect(win.ctl.shutdown)  # no thread outlives the window
     win.show()
     app.processEvents()
     if args.smoke_test:
@@ -69,6 +70,20 @@ def run_window(args: argparse.Namespace, first_launch: bool = False) -> int:
     return status["code"]
 
 
+def grab_with_dialogs(win):
+    """The window's picture with its open dialogs painted where they stand on screen."""
+    from PySide6.QtGui import QPainter
+    from PySide6.QtWidgets import QDialog
+
+    shot = win.grab()
+    painter = QPainter(shot)
+    for d in win.findChildren(QDialog):
+        if d.isVisible():
+            painter.drawPixmap(d.frameGeometry().topLeft() - win.frameGeometry().topLeft(), d.grab())
+    painter.end()
+    return shot
+
+
 class Automation:
     """``--run``, ``--screenshot``, ``--tab``, ``--quit``; the first launch sweeps the demo."""
 
@@ -76,15 +91,24 @@ class Automation:
         from PySide6.QtCore import QTimer
 
         self.win, self.args, self.status, self.app, self.timer = win, args, status, app, QTimer
-        ctl = win.ctl
-        ready = ctl.demoReady if (args.demo or not args.files) else ctl.modelOpened
         if args.quit:
             win.errorShown.connect(self.failed)
-        if args.run or not (args.demo or args.files or args.screenshot or args.quit):
-            ctl.sweepFinished.connect(self.finish)
-            ready.connect(lambda *_: QTimer.singleShot(100, win.start_sweep))
-        elif args.screenshot or args.quit:
-            ready.connect(lambda *_: self.finish())
+        self.sweep = args.run or not (args.demo or args.files or args.screenshot or args.quit)
+        if self.sweep or args.screenshot or args.quit:
+            win.ctl.inputsReady.connect(self._ready)
+
+    def _ready(self) -> None:
+        """The first inputs are open: sweep them (once), or go straight to the screenshot."""
+        self.win.ctl.inputsReady.disconnect(self._ready)
+        if self.sweep:
+            self.win.ctl.sweepFinished.connect(self._swept)
+            self.timer.singleShot(100, self.win.start_sweep)
+        else:
+            self.finish()
+
+    def _swept(self, res) -> None:
+        self.win.ctl.sweepFinished.disconnect(self._swept)
+        self.finish(res)
 
     def finish(self, res=None) -> None:
         win, args = self.win, self.args
@@ -93,13 +117,21 @@ class Automation:
         if res is not None:
             ten = res.checkpoint_step(10.0)
             win.set_step(ten if ten is not None else res.steps)
+        if res is not None and args.demo and args.files:  # photos judged after the demo's sweep
+            win.ctl.photoVerdicts.connect(self._judged)
+            win.ctl.open_files(args.files)
+            return
         self.timer.singleShot(600, self.shoot)
+
+    def _judged(self, _verdicts) -> None:
+        self.win.ctl.photoVerdicts.disconnect(self._judged)
+        self.timer.singleShot(800, self.shoot)
 
     def shoot(self) -> None:
         args = self.args
         if args.screenshot:
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            ok = self.win.grab().save(str(args.screenshot))
+            ok = grab_with_dialogs(self.win).save(str(args.screenshot))
             print(f"prunelab: screenshot {'saved to' if ok else 'FAILED:'} {args.screenshot}", flush=True)
             self.status["code"] = 0 if ok else 1
         if args.quit:

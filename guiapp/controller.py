@@ -32,7 +32,7 @@ class Controller(QObject):
     modelOpened = Signal(object)  # tasks.OpenedModel
     datasetChanged = Signal(str, object)  # role, dataset or None
     fileOpened = Signal(object)  # Path, for the recent-files menu
-    demoReady = Signal()
+    inputsReady = Signal()  # everything a demo or a drop asked to open has arrived (or failed)
     sweepStarted = Signal(object)  # tasks.SweepStarted
     stepRecord = Signal(object)  # engine.sweep.StepRecord
     sweepFinished = Signal(object)  # engine.sweep.SweepResult
@@ -40,6 +40,8 @@ class Controller(QObject):
     fineTuneEpochs = Signal(int, list)  # step, EpochRecords so far
     fineTuneFinished = Signal(object)
     pageRead = Signal(object)  # tasks.ImagePage
+    photosOpened = Signal(object)  # the photo set
+    photoVerdicts = Signal(object)  # tasks.PhotoVerdicts
     progress = Signal(str, int, int)  # text, done, total (total 0: busy, no count)
     busyChanged = Signal(str)  # the running task's name, "" when idle
     pausedChanged = Signal(bool)  # emitted when the pause really took effect
@@ -54,7 +56,7 @@ class Controller(QObject):
         self.session = Session()
         self.worker: Worker | None = None  # the task in the one slot
         self._workers: set[Worker] = set()  # every thread still running, the slot's included
-        self._demo_pending = 0
+        self._pending = 0  # opens still to arrive of the last demo or drop
 
     # ------------------------------------------------------------------ running tasks
     def run(self, name: str, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
@@ -129,6 +131,9 @@ class Controller(QObject):
         self.run("reading files", lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
 
     def _route(self, route: tasks.FileRoute) -> None:
+        self._pending = len(route.data) + bool(route.models or route.weights) + bool(route.photos)
+        if route.photos:
+            self.open_photos(route.photos)
         for p in route.data:
             self.open_data(p)
         if route.models or route.weights:
@@ -136,9 +141,12 @@ class Controller(QObject):
         if route.bad:
             p, why = route.bad[0]
             self.error.emit(f"{p}: {why}")
+        if not self._pending:
+            self.inputsReady.emit()
 
     def open_model(self, path, weights=None, allow_unsafe: bool = False) -> None:
         def refused(e):
+            self._arrived()
             if isinstance(e, UnsafeModelError) and not allow_unsafe:
                 self.progress.emit("idle", 0, 1)
                 self.unsafeModel.emit(path, weights, str(e))
@@ -164,7 +172,8 @@ class Controller(QObject):
         if opened.default_layer is None and not lm.is_goodnet:
             self.error.emit(f"{lm.path}: the model has no Conv2D layer to prune")
         self.modelOpened.emit(opened)
-        self._demo_step()
+        self.photo_verdicts(self.session.step)
+        self._arrived()
 
     def open_data(self, path, role: str | None = None) -> None:
         try:
@@ -173,10 +182,11 @@ class Controller(QObject):
         except SlotBusy as e:
             self.error.emit(str(e))
             return
-        m = self.session.model
+        m, resize = self.session.model, self.session.resize
         hwc = m.input_hwc if m is not None else None
-        self.run("opening data", lambda st: tasks.open_dataset(path, hwc, st), light=True,
-                 on_return=lambda v: self._data_opened(Path(path), role, *v))
+        self.run("opening data", lambda st: tasks.open_dataset(path, hwc, resize, st), light=True,
+                 on_return=lambda v: self._data_opened(Path(path), role, *v),
+                 on_error=lambda e: self._arrived())
 
     def _data_opened(self, path: Path, role: str | None, ds, guessed: str | None) -> None:
         from engine import atomic
@@ -189,13 +199,48 @@ class Controller(QObject):
         except SlotBusy as e:
             ds.close()
             self.error.emit(str(e))
-            self._demo_step()
+            self._arrived()
             return
         atomic.protect([path])
         self.fileOpened.emit(path)
         self.message.emit(f"{ROLE_TITLES[role]}: {ds.describe()}")
         self.datasetChanged.emit(role, ds)
-        self._demo_step()
+        self._arrived()
+
+    def open_photos(self, paths) -> None:
+        """Images (files or folders) as the browser's extra set, with B's, B′'s and G's verdicts."""
+        m = self.session.model
+        hwc, resize = (m.input_hwc if m is not None else None), self.session.resize
+
+        def opened(ds):
+            self.session.set_photos(ds)
+            self.message.emit(f"Images: {ds.n:,} from {ds.path}")
+            self.photosOpened.emit(ds)
+            self.photo_verdicts(self.session.step)
+            self._arrived()
+
+        self.run("opening images", lambda st: tasks.open_photos(list(paths), hwc, resize, st), light=True,
+                 on_return=opened, on_error=lambda e: self._arrived())
+
+    def photo_verdicts(self, step: int) -> None:
+        """B's answers for the photos, and B′'s and G's at ``step`` once a sweep has finished."""
+        s = self.session
+        ds, model, res = s.photos, s.model, s.result
+        if ds is None or model is None:
+            return
+        v = s.photo_verdicts
+        if v is not None and v.dataset_path == str(ds.path) and v.step == (step if res is not None else None):
+            return
+        s.hold(ds)
+
+        def arrived(verdicts):
+            if s.photos is ds:
+                s.photo_verdicts = verdicts
+                self.photoVerdicts.emit(verdicts)
+
+        w = self.run("judging images", lambda st: tasks.photo_verdicts(model, res, step, ds, st), light=True,
+                     on_return=arrived)
+        w.finished.connect(lambda: s.release(ds))
 
     def clear_data(self, role: str) -> None:
         try:
@@ -211,18 +256,22 @@ class Controller(QObject):
         def prepared(paths):
             for role in ROLES:
                 self.clear_data(role)
-            self._demo_pending = len(paths.datasets) + 1
-            for role, p in paths.datasets.items():
-                self.open_data(p, role=role)
-            self.open_model(paths.model)
+            self.open_set(paths.model, None, paths.datasets)
 
         self.run("preparing the demo", lambda st: tasks.prepare_demo(variant, st), on_return=prepared)
 
-    def _demo_step(self) -> None:
-        if self._demo_pending:
-            self._demo_pending -= 1
-            if not self._demo_pending:
-                self.demoReady.emit()
+    def open_set(self, model, weights, datasets: dict) -> None:
+        """A model and datasets by role; ``inputsReady`` once all of them have arrived."""
+        self._pending = len(datasets) + 1
+        for role, p in datasets.items():
+            self.open_data(p, role=role)
+        self.open_model(model, weights)
+
+    def _arrived(self) -> None:
+        if self._pending:
+            self._pending -= 1
+            if not self._pending:
+                self.inputsReady.emit()
 
     # ------------------------------------------------------------------ the sweep
     def start_sweep(self, layer: str | None, thresholds) -> bool:
@@ -276,9 +325,10 @@ class Controller(QObject):
             self.error.emit("Run a sweep first; the report describes a finished sweep")
             return
         model, res, inputs, step = s.model, s.result, s.inputs(), s.step
+        datasets = {r: d for r, d in s.datasets.items() if s.result_covers(r)}
         self.progress.emit("Writing the report, B′ and G…", 0, 0)
-        self.run("export", lambda st: tasks.run_export(model, res, folder, inputs, step, st),
-                 on_return=lambda p: self._saved(p, "Report, B′ and G written"))
+        self.run("export", lambda st: tasks.run_export(model, res, datasets, folder, inputs, step, st),
+                 roles=tuple(datasets), on_return=lambda p: self._saved(p, "Report, B′ and G written"))
 
     def _saved(self, path, what: str) -> None:
         self.progress.emit(f"saved {Path(path).name}", 1, 1)
@@ -311,7 +361,7 @@ class Controller(QObject):
 
     # ------------------------------------------------------------------ image pages
     def read_page(self, role: str, indices) -> None:
-        ds = self.session.datasets.get(role)
+        ds = self.session.photos if role == "photos" else self.session.datasets.get(role)
         if ds is None:
             return
         self.session.hold(ds)

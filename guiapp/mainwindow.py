@@ -8,24 +8,23 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QMainWindow, QMessageBox, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
 
-from engine.data import ROLE_TITLES, ROLES
+from engine.data import ROLE_TITLES
 from guiapp.controller import Controller
+from guiapp.menus import TABS, build_menus
 from guiapp.recent import Recent
 from guiapp.views import dialogs
 from guiapp.views.activations import ActivationsView
-from guiapp.views.curves import CurvesView
+from guiapp.views.curves import CurvesTab
 from guiapp.views.images import ImagesView
 from guiapp.views.jobbar import JobBar
-from guiapp.views.panels import CheckpointTable, DataSlot, ModelPanel, StepPanel, local_paths
+from guiapp.views.panels import LeftPanel, StepPanel, local_paths
 from guiapp.views.results import ResultsView
 
 MODEL_FILTER = "Keras models (*.h5 *.keras *.hdf5);;All files (*)"
-DATA_FILTER = "Lab datasets (*.h5 *.hdf5);;All files (*)"
-TABS = ("Curves", "Activations", "Images", "Results")
+DATA_FILTER = "Lab datasets (*.h5 *.hdf5);;Images (*.png *.jpg *.jpeg);;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -46,43 +45,25 @@ class MainWindow(QMainWindow):
         self.warnings: list[str] = []
         self._stale: set[int] = set()
         self._build()
-        self._menus()
+        build_menus(self)
         self._wire()
         self._restore()
 
     # ================================================================== layout
     def _build(self) -> None:
-        left = QWidget()
-        lv = QVBoxLayout(left)
-        lv.setContentsMargins(4, 4, 4, 4)
-        self.model_panel = ModelPanel()
-        lv.addWidget(self.model_panel)
-        lv.addWidget(QLabel("<b>Data</b> <span style='color:#777'>(drop files here)</span>"))
-        self.slots = {role: DataSlot(role) for role in ROLES}
-        for slot in self.slots.values():
-            lv.addWidget(slot)
-        lv.addWidget(QLabel("<b>Checkpoints</b>"))
-        self.checkpoints = CheckpointTable()
-        lv.addWidget(self.checkpoints, 1)
-        scroll = QScrollArea()
-        scroll.setWidget(left)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(330)
-        self.curves = CurvesView()
-        self.curves.setFocusPolicy(Qt.StrongFocus)
+        left = LeftPanel()
+        self.model_panel, self.slots, self.checkpoints = left.model_panel, left.slots, left.checkpoints
+        left.resize_box.toggled.connect(lambda on: setattr(self.session, "resize", on))
         self.step_panel = StepPanel()
-        curves_tab = QWidget()
-        cv = QVBoxLayout(curves_tab)
-        cv.setContentsMargins(0, 0, 0, 0)
-        cv.addWidget(self.curves, 1)
-        cv.addWidget(self.step_panel)
+        curves_tab = CurvesTab(self.step_panel)
+        self.curves = curves_tab.curves
         self.activations, self.images, self.results = ActivationsView(), ImagesView(), ResultsView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
         for w, name in zip((curves_tab, self.activations, self.images, self.results), TABS):
             self.tabs.addTab(w, name)
         self.splitter = QSplitter()
-        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(left)
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([360, 1000])
@@ -94,54 +75,6 @@ class MainWindow(QMainWindow):
         v.addWidget(self.jobbar)
         self.setCentralWidget(central)
         self.statusBar().showMessage("Open a model and data (or File ▸ Open demo) to begin.")
-
-    def _menus(self) -> None:
-        def act(menu, text, slot, shortcut=None) -> QAction:
-            a = QAction(text, self)
-            if shortcut:
-                a.setShortcut(QKeySequence(shortcut))
-            a.triggered.connect(lambda checked=False: slot())
-            menu.addAction(a)
-            return a
-
-        mb = self.menuBar()
-        fm = mb.addMenu("&File")
-        self.act_open_model = act(fm, "Open &model…", self.open_model, QKeySequence.Open)
-        act(fm, "Open &weights…", self.open_weights)
-        self.act_open_data = act(fm, "Open &data…", lambda: self.open_data(None))
-        fm.addSeparator()
-        self.act_demo = act(fm, "Open d&emo", lambda: self.ctl.open_demo("badnet"))
-        act(fm, "Open pruning-aware demo", lambda: self.ctl.open_demo("pruning-aware"))
-        self.recent_menu = fm.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        fm.addSeparator()
-        act(fm, "&Export report, B′ and G…", self.export_report, "Ctrl+E")
-        fm.addSeparator()
-        act(fm, "&Quit", self.close, QKeySequence.Quit)
-        sm = mb.addMenu("&Sweep")
-        self.act_start = act(sm, "&Start", self.start_sweep, "Ctrl+R")
-        act(sm, "&Pause / resume", self.ctl.toggle_pause, "Ctrl+P")
-        act(sm, "&Cancel", self.ctl.cancel, "Esc")
-        sm.addSeparator()
-        act(sm, "Clear activation &cache", self.ctl.clear_cache)
-        vm = mb.addMenu("&View")
-        for i, name in enumerate(TABS):
-            act(vm, name, lambda i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
-        act(vm, "Model layers…", self.show_layers)
-        act(mb.addMenu("&Help"), "&About PruneLab", lambda: QMessageBox.about(self, "About PruneLab", dialogs.ABOUT))
-        tb = self.addToolBar("Main")
-        tb.setObjectName("mainToolbar")
-        tb.setMovable(False)
-        for a in (self.act_open_model, self.act_open_data, self.act_demo, self.act_start):
-            tb.addAction(a)
-        self.act_start.setText("▶ Start")
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        for p in self.recent.files() or ["(none)"]:
-            a = self.recent_menu.addAction(p)
-            a.setEnabled(p != "(none)")
-            a.triggered.connect(lambda checked=False, p=p: self.ctl.open_files([Path(p)]))
 
     def _wire(self) -> None:
         c, status = self.ctl, self.statusBar()
@@ -169,7 +102,8 @@ class MainWindow(QMainWindow):
         c.message.connect(lambda m: status.showMessage(m, 10000))
         c.warning.connect(lambda m: (self.warnings.append(m), status.showMessage(f"Warning: {m}", 15000)))
         c.error.connect(self.show_error)
-        c.unsafeModel.connect(lambda p, w, m: self.confirm_unsafe(m) and c.open_model(p, w, allow_unsafe=True))
+        c.unsafeModel.connect(lambda p, w, m: c.open_model(p, w, allow_unsafe=True) if self.confirm_unsafe(m)
+                              else self.show_error(m))
         c.fileOpened.connect(self.recent.remember)
         c.modelOpened.connect(self._model_opened)
         c.datasetChanged.connect(self._dataset_changed)
@@ -178,6 +112,9 @@ class MainWindow(QMainWindow):
         c.sweepFinished.connect(self._sweep_finished)
         c.sweepCancelled.connect(lambda: status.showMessage("Sweep cancelled; nothing was written", 8000))
         c.pageRead.connect(self.images.show_page)
+        self.images.verdictsWanted.connect(c.photo_verdicts)
+        c.photoVerdicts.connect(self.images.verdicts_arrived)
+        c.photosOpened.connect(self._photos_opened)
         c.fineTuneEpochs.connect(self.curves.set_fine_tune)
         c.fineTuneFinished.connect(lambda ft: self.results.set_fine_tuned(self.session.fine_tuned))
 
@@ -185,8 +122,7 @@ class MainWindow(QMainWindow):
     def _restore(self) -> None:
         geo, st = self.settings.value("geometry"), self.settings.value("splitter")
         self.restoreGeometry(geo) if geo is not None else self.resize(1400, 860)
-        if st is not None:
-            self.splitter.restoreState(st)
+        st is not None and self.splitter.restoreState(st)
 
     def closeEvent(self, ev) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
@@ -204,24 +140,21 @@ class MainWindow(QMainWindow):
         self.errorShown.emit(message)
 
     # ================================================================== opening
+    def _pick(self, title: str, filt: str) -> str:
+        return QFileDialog.getOpenFileName(self, title, self.recent.last_dir(), filt)[0]
+
     def open_model(self, path=None, weights=None) -> None:
-        if path is None and weights is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Open model", self.recent.last_dir(), MODEL_FILTER)
-            if not path:
-                return
-        self.ctl.open_model(path, weights)
+        path = path if (path or weights) else self._pick("Open model", MODEL_FILTER)
+        if path or weights:
+            self.ctl.open_model(path or None, weights)
 
     def open_weights(self, path=None) -> None:
-        if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Open weights", self.recent.last_dir(), MODEL_FILTER)
-            if not path:
-                return
-        m = self.session.model
-        self.ctl.open_model(m.path if m is not None and m.path != m.weights_path else None, path)
+        m, path = self.session.model, path or self._pick("Open weights", MODEL_FILTER)
+        if path:
+            self.ctl.open_model(m.path if m is not None and m.path != m.weights_path else None, path)
 
     def open_data(self, role: str | None = None) -> None:
-        title = f"Open {ROLE_TITLES[role].lower()} data" if role else "Open dataset"
-        path, _ = QFileDialog.getOpenFileName(self, title, self.recent.last_dir(), DATA_FILTER)
+        path = self._pick(f"Open {ROLE_TITLES[role].lower()} data" if role else "Open dataset", DATA_FILTER)
         if path:
             self.ctl.open_data(Path(path), role=role)
 
@@ -231,9 +164,17 @@ class MainWindow(QMainWindow):
         self._invalidate()
 
     def _dataset_changed(self, role: str, ds) -> None:
-        self.slots[role].show_dataset(ds)
+        if role in self.slots:
+            self.slots[role].show_dataset(ds)
         self.images.set_datasets(self.session)
         self._invalidate()
+
+    def _photos_opened(self, ds) -> None:
+        """Dropped images: the Images tab shows them; a single image opens large with G's verdict."""
+        self.images.set_datasets(self.session, show="photos")
+        self.tabs.setCurrentWidget(self.images)
+        if ds.n == 1:
+            self.images.show_single()
 
     def dragEnterEvent(self, ev) -> None:
         if local_paths(ev.mimeData()):
@@ -309,7 +250,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================== saving
     def _ask_save(self, title: str, default: str, filt: str) -> Path | None:
-        path, _ = QFileDialog.getSaveFileName(self, title, str(Path(self.recent.last_dir()) / default), filt)
+        path = QFileDialog.getSaveFileName(self, title, str(Path(self.recent.last_dir()) / default), filt)[0]
         return (Path(path) if Path(path).suffix else Path(path).with_suffix(".keras")) if path else None
 
     def save_model(self, which: str, step: int, path=None) -> None:

@@ -35,6 +35,9 @@ class Session:
     result: object = None  # engine.sweep.SweepResult of the last finished sweep
     step: int = 0
     fine_tuned: list = field(default_factory=list)
+    photos: object = None  # image files or folders dropped on the window (not a lab slot)
+    photo_verdicts: object = None  # tasks.PhotoVerdicts for ``photos``
+    resize: bool = False  # resize images of another size to the model's input
     task: Task | None = None
     _readers: Counter = field(default_factory=Counter)  # id(dataset) -> open reads
     _retired: dict = field(default_factory=dict)  # id -> dataset waiting to be closed
@@ -109,6 +112,12 @@ class Session:
         self.check_slot_free(role)
         self._retire(self.datasets.pop(role, None))
 
+    def set_photos(self, ds) -> None:
+        """The extra "Images" set; the one it replaces is closed once unused."""
+        old, self.photos, self.photo_verdicts = self.photos, ds, None
+        if old is not None and old is not ds:
+            self._retire(old)
+
     def result_covers(self, role: str) -> bool:
         """Whether the last result describes the dataset now in ``role``'s slot (a replaced or
         cleared slot no longer matches the predictions the result holds)."""
@@ -131,6 +140,12 @@ class Session:
                     continue
                 self.clear_dataset(role)
                 dropped.append((role, str(e)))
+        if self.photos is not None:
+            try:
+                self.photos.expect(model.input_hwc)
+            except PruneLabError as e:
+                self.set_photos(None)
+                dropped.append(("photos", str(e)))
         return dropped
 
     def inputs(self) -> list[Path]:
@@ -144,8 +159,9 @@ class Session:
         self.step = 0
 
     def close(self) -> None:
-        for ds in list(self.datasets.values()) + list(self._retired.values()):
-            ds.close()
+        for ds in list(self.datasets.values()) + list(self._retired.values()) + [self.photos]:
+            if ds is not None:
+                ds.close()
         self.datasets.clear()
         self._retired.clear()
         self._readers.clear()

@@ -56,11 +56,12 @@ def open_model(path, weights, allow_unsafe: bool, state: JobState) -> OpenedMode
     return OpenedModel(lm, layer, tuple(l.name for l in conv_layers(lm.model)))
 
 
-def open_dataset(path, expected_hwc, state: JobState):
-    """Open a dataset file (reads its header and labels: HDF5 stays off the GUI thread)."""
-    from engine.data import LabDataset, guess_role
+def open_dataset(path, expected_hwc, resize: bool, state: JobState):
+    """Open a dataset — an HDF5 file, image files or a folder of images (reads headers and
+    labels, so files are never read on the GUI thread)."""
+    from engine.data import guess_role, open_dataset
 
-    ds = LabDataset(path, expected_hwc)
+    ds = open_dataset(path, expected_hwc, resize=resize, state=state)
     return ds, guess_role(path, ds)
 
 
@@ -89,29 +90,34 @@ def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobSt
 
 
 def run_save(model, result, which: str, step: int, path: Path, inputs, state: JobState) -> Path:
-    """Save B′ (``which="bprime"``) or G at ``step`` of ``result``."""
-    from engine.pruning import make_bprime, make_goodnet, save_model
+    """Save B′ (``which="bprime"``) or G (with its eval script) at ``step`` of ``result``."""
+    from engine.pruning import make_bprime, make_goodnet, save_goodnet, save_model
 
     bp = make_bprime(model.model, result.layer, result.pruned_channels(step), name=f"repaired_step{step}")
     state.cancel_point()
-    out = bp if which == "bprime" else make_goodnet(model.model, bp)
+    if which == "bprime":
+        return save_model(bp, path, inputs)
+    g = make_goodnet(model.model, bp)
     state.cancel_point()
-    return save_model(out, path, inputs)
+    return save_goodnet(g, path, inputs)
 
 
 def run_save_fine_tuned(model, fine_tuned, which: str, path: Path, inputs, state: JobState) -> Path:
-    from engine.pruning import make_goodnet, save_model
+    from engine.pruning import make_goodnet, save_goodnet, save_model
 
-    out = fine_tuned.model if which == "bprime" else make_goodnet(model.model, fine_tuned.model)
+    if which == "bprime":
+        return save_model(fine_tuned.model, path, inputs)
+    g = make_goodnet(model.model, fine_tuned.model)
     state.cancel_point()
-    return save_model(out, path, inputs)
+    return save_goodnet(g, path, inputs)
 
 
-def run_export(model, result, folder: Path, inputs, picked_step: int, state: JobState) -> Path:
+def run_export(model, result, datasets: dict, folder: Path, inputs, picked_step: int, state: JobState) -> Path:
     """The same folder ``prunelab sweep`` writes, through the same function."""
     from engine.outputs import write_sweep_outputs
 
-    write_sweep_outputs(result, model, folder, inputs=inputs, extra={"picked_step": picked_step}, state=state)
+    write_sweep_outputs(result, model, folder, inputs=inputs, extra={"picked_step": picked_step},
+                        datasets=datasets, state=state)
     return Path(folder)
 
 
@@ -140,24 +146,58 @@ class FileRoute:
     models: tuple = ()
     weights: tuple = ()
     data: tuple = ()
+    photos: tuple = ()  # image files and folders: the browser's extra "Images" set
     bad: tuple = ()  # (path, one-line reason)
 
 
+@dataclass(frozen=True)
+class PhotoVerdicts:
+    """B's, B′'s and G's answers for the photos at one step of the sweep."""
+
+    dataset_path: str
+    step: int | None
+    labels: dict  # name ("B", "B'@k", "G@k") -> label array
+    flag: int | None
+
+
 def route_files(paths, state: JobState) -> FileRoute:
+    from engine.images import sniff_image
     from engine.models import sniff
 
-    models, weights, data, bad = [], [], [], []
+    models, weights, data, photos, bad = [], [], [], [], []
     for p in map(Path, paths):
-        kind = sniff(p)
-        if kind == "dataset":
+        kind = "photos" if p.is_dir() or (p.is_file() and sniff_image(p)) else sniff(p)
+        if kind == "photos":
+            photos.append(p)
+        elif kind == "dataset":
             data.append(p)
         elif kind in ("model-h5", "keras"):
             models.append(p)
         elif kind == "weights-h5":
             weights.append(p)
         else:
-            why = ("is a directory, not a file" if p.is_dir() else "no such file" if not p.exists() else
+            why = ("no such file" if not p.exists() else
                    "is empty (0 bytes)" if p.stat().st_size == 0 else
                    "is neither a lab dataset nor a Keras model (.h5/.keras)")
             bad.append((p, why))
-    return FileRoute(tuple(models), tuple(weights), tuple(data), tuple(bad))
+    return FileRoute(tuple(models), tuple(weights), tuple(data), tuple(photos), tuple(bad))
+
+
+def open_photos(paths, expected_hwc, resize: bool, state: JobState):
+    """Image files or folders as one set (labels from folders or names where present)."""
+    from engine.data import open_dataset
+
+    return open_dataset(list(paths) if len(paths) > 1 else paths[0], expected_hwc, resize=resize, state=state)
+
+
+def photo_verdicts(model, result, step: int | None, ds, state: JobState) -> PhotoVerdicts:
+    """B's answers, and B′'s and G's at ``step`` of ``result`` when there is one."""
+    from engine.pruning import verdicts
+
+    layer = result.layer if result is not None and step is not None else None
+    pruned = result.pruned_channels(step) if layer else []
+    got = verdicts(model.model, layer, pruned, ds, model.n_classes, state)
+    labels = {"B": got["B"]}
+    if layer:
+        labels[f"B'@{step}"], labels[f"G@{step}"] = got["B'"], got["G"]
+    return PhotoVerdicts(str(ds.path), step if layer else None, labels, model.n_classes if layer else None)

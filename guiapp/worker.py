@@ -21,7 +21,7 @@ from engine.errors import Cancelled, PruneLabWarning
 from engine.state import JobState
 
 
-class _Runner(QObject):
+class _InThread(QObject):
     """Lives in the worker thread; runs the task and emits what happens."""
 
     yielded = Signal(object)
@@ -93,7 +93,7 @@ class Worker(QObject):
         self.is_paused = False
         self._thread = QThread()
         self._thread.setObjectName(f"prunelab-{name}")
-        self._runner = _Runner(task, self.state)
+        self._runner = _InThread(task, self.state)
         self._runner.moveToThread(self._thread)
         self._thread.started.connect(self._runner.run)
         for sig in ("yielded", "returned", "errored", "warned", "aborted"):

@@ -95,3 +95,46 @@ def naive_sweep_predictions(model, layer: str, order, x: np.ndarray, steps) -> d
     finally:
         conv.set_weights([kernel, bias])
     return out
+
+
+# PruneLab may be installed in the environment: a bare process must not be able to import it
+BARE_PRELUDE = ("import sys\n"
+                "for name in ('engine', 'guiapp', 'resources', 'tests'):\n"
+                "    sys.modules[name] = None\n")
+
+
+def run_bare(code: str, args, cwd: Path, timeout: int = 300):
+    """Run ``code`` in a Python that cannot import PruneLab: isolated mode (``-I``: no
+    PYTHONPATH, no user site, no script folder on sys.path), a minimal environment, and the
+    project's packages blocked in ``sys.modules``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {"PATH": os.environ.get("PATH", ""), "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(cwd)}
+    return subprocess.run([sys.executable, "-I", "-c", BARE_PRELUDE + code, *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def run_bare_script(script: Path, args, cwd: Path, timeout: int = 300):
+    """``python3 script args…`` in a bare process (see :func:`run_bare`)."""
+    code = ("import runpy\n"
+            "sys.argv = sys.argv[1:]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    return run_bare(code, [script, *args], cwd, timeout)
+
+
+def write_images(folder: Path, x_nhwc, names, fmt: str | None = None) -> list[Path]:
+    """Save uint8 images under ``folder`` (names may hold subfolders); the format follows
+    each name's extension unless ``fmt`` says otherwise. JPEG at quality 95."""
+    from PIL import Image
+
+    out = []
+    for img, name in zip(np.asarray(x_nhwc, np.uint8), names):
+        p = Path(folder) / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        kind = fmt or ("JPEG" if p.suffix.lower() in (".jpg", ".jpeg") else "PNG")
+        Image.fromarray(img.squeeze(-1) if img.shape[-1] == 1 else img).save(
+            p, kind, **({"quality": 95} if kind == "JPEG" else {}))
+        out.append(p)
+    return out

@@ -11,7 +11,9 @@ import base64
 import json
 import marshal
 import shutil
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +46,25 @@ def _dataset(path: Path, data=None, label=None, **kw) -> Path:
             f.create_dataset("data", data=data, **kw)
         if label is not None:
             f.create_dataset("label", data=label)
+    return path
+
+
+def _png_bytes(w: int, h: int, bit_depth: int = 8, color_type: int = 0, raw: bytes = b"") -> bytes:
+    """A PNG written by hand, so its header may declare anything (a bomb: huge, no pixels)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def _save_image(path: Path, pixels, fmt: str = "PNG", mode: str | None = None) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(np.asarray(pixels))
+    (im.convert(mode) if mode else im).save(path, fmt)
     return path
 
 
@@ -159,6 +180,61 @@ def build_corpus(root: Path, lab) -> list[Case]:
     add("absurd_shape", p, "clean_valid", "error", r"declares an absurd shape", "a trillion images declared")
     add("memory", good_valid, "clean_valid", "error", r"would need .* of memory, more than",
         "data whose activations would not fit in memory (limit set to 1 MB)", env={"PRUNELAB_MEMORY_LIMIT_MB": "1"})
+    # ------------------------------------------------------------ images (PNG/JPEG files and folders)
+    img = _lab_images(4, (55, 47, 3), seed=3).astype(np.uint8)
+    good_png = _save_image(root / "photos_src" / "good.png", img[0]).read_bytes()
+    good_jpg = _save_image(root / "photos_src" / "good.jpg", img[0], "JPEG").read_bytes()
+    p = root / "cut_label=0.png"
+    p.write_bytes(good_png[: len(good_png) // 2])
+    add("img_truncated_png", p, "clean_valid", "error", r"is truncated or corrupt", "PNG cut in half")
+    p = root / "garbled_label=0.png"
+    raw = bytearray(good_png)
+    raw[len(raw) // 2: len(raw) // 2 + 40] = b"\x55" * 40
+    p.write_bytes(bytes(raw))
+    add("img_corrupt_png", p, "clean_valid", "error", r"is truncated or corrupt \(broken PNG file",
+        "PNG with garbled pixel data (chunk checksum)")
+    p = root / "cut_label=0.jpg"
+    p.write_bytes(good_jpg[: len(good_jpg) // 2])
+    add("img_truncated_jpeg", p, "clean_valid", "error", r"is truncated: the JPEG end marker is missing",
+        "JPEG cut in half")
+    p = root / "damaged_label=0.jpg"
+    p.write_bytes(good_jpg[:2] + b"\x13" * 118 + good_jpg[120:])
+    add("img_damaged_jpeg", p, "clean_valid", "error", r"is a damaged PNG/JPEG: its header cannot be read",
+        "JPEG with a garbled header")
+    p = root / "notes_label=0.png"
+    p.write_text("these are my notes, not a picture\n")
+    add("img_text", p, "clean_valid", "error", r"is not a PNG or JPEG image", "text file named .png")
+    p = root / "bomb_label=0.png"
+    p.write_bytes(_png_bytes(10_000, 10_000))
+    add("img_bomb", p, "clean_valid", "error", r"more than Pillow's decompression-bomb limit",
+        "decompression bomb: a 65-byte PNG declaring 10,000×10,000 pixels")
+    p = _save_image(root / "deep_label=0.png", (img[0, ..., 0].astype(np.uint16) * 257))
+    add("img_16bit", p, "clean_valid", "error", r"is a 16-bit image \(Pillow mode I;16", "16-bit grayscale PNG")
+    p = _save_image(root / "print_label=0.jpg", img[0], "JPEG", mode="CMYK")
+    add("img_cmyk", p, "clean_valid", "error", r"is a CMYK JPEG", "CMYK JPEG")
+    p = _save_image(root / "small_label=0.png", img[0, :32, :32])
+    add("img_size", p, "clean_valid", "error", r"is 32×32 pixels \(H×W\), the model expects 55×47",
+        "image of another size than the model's input (no --resize)")
+    p = root / "empty_photos"
+    p.mkdir()
+    add("img_empty_folder", p, "clean_valid", "error", r"holds no PNG or JPEG images", "empty folder")
+    yt = np.arange(n) % lab.n_classes
+    xt = _lab_images(n, (55, 47, 3), seed=4).astype(np.uint8)
+    mixed = root / "mixed_photos"
+    for i in range(n):
+        _save_image(mixed / f"m_{i}_label={yt[i]}.png", xt[i])
+    (mixed / "README.txt").write_text("photos of the team\n")
+    shutil.copy(good_valid, mixed / "valid.h5")
+    add("img_mixed_folder", mixed, "clean_test", "warn", r"skipped 2 entries that are not PNG/JPEG images",
+        "folder mixing images and other files (warning; the others are skipped)")
+    linked = root / "linked_photos"
+    for i in range(n):
+        _save_image(linked / f"l_{i}_label={yt[i]}.png", xt[i])
+    _save_image(root / "private" / "secret.png", img[1])
+    (linked / "secret_label=0.png").symlink_to(root / "private" / "secret.png")
+    add("img_outside_link", linked, "clean_test", "warn",
+        r"did not follow 1 symbolic link pointing outside the folder",
+        "folder with a symbolic link to an image outside it (warning; not followed)")
     # ------------------------------------------------------------ models
     k = keras()
     deepid = build_deepid(lab.n_classes, seed=1)
@@ -243,7 +319,7 @@ def build_corpus(root: Path, lab) -> list[Case]:
     p = root / "no_conv.keras"
     dense_only.save(p)
     add("no_conv", p, "model", "error", r"has no Conv2D layer to prune", "model with no Conv2D layer")
-    add("bad_layer", lab.model, "layer", "error", r"no layer named 'conv_9' \(Conv2D layers: conv_1, conv_2, conv_3, conv_4\)",
+    add("bad_layer", lab.model, "layer", "error", r"no layer named 'conv_9' \(Conv2D layers: conv_1, conv_2, conv_3, conv_4; Dense layers: fc_1, fc_2\)",
         "layer name that does not exist (--layer conv_9)", extra_args=["--layer", "conv_9"])
     add("bad_layer_kind", lab.model, "layer", "error", r"layer 'pool_3' is a MaxPooling2D, not a Conv2D",
         "a layer that is not a Conv2D (--layer pool_3)", extra_args=["--layer", "pool_3"])

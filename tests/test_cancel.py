@@ -33,9 +33,9 @@ def test_ctrl_c_during_the_sweep_writes_nothing(small_lab, tmp_path, monkeypatch
 
 @pytest.mark.parametrize("nth", [1, 3, 6])
 def test_ctrl_c_while_saving_models_writes_nothing(small_lab, tmp_path, monkeypatch, nth):
-    import engine.goodnet as goodnet
+    import engine.pruning as pruning
 
-    real = goodnet.save_model
+    real = pruning.save_model
     calls = {"n": 0}
 
     def save(model, path, inputs=()):
@@ -46,7 +46,7 @@ def test_ctrl_c_while_saving_models_writes_nothing(small_lab, tmp_path, monkeypa
             raise KeyboardInterrupt
         return real(model, path, inputs)
 
-    monkeypatch.setattr(goodnet, "save_model", save)
+    monkeypatch.setattr(pruning, "save_model", save)
     out = tmp_path / "out"
     assert main(lab_args(small_lab, out)) == 130
     assert list(tmp_path.iterdir()) == []

@@ -28,6 +28,10 @@ def lab_args(lab):
 
 
 def test_sweep_writes_the_report_and_models(small_lab, tmp_path, capsys):
+    import numpy as np
+
+    from engine.models import load_model
+
     out = tmp_path / "run"
     assert main(["sweep", *map(str, lab_args(small_lab)), "--thresholds", "2,4,10", "--out", str(out)]) == 0
     rows = list(csv.reader((out / "metrics.csv").open()))
@@ -36,12 +40,31 @@ def test_sweep_writes_the_report_and_models(small_lab, tmp_path, capsys):
     assert len(rows) == 62 and rows[1][0] == "0" and rows[1][1] == "" and rows[1][2] == "0"
     assert float(rows[-1][2]) == 1.0
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) >= {"baseline", "ranking", "checkpoints"}
-    assert len(summary["ranking"]["order"]) == 60
+    order = summary["ranking"]["order"]
+    assert sorted(order) == list(range(60))
+    assert [int(r[1]) for r in rows[2:]] == order  # step s prunes the s-th channel of the ranking
+    # the ranking is the lab's: mean clean-validation activation, lowest first
+    means = summary["ranking"]["mean_activation"]["clean_valid"]
+    assert [means[c] for c in order] == sorted(means)
+    clean = [float(r[3]) for r in rows[1:]]
+    assert summary["baseline"]["clean_valid_acc"] == pytest.approx(clean[0])
     assert [c["threshold"] for c in summary["checkpoints"]] == [2.0, 4.0, 10.0]
+    original = load_model(small_lab.model).model.get_layer("conv_3").get_weights()
     for cp in summary["checkpoints"]:
-        if cp["step"] is not None:
-            assert (out / cp["b_prime"]).is_file() and (out / cp["goodnet"]).is_file()
+        drops = [(clean[0] - a) / clean[0] * 100 for a in clean]
+        first = next((i for i, d in enumerate(drops) if d >= cp["threshold"] - 1e-9), None)
+        assert cp["step"] == first  # the first step reaching the drop, from the CSV itself
+        if cp["step"] is None:
+            continue
+        assert cp["pruned_channels"] == order[:cp["step"]]
+        assert cp["metrics"]["clean_valid_acc"] == pytest.approx(clean[cp["step"]])
+        kernel, bias = load_model(out / cp["b_prime"]).model.get_layer("conv_3").get_weights()
+        pruned = cp["pruned_channels"]
+        kept = [c for c in range(60) if c not in pruned]
+        assert np.all(kernel[..., pruned] == 0) and np.all(bias[pruned] == 0)
+        assert np.array_equal(kernel[..., kept], original[0][..., kept])
+        g = load_model(out / cp["goodnet"])
+        assert g.is_goodnet and g.n_classes == summary["n_classes"] + 1
     for fig in ("curves_valid.png", "curves_test.png", "bprime_bars.png", "goodnet_bars.png"):
         assert (out / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
@@ -78,6 +101,39 @@ def test_out_folder_may_not_replace_an_input(small_lab, tmp_path):
     assert r.returncode == 2 and "exists and is not a folder" in r.stderr
 
 
-def test_thresholds_argument_is_checked(small_lab, tmp_path):
-    r = run_cli("sweep", *lab_args(small_lab), "--thresholds", "2,x", "--out", tmp_path / "o")
-    assert r.returncode == 2 and "comma-separated" in r.stderr
+@pytest.mark.parametrize("text, words", [("2,x", "'x' is not a number"), ("2,2", "given twice"),
+                                         ("0,4", "outside")])
+def test_thresholds_argument_is_checked(small_lab, tmp_path, text, words):
+    r = run_cli("sweep", *lab_args(small_lab), "--thresholds", text, "--out", tmp_path / "o")
+    assert r.returncode == 2 and words in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_prunelab_command_dispatches_from_one_place(tmp_path):
+    """`prunelab COMMAND` runs the engine's command; `prunelab --help` lists them; an unknown
+    word is one line and exit 2; nothing of this imports Qt."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    code = ("import sys; from guiapp.launcher import main; rc = main(sys.argv[1:]); "
+            "assert 'PySide6' not in sys.modules, 'Qt imported'; sys.exit(rc)")
+
+    def launch(*args):
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    r = launch("--help")
+    assert r.returncode == 0 and all(c in r.stdout for c in ("sweep", "eval", "demo", "cache", "finetune"))
+    r = launch("cache", "info")
+    assert r.returncode == 0 and "entries" in r.stdout
+    r = launch("sweeep")
+    assert r.returncode == 2 and r.stderr.strip().startswith("prunelab: error: unknown command 'sweeep'")
+
+
+def test_weights_alone_build_the_labs_deepid(small_lab, tmp_path):
+    out = tmp_path / "w"
+    f = small_lab.files
+    assert main(["sweep", "--weights", str(small_lab.weights), "--clean-valid", str(f["clean_valid"]),
+                 "--out", str(out), "--no-models", "-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layer"] == "conv_3" and summary["n_classes"] == small_lab.n_classes
+    r = run_cli("sweep", "--clean-valid", f["clean_valid"], "--out", tmp_path / "none")
+    assert r.returncode == 2 and "--weights W" in r.stderr

@@ -1,17 +1,14 @@
 """B' and G as files: the zeroed channels survive saving, and G loads in a bare process."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from engine.data import LabDataset
 from engine.errors import PruneLabError
-from engine.goodnet import make_bprime, make_goodnet, save_model
+from engine.pruning import make_bprime, make_goodnet, save_model
 from engine.models import load_model
 from engine.sweep import Sweep
+from tests.helpers import run_bare
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +44,12 @@ def test_goodnet_loads_in_a_bare_process_and_gives_the_same_labels(swept, tmp_pa
     x = np.concatenate([ds["clean_test"].read(0, 120), ds["poisoned_test"].read(0, 120)])
     np.save(tmp_path / "x.npy", x)
     expected = np.concatenate([res.goodnet_labels("clean_test", k)[:120], res.goodnet_labels("poisoned_test", k)[:120]])
-    code = ("import sys\n"
-            # PruneLab may be installed in this environment: make importing it impossible
-            "for name in ('engine', 'guiapp', 'resources'):\n"
-            "    sys.modules[name] = None\n"
-            "import numpy as np, keras\n"
+    code = ("import numpy as np, keras\n"
             "g = keras.models.load_model(sys.argv[1])\n"
             "assert sys.modules['engine'] is None and sys.modules['guiapp'] is None\n"
             "y = np.argmax(g.predict(np.load(sys.argv[2]), verbose=0), axis=1)\n"
             "np.save(sys.argv[3], y)\n")
-    env = {"PATH": os.environ.get("PATH", ""), "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-I", "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    r = run_bare(code, [path, tmp_path / "x.npy", tmp_path / "y.npy"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     got = np.load(tmp_path / "y.npy")
     assert np.array_equal(got, expected)

@@ -1,5 +1,7 @@
-"""The real main window, driven offscreen with pytest-qt."""
+"""The real main window, driven offscreen with pytest-qt: a few end-to-end stories. The rules
+underneath have their own fast tests (test_session, test_worker, test_views)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +28,26 @@ def win(qtbot, tmp_path):
 
 
 def open_lab(qtbot, w, lab):
-    with qtbot.waitSignal(w.modelLoaded, timeout=LONG):
-        w.open_model(lab.model)
+    with qtbot.waitSignal(w.ctl.modelOpened, timeout=LONG):
+        w.ctl.open_model(lab.model)
     for role, p in lab.files.items():
-        w.open_data(p, role=role)
+        with qtbot.waitSignal(w.ctl.datasetChanged, timeout=LONG):
+            w.ctl.open_data(p, role=role)
 
 
-def test_demo_sweep_pick_and_save(qtbot, win, tmp_path):
-    with qtbot.waitSignal(win.demoReady, timeout=LONG):
-        win.open_demo()
-    assert set(win.datasets) == {"clean_valid", "poisoned_valid", "clean_test", "poisoned_test"}
-    with qtbot.waitSignal(win.sweepFinished, timeout=LONG) as blocker:
+def drop(target, *paths):
+    mime = QMimeData()  # kept alive while the event is handled: the event holds a pointer to it
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    ev = QDropEvent(QPointF(5, 5), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    target.dropEvent(ev)
+    return mime
+
+
+def test_demo_sweep_pick_save_and_export(qtbot, win, tmp_path):
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
+        win.ctl.open_demo()
+    assert set(win.session.datasets) == {"clean_valid", "poisoned_valid", "clean_test", "poisoned_test"}
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
         win.start_sweep()
     res = blocker.args[0]
     n = res.steps + 1
@@ -58,85 +69,115 @@ def test_demo_sweep_pick_and_save(qtbot, win, tmp_path):
     assert win.step == k
     # save B' and G at that step, then reload them with the engine
     bp_path, g_path = tmp_path / "bprime.h5", tmp_path / "goodnet.keras"
-    with qtbot.waitSignal(win.saved, timeout=LONG):
+    with qtbot.waitSignal(win.ctl.saved, timeout=LONG):
         win.save_model("bprime", k, bp_path)
-    with qtbot.waitSignal(win.saved, timeout=LONG):
+    with qtbot.waitSignal(win.ctl.saved, timeout=LONG):
         win.save_model("goodnet", k, g_path)
-    bp = load_model(bp_path)
-    kernel, bias = bp.model.get_layer("conv_3").get_weights()
+    kernel, bias = load_model(bp_path).model.get_layer("conv_3").get_weights()
     pruned = res.pruned_channels(k)
     assert np.all(kernel[..., pruned] == 0) and np.all(bias[pruned] == 0)
     g = load_model(g_path)
     assert g.is_goodnet and g.n_classes == res.n_classes + 1
-    ds = win.datasets["poisoned_test"]
-    x = ds.read(0, 200)
+    x = win.session.datasets["poisoned_test"].read(0, 200)
     got = np.argmax(g.model.predict(x, verbose=0), axis=1)
     assert np.array_equal(got, res.goodnet_labels("poisoned_test", k)[:200])
+    # the export writes the CLI's file set, with the same metrics
+    out = tmp_path / "export"
+    with qtbot.waitSignal(win.ctl.saved, timeout=LONG):
+        win.export_report(out)
+    assert {p.name for p in out.iterdir()} == {
+        "metrics.csv", "summary.json", "curves_valid.png", "curves_test.png", "bprime_bars.png",
+        "goodnet_bars.png", "B_prime_2.h5", "B_prime_4.h5", "B_prime_10.h5", "G_2.keras", "G_4.keras", "G_10.keras",
+        "G_2_eval.py", "G_4_eval.py", "G_10_eval.py", "backdoor_map.png"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["picked_step"] == k and [c["step"] for c in summary["checkpoints"]] == \
+        [c.step for c in res.checkpoints]
     # the other tabs show the picked step when they are opened
     win.tabs.setCurrentIndex(3)
     assert win.results.table.rowCount() == 4
     win.tabs.setCurrentIndex(2)
-    assert win.images.model.rowCount() > 0
-    labels = dict(win.images.model.data(win.images.model.index(0), win.images.model.LabelsRole))
+    model = win.images.model
+    assert model.rowCount() > 0
+    labels = dict(model.data(model.index(0), model.LabelsRole))
     assert set(labels) == {"true", "B", f"B'@{k}", f"G@{k}"}
+    role = win.images.dataset.currentData()
+    first = int(model.image_index(0))
+    assert labels[f"G@{k}"] == res.goodnet_labels(role, k)[first]
+    qtbot.waitUntil(lambda: model.data(model.index(0), Qt.DecorationRole) is not None, timeout=10000)
+    assert np.array_equal(model.pixels[first], win.session.datasets[role].image_uint8(first))
 
 
-def test_drop_a_dataset_and_a_model_on_the_window(qtbot, win, small_lab):
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(small_lab.files["poisoned_test"])),
-                  QUrl.fromLocalFile(str(small_lab.files["clean_valid"]))])
-    ev = QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
-    win.dropEvent(ev)
-    assert win.datasets["poisoned_test"].path == small_lab.files["poisoned_test"]
-    assert win.datasets["clean_valid"].path == small_lab.files["clean_valid"]
-    assert "all labelled 3" in win.slots["poisoned_test"].info.text()
-    mime2 = QMimeData()
-    mime2.setUrls([QUrl.fromLocalFile(str(small_lab.model))])
-    with qtbot.waitSignal(win.modelLoaded, timeout=LONG):
-        win.dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime2, Qt.LeftButton, Qt.NoModifier))
-    assert win.model.path == small_lab.model
-    # a drop on one slot puts the file there, whatever its name says
-    mime3 = QMimeData()
-    mime3.setUrls([QUrl.fromLocalFile(str(small_lab.files["clean_test"]))])
-    win.slots["clean_valid"].dropEvent(QDropEvent(QPointF(5, 5), Qt.CopyAction, mime3, Qt.LeftButton, Qt.NoModifier))
-    assert win.datasets["clean_valid"].path == small_lab.files["clean_test"]
+def test_a_slot_cannot_change_under_a_running_sweep(qtbot, win, small_lab, tmp_path):
+    """Clearing or replacing a slot mid-sweep: refused with a message, the sweep's numbers are
+    those of the data it started with, and the slot can change once it has ended."""
+    from engine import cache
+    from engine.data import LabDataset
+    from engine.sweep import Sweep
+
+    open_lab(qtbot, win, small_lab)
+    cache.clear()  # cold: long enough to act during it
+    messages = []
+    win.errorShown.connect(messages.append)
+    tried = []
+
+    def meddle(rec):
+        if rec.step == 2 and not tried:
+            tried.append(rec.step)
+            win.ctl.clear_data("clean_valid")
+            win.ctl.open_data(small_lab.files["clean_test"], role="poisoned_test")
+
+    win.ctl.stepRecord.connect(meddle)
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
+        win.start_sweep()
+    assert tried and any("sweep is reading the clean validation data" in m for m in messages), messages
+    assert any("poisoned test" in m for m in messages), messages
+    res = blocker.args[0]
+    assert win.session.datasets["clean_valid"].path == small_lab.files["clean_valid"]
+    lm = load_model(small_lab.model)
+    ref = Sweep(lm, {r: LabDataset(p) for r, p in small_lab.files.items()}, use_cache=False).run()
+    assert [r.csv_row() for r in res.records] == [r.csv_row() for r in ref.records]
+    with qtbot.waitSignal(win.ctl.datasetChanged, timeout=LONG):
+        win.ctl.clear_data("clean_valid")
+    assert "clean_valid" not in win.session.datasets
 
 
-def test_cancel_mid_sweep_then_a_new_sweep_works(qtbot, win, small_lab, tmp_path):
+def test_pause_cancel_then_a_new_sweep_works(qtbot, win, small_lab):
     open_lab(qtbot, win, small_lab)
     from engine import cache
 
-    cache.clear()  # a cold sweep, long enough to cancel
+    cache.clear()  # a cold sweep, long enough to pause and cancel
+    steps = []
 
-    def cancel_at_step(rec):
-        if getattr(rec, "step", None) == 3:
-            win.cancel()
+    def at_step(rec):
+        steps.append(rec.step)
+        if rec.step == 2 and len(steps) == 3:
+            win.ctl.toggle_pause()
 
-    win.sweepStarted.connect(lambda: win.job.event.connect(cancel_at_step))
-    with qtbot.waitSignal(win.sweepCancelled, timeout=LONG):
+    win.ctl.stepRecord.connect(at_step)
+    with qtbot.waitSignal(win.ctl.sweepCancelled, timeout=LONG):
         win.start_sweep()
-    assert "cancel" in win.progress.format()
+        qtbot.waitSignal(win.ctl.pausedChanged, timeout=LONG).wait()
+        assert win.jobbar.pause_btn.text() == "Resume" and "paused" in win.jobbar.progress.format()
+        n = len(steps)
+        qtbot.wait(300)
+        assert len(steps) == n  # nothing moves while paused
+        win.ctl.cancel()
+    win.ctl.stepRecord.disconnect(at_step)
+    assert "cancelled" in win.jobbar.progress.format()
     assert not win.step_panel.save_bp.isEnabled()
-    win.sweepStarted.disconnect()
-    with qtbot.waitSignal(win.sweepFinished, timeout=LONG) as blocker:
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
         win.start_sweep()
     assert blocker.args[0].complete and len(blocker.args[0].records) == 61
 
 
-def test_a_broken_file_gives_a_dialog_and_the_window_stays_usable(qtbot, win, small_lab, tmp_path):
+def test_errors_give_a_dialog_and_the_window_stays_usable(qtbot, win, small_lab, tmp_path, monkeypatch):
     bad = tmp_path / "bd_valid.h5"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # truncated HDF5
-    with qtbot.waitSignal(win.errorShown, timeout=5000) as blocker:
-        win.open_files([bad])
+    with qtbot.waitSignal(win.errorShown, timeout=10000) as blocker:
+        win.ctl.open_files([bad])
     assert str(bad) in blocker.args[0]
     assert win._error_box.isVisible() and str(bad) in win._error_box.text()
     win._error_box.close()
-    open_lab(qtbot, win, small_lab)
-    with qtbot.waitSignal(win.sweepFinished, timeout=LONG):
-        win.start_sweep()
-
-
-def test_worker_exception_reaches_a_dialog_and_next_sweep_works(qtbot, win, small_lab, monkeypatch):
     open_lab(qtbot, win, small_lab)
     import engine.sweep as sweep_mod
 
@@ -151,13 +192,13 @@ def test_worker_exception_reaches_a_dialog_and_next_sweep_works(qtbot, win, smal
     cache.clear()
     with qtbot.waitSignal(win.errorShown, timeout=LONG) as blocker:
         win.start_sweep()
-    assert "simulated failure" in blocker.args[0]
+    assert "internal error (RuntimeError: simulated failure in the worker)" in blocker.args[0]
     monkeypatch.setattr(sweep_mod.Sweep, "_fast_steps", real)
-    with qtbot.waitSignal(win.sweepFinished, timeout=LONG):
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG):
         win.start_sweep()
 
 
-def test_recent_files_and_geometry_are_remembered(qtbot, tmp_path, small_lab):
+def test_drops_route_files_by_content_and_are_remembered(qtbot, tmp_path, small_lab):
     from guiapp.mainwindow import MainWindow
 
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
@@ -165,32 +206,87 @@ def test_recent_files_and_geometry_are_remembered(qtbot, tmp_path, small_lab):
     qtbot.addWidget(w)
     w.show()
     w.resize(640, 470)
-    size = (w.size().width(), w.size().height())
-    assert size[1] == 470
-    w.open_data(small_lab.files["clean_test"])
+    height = w.size().height()
+    with qtbot.waitSignals([w.ctl.datasetChanged] * 2, timeout=LONG):
+        drop(w, small_lab.files["poisoned_test"], small_lab.files["clean_valid"])
+    assert w.session.datasets["poisoned_test"].path == small_lab.files["poisoned_test"]
+    assert w.session.datasets["clean_valid"].path == small_lab.files["clean_valid"]
+    assert "all labelled 3" in w.slots["poisoned_test"].info.text()
+    with qtbot.waitSignal(w.ctl.modelOpened, timeout=LONG):
+        drop(w, small_lab.model)
+    assert w.session.model.path == small_lab.model
+    # a drop on one slot puts the file there, whatever its name says
+    with qtbot.waitSignal(w.ctl.datasetChanged, timeout=LONG):
+        drop(w.slots["clean_valid"], small_lab.files["clean_test"])
+    assert w.session.datasets["clean_valid"].path == small_lab.files["clean_test"]
+    w.wait_idle()
     w.close()
     w2 = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(w2)
-    assert w2.size().height() == size[1]  # (offscreen screens clamp the width)
-    assert str(Path(small_lab.files["clean_test"]).resolve()) in w2.recent_files()
+    assert w2.size().height() == height  # (offscreen screens clamp the width)
+    assert str(Path(small_lab.files["clean_test"]).resolve()) in w2.recent.files()
 
 
 def test_fine_tune_from_the_picked_step_streams_dashed_curves(qtbot, win, tmp_path):
-    with qtbot.waitSignal(win.demoReady, timeout=LONG):
-        win.open_demo()
-    with qtbot.waitSignal(win.sweepFinished, timeout=LONG) as blocker:
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
+        win.ctl.open_demo()
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
         win.start_sweep()
     k = blocker.args[0].checkpoint_step(10.0)
     win.set_step(k)
     assert win.step_panel.finetune.isEnabled()
-    with qtbot.waitSignal(win.fineTuneFinished, timeout=LONG) as ft:
+    with qtbot.waitSignal(win.ctl.fineTuneFinished, timeout=LONG) as ft:
         win.fine_tune(k, epochs=2, ask=False)
     res = ft.args[0]
     x, y = win.curves.plots["valid"].ft_acc.getData()
     assert len(x) == 3 and win.curves.plots["valid"].ft_acc.isVisible()  # epoch 0 (pruned) + 2 epochs
     win.tabs.setCurrentIndex(3)
     assert win.results.table.rowCount() == 5 and win.results.table.item(4, 0).text().startswith("fine-pruned")
-    with qtbot.waitSignal(win.saved, timeout=LONG):
+    with qtbot.waitSignal(win.ctl.saved, timeout=LONG):
         win.save_fine_tuned("bprime", path=tmp_path / "ft.h5")
     k3, b3 = load_model(tmp_path / "ft.h5").model.get_layer("conv_3").get_weights()
     assert np.all(k3[..., res.pruned] == 0) and np.all(b3[res.pruned] == 0)
+
+
+def test_dropped_photos_get_verdicts_and_a_single_photo_opens_large(qtbot, win, tmp_path):
+    """Images dropped on the window: an extra "Images" set with B's, B′'s and G's answers at the
+    picked step (as the engine computes them); one image opens large with G's verdict."""
+    from engine.data import LabDataset
+    from engine.pruning import verdicts
+    from tests.helpers import write_images
+
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
+        win.ctl.open_demo()
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
+        win.start_sweep()
+    res = blocker.args[0]
+    k = res.checkpoint_step(10.0)
+    win.set_step(k)
+    poisoned = win.session.datasets["poisoned_test"]
+    x = poisoned.read(0, 12)
+    names = [f"sun_{i}_label=0.png" for i in range(12)]
+    folder = tmp_path / "photos"
+    write_images(folder, x.astype("uint8"), names)
+    with qtbot.waitSignal(win.ctl.photoVerdicts, timeout=LONG) as got:
+        drop(win, folder)
+    v = got.args[0]
+    assert win.tabs.currentWidget() is win.images and win.images.dataset.currentData() == "photos"
+    assert set(v.labels) == {"B", f"B'@{k}", f"G@{k}"} and v.flag == res.n_classes
+    ds = win.session.photos
+    want = verdicts(win.session.model.model, res.layer, res.pruned_channels(k), ds, res.n_classes)
+    assert np.array_equal(v.labels[f"G@{k}"], want["G"]) and np.array_equal(v.labels["B"], want["B"])
+    # the same images as HDF5 rows: the sweep's own answers for them
+    assert np.array_equal(v.labels[f"B'@{k}"], res.predictions["poisoned_test"][k][:12])
+    tile = dict(win.images.model.data(win.images.model.index(0), win.images.model.LabelsRole))
+    assert tile["true"] == 0 and tile[f"G@{k}"] == int(want["G"][0])
+    # one photo: the large view opens by itself, with G's verdict
+    single = tmp_path / "one" / names[3]
+    write_images(single.parent, x[3:4].astype("uint8"), [names[3]])
+    with qtbot.waitSignal(win.ctl.photoVerdicts, timeout=LONG):
+        drop(win, single)
+    qtbot.waitUntil(lambda: win.images._dialog is not None and win.images._dialog.isVisible(), timeout=20000)
+    verdict = win.images._dialog.findChild(type(win.images.page_label), "verdict").text()
+    g3 = int(want["G"][3])
+    assert (f"G: {g3} — backdoor suspected" if g3 == res.n_classes else f"G: class {g3}") in verdict
+    assert win.images._dialog.windowTitle() == names[3]
+    assert isinstance(poisoned, LabDataset)

@@ -28,7 +28,9 @@ NAMES = ["empty", "text", "truncated", "directory", "no_data", "no_label", "rank
          "virtual", "external_raw", "soft_link", "shape_bomb", "absurd_shape", "memory", "data_as_model",
          "truncated_model", "lambda_h5", "keras_module", "keras_function", "keras_lambda", "custom_class",
          "huge_output", "huge_vs_stored", "no_conv", "bad_layer", "bad_layer_kind", "wrong_weights",
-         "label_mismatch"]
+         "label_mismatch", "img_truncated_png", "img_corrupt_png", "img_truncated_jpeg", "img_damaged_jpeg",
+         "img_text", "img_bomb", "img_16bit", "img_cmyk", "img_size", "img_empty_folder", "img_mixed_folder",
+         "img_outside_link"]
 
 
 def test_the_corpus_has_every_case(corpus):
@@ -76,7 +78,7 @@ def test_cli(name, corpus, small_lab, tmp_path):
 
 def engine_open(case, lab, root):
     """Do with the engine what the CLI does, for one case."""
-    from engine.data import LabDataset
+    from engine.data import open_dataset
     from engine.models import load_model
     from engine.sweep import Sweep
 
@@ -89,7 +91,7 @@ def engine_open(case, lab, root):
     elif case.slot in files:
         files[case.slot] = case.file
     layer = case.extra_args[1] if case.extra_args[:1] == ["--layer"] else None
-    datasets = {r: LabDataset(p) for r, p in files.items()}
+    datasets = {r: open_dataset(p) for r, p in files.items()}
     lm = load_model(model, weights)
     Sweep(lm, datasets, layer, use_cache=False).run()
 
@@ -129,28 +131,29 @@ def test_gui_subset_shows_dialogs_and_stays_usable(qtbot, corpus, small_lab, tmp
     w.show()
     subset = [c for c in cases.values() if c.gui]
     assert len(subset) >= 6
-    with qtbot.waitSignal(w.modelLoaded, timeout=120_000):  # data are checked against the model
-        w.open_model(small_lab.model)
+    with qtbot.waitSignal(w.ctl.modelOpened, timeout=120_000):  # data are checked against the model
+        w.ctl.open_model(small_lab.model)
     for case in subset:
         if case.slot == "weights":
             with qtbot.waitSignal(w.errorShown, timeout=120_000) as b:
                 w.open_weights(case.file)
         elif case.slot == "model":
             with qtbot.waitSignal(w.errorShown, timeout=120_000) as b:
-                w.open_model(case.file)
+                w.ctl.open_model(case.file)
         else:
             with qtbot.waitSignal(w.errorShown, timeout=120_000) as b:
-                w.open_data(case.file, role=case.slot)
+                w.ctl.open_data(case.file, role=case.slot)
         assert str(case.file) in b.args[0] and re.search(case.message, b.args[0]), b.args[0]
         assert w._error_box.isVisible()
         w._error_box.close()
     assert not (root / MARKER).exists()
     # still usable: a real sweep runs to the end
-    with qtbot.waitSignal(w.modelLoaded, timeout=120_000):
-        w.open_model(small_lab.model)
+    with qtbot.waitSignal(w.ctl.modelOpened, timeout=120_000):
+        w.ctl.open_model(small_lab.model)
     for role, p in small_lab.files.items():
-        w.open_data(p, role=role)
-    with qtbot.waitSignal(w.sweepFinished, timeout=240_000):
+        with qtbot.waitSignal(w.ctl.datasetChanged, timeout=120_000):
+            w.ctl.open_data(p, role=role)
+    with qtbot.waitSignal(w.ctl.sweepFinished, timeout=240_000):
         w.start_sweep()
     w.wait_idle()
 

@@ -269,3 +269,48 @@ def test_cli_sweep_with_rankings_and_finetune_from_one(small_lab, tmp_path):
     r = run_cli("sweep", "--model", small_lab.model, "--clean-valid", f["clean_valid"], "--rankings", "fp",
                 "--out", bad)
     assert r.returncode == 2 and "unknown ranking 'fp'" in r.stderr and not bad.exists()
+
+
+def test_random_band_aligns_orders_refined_at_different_steps():
+    """With a step size > 1 each order refines the steps where its own drop is reached; the
+    band is the mean at the channel counts every order measured."""
+    from dataclasses import replace
+
+    from engine.compare import band_of, curve_of
+
+    a = fake_result([100, 90, 80, 70, 60], [100, 50, 40, 30, 0])  # records prune 0, 4, 5, 6, 8 channels
+    a.records[:] = [replace(r, pruned=p) for r, p in zip(a.records, [0, 4, 5, 6, 8])]
+    b = fake_result([100, 80, 40], [100, 20, 0])  # records prune 0, 4, 8 channels
+    b.records[:] = [replace(r, pruned=p) for r, p in zip(b.records, [0, 4, 8])]
+    band = band_of("random", [curve_of("a", a), curve_of("b", b)], (2.0, 50.0))
+    assert list(band.pruned) == [0, 4, 8]
+    assert list(band.values["clean_valid_acc"]) == [100, 85, 50]
+    assert list(band.lo["asr_valid"]) == [100, 20, 0] and list(band.hi["asr_valid"]) == [100, 50, 0]
+    assert band.point(band.checkpoints[50.0]).pruned == 8 and band.point(band.checkpoints[2.0]).pruned == 4
+
+
+@pytest.mark.parametrize("builder,layer", [("residual_badnet", "block_a"), ("dense_badnet", "fc_a")])
+def test_rankings_on_a_residual_block_and_a_dense_layer(tmp_path, builder, layer):
+    """Inside a residual block (the head also reads a tensor from before the cut) and on a
+    hidden Dense layer with batch norm: the orders sweep exactly, clp takes the BN gain, and
+    ANP trains through the skip connection."""
+    import tests.test_arch as arch
+
+    model = getattr(arch, builder)(seed=2)
+    lm, ds = arch._lab(tmp_path, model, n=64)
+    rs = RankingSweeps(lm, ds, ["clp", "l1", "anp"], layer, use_cache=False,
+                       anp=ANPConfig(iterations=8, images=48, batch_size=16)).run()
+    w = model.get_layer(layer).get_weights()[0].astype(np.float64)
+    w = w.reshape((1, 1) + w.shape) if w.ndim == 2 else w
+    bn = model.get_layer(f"bn_{layer}")
+    gamma, _, _, var = (x.astype(np.float64) for x in bn.get_weights())
+    sv = np.array([np.linalg.svd(w[..., c].transpose(2, 0, 1).reshape(w.shape[2], -1))[1][0]
+                   for c in range(w.shape[3])])
+    assert np.allclose(rs.rankings["clp"].scores, sv * np.abs(gamma / np.sqrt(var + bn.epsilon)), rtol=1e-6)
+    assert np.all((rs.rankings["anp"].scores >= 0) & (rs.rankings["anp"].scores <= 1))
+    for name in ("clp", "anp"):
+        res = rs.results[name]
+        assert res.method == "fast"
+        naive = Sweep(lm, ds, layer, method="naive", order=res.order, use_cache=False).run()
+        for role in ds:
+            assert np.array_equal(res.predictions[role], naive.predictions[role]), (name, role)

@@ -120,7 +120,7 @@ def test_clean_validation_is_required(small_lab):
 
 def test_unknown_layer_is_named(small_lab):
     lm = load_model(small_lab.model)
-    with pytest.raises(PruneLabError, match=r"no layer named 'conv_9' \(Conv2D layers: conv_1, conv_2, conv_3, conv_4\)"):
+    with pytest.raises(PruneLabError, match=r"no layer named 'conv_9' \(Conv2D layers: conv_1, conv_2, conv_3, conv_4; Dense layers: fc_1, fc_2\)"):
         Sweep(lm, open_all(small_lab, lm), layer="conv_9")
 
 
@@ -135,7 +135,8 @@ def test_other_layer_without_pool_is_exact_too(small_lab):
         assert np.array_equal(res.predictions["clean_valid"][s], pred)
 
 
-def test_skip_connection_over_the_cut_falls_back_to_naive(tmp_path):
+def test_skip_connection_over_the_cut_takes_the_fast_path(tmp_path):
+    """The sum also reads c1's output (from before the cut): it is cached with the cut."""
     from engine.models import LoadedModel
     from engine.tfsetup import keras
     from tests.helpers import random_images, write_dataset
@@ -151,7 +152,7 @@ def test_skip_connection_over_the_cut_falls_back_to_naive(tmp_path):
     p = write_dataset(tmp_path / "valid.h5", random_images(rng, 40, (16, 16, 3)), rng.integers(0, 5, 40))
     lm = LoadedModel(m, tmp_path / "m.keras", None, "test", (16, 16, 3), 5)
     sw = Sweep(lm, {"clean_valid": LabDataset(p)}, layer="c2", use_cache=False)
-    assert sw.method == "naive"
+    assert sw.method == "fast" and sw.fallback_reason is None
     res = sw.run()
     ref = naive_sweep_predictions(m, "c2", res.order, LabDataset(p).read(0, 40), [0, 2, 4])
     for st, pred in ref.items():

@@ -20,6 +20,7 @@ class ActivationsView(StepView, QWidget):
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
         self.info = QLabel("Mean activation per channel appears after the activations are computed.")
+        self.info.setWordWrap(True)  # a long headline wraps instead of widening the window
         top.addWidget(self.info, 1)
         top.addWidget(QLabel("Order"))
         self.order = QComboBox()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 ACC_PEN = pg.mkPen("#1f5fd1", width=2)
 ASR_PEN = pg.mkPen("#d1341f", width=2)
@@ -63,6 +63,7 @@ class CurvePlot(pg.PlotWidget):
         self.empty = pg.TextItem("", anchor=(0.5, 0.5), color="#777")
         self.empty.setPos(50, 50)
         self.addItem(self.empty, ignoreBounds=True)
+        self.say_empty("")
 
     def say_empty(self, text: str) -> None:
         """A word in the middle of the plot when it has nothing to show, and why."""
@@ -278,3 +279,16 @@ class CurvesView(QWidget):
             self.set_step(len(self.records) - 1)
         else:
             super().keyPressEvent(ev)
+
+
+class CurvesTab(QWidget):
+    """The Curves tab: the two plots above the picked step's panel."""
+
+    def __init__(self, step_panel: QWidget, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.curves = CurvesView()
+        self.curves.setFocusPolicy(Qt.StrongFocus)
+        lay.addWidget(self.curves, 1)
+        lay.addWidget(step_panel)

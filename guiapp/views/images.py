@@ -143,10 +143,10 @@ class TileDelegate(QStyledItemDelegate):
         metrics = QFontMetrics(self.font)
         y = r.y() + THUMB + 4
         for n, (name, val) in enumerate(items):
-            if name == "true":
-                col = QColor("#222")
-            elif flag is not None and val == flag:
+            if name != "true" and flag is not None and val == flag:
                 col = FLAG
+            elif name == "true" or true is None:  # no true label: nothing to call right or wrong
+                col = QColor("#222")
             else:
                 col = OK if val == true else BAD
             value = f"⚑ {val}" if flag is not None and val == flag else str(val)
@@ -160,12 +160,19 @@ class TileDelegate(QStyledItemDelegate):
 class LargeView(QDialog):
     def __init__(self, ds, i: int, pixels: np.ndarray, labels: dict, flag, parent=None):
         super().__init__(parent)
-        self.setWindowTitle(f"{ds.path.name} — image {i}")
+        files = getattr(ds, "files", None)
+        self.setWindowTitle(f"{files[i].name}" if files else f"{ds.path.name} — image {i}")
         lay = QVBoxLayout(self)
         pic = QLabel()
         pic.setPixmap(to_pixmap(pixels, 330))
         lay.addWidget(pic)
-        words = [f"<b>true</b> {labels.get('true')}"]
+        g = next((v for k, v in labels.items() if k.startswith("G@")), None)
+        if g is not None:  # G's verdict first: what a user dropping a photo wants to know
+            verdict = QLabel(f"<b>G: {g} — backdoor suspected</b>" if g == flag else f"<b>G: class {g}</b>")
+            verdict.setObjectName("verdict")
+            verdict.setStyleSheet(f"font-size: 15pt; color: {FLAG.name() if g == flag else '#222'}")
+            lay.addWidget(verdict)
+        words = [f"<b>true</b> {labels['true']}"] if "true" in labels else ["no true label"]
         for k, v in labels.items():
             if k != "true":
                 mark = " (backdoor suspected)" if flag is not None and v == flag else ""
@@ -178,6 +185,7 @@ class LargeView(QDialog):
 class ImagesView(StepView, QWidget):
     imageOpened = Signal(int)
     pageWanted = Signal(str, object)  # role, dataset indices
+    verdictsWanted = Signal(int)  # the photos' verdicts at this step are needed
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -226,15 +234,18 @@ class ImagesView(StepView, QWidget):
         self.view.clicked.connect(self._open)
         self._dialog = None
 
-    def set_datasets(self, session) -> None:
-        """The session's datasets; predictions are shown only where its result covers them."""
+    def set_datasets(self, session, show: str | None = None) -> None:
+        """The session's datasets and its photos ("Images"); predictions are shown only where
+        the result covers them. ``show`` selects one ("photos", a role)."""
         self.session = session
         self.datasets = dict(session.datasets)
-        cur = self.dataset.currentData()
+        if session.photos is not None:
+            self.datasets["photos"] = session.photos
+        cur = show or self.dataset.currentData()
         self.dataset.blockSignals(True)
         self.dataset.clear()
         for role, ds in self.datasets.items():
-            self.dataset.addItem(f"{ROLE_TITLES[role]} ({ds.n:,})", role)
+            self.dataset.addItem(f"{ROLE_TITLES.get(role, 'Images')} ({ds.n:,})", role)
         if cur in self.datasets:
             self.dataset.setCurrentIndex(list(self.datasets).index(cur))
         self.dataset.blockSignals(False)
@@ -242,7 +253,12 @@ class ImagesView(StepView, QWidget):
 
     def current_labels(self, role: str) -> tuple[dict, int | None]:
         ds = self.datasets[role]
-        labels = {"true": ds.labels}
+        labels = {"true": ds.labels} if ds.has_labels else {}
+        if role == "photos":  # judged apart from the sweep: B always, B′ and G at the picked step
+            v = self.session.photo_verdicts
+            if v is None or v.dataset_path != str(ds.path):
+                return labels, None
+            return {**labels, **v.labels}, v.flag
         r = self.result
         covered = self.session is not None and self.session.result_covers(role)
         if r is not None and covered and len(r.records) > self.step:
@@ -263,11 +279,17 @@ class ImagesView(StepView, QWidget):
         labels, flag = self.current_labels(role)
         f = self.filter.currentIndex()
         idx = np.arange(ds.n)
-        if flag is not None and f:
-            b, bp, g = labels["B"], labels[f"B'@{self.step}"], labels[f"G@{self.step}"]
+        if role == "photos":  # judged at the session's step, by the session's result
+            s = self.session
+            v, want = s.photo_verdicts, (s.step if s.result is not None else None)
+            if s.model is not None and (v is None or v.step != want):
+                self.verdictsWanted.emit(s.step)
+        k = self.session.step if role == "photos" else self.step
+        if flag is not None and f and f"G@{k}" in labels:
+            b, bp, g = labels["B"], labels[f"B'@{k}"], labels[f"G@{k}"]
             if f == 1:
                 idx = np.flatnonzero(b != bp)
-            elif f == 2:
+            elif f == 2 and ds.has_labels:
                 idx = np.flatnonzero(bp != ds.labels)
             elif f == 3:
                 idx = np.flatnonzero(g == flag)
@@ -292,8 +314,27 @@ class ImagesView(StepView, QWidget):
         labels, flag = self.current_labels(role)
         self._dialog = LargeView(self.datasets[role], i, self.model.pixels[i],
                                  {k: int(v[i]) for k, v in labels.items()}, flag, self)
+        self._dialog.setObjectName("largeView")
         self._dialog.show()
         self.imageOpened.emit(i)
 
     def show_page(self, page) -> None:
         self.model.add_pixels(page)
+        self._open_pending()
+
+    def verdicts_arrived(self, verdicts) -> None:
+        self.refresh()
+        self._open_pending()
+
+    def show_single(self) -> None:
+        """A single dropped image: show it large, with its verdicts, as soon as both are here."""
+        self._pending = 0
+        self._open_pending()
+
+    def _open_pending(self) -> None:
+        if getattr(self, "_pending", None) is None or self.dataset.currentData() != "photos":
+            return
+        labels, _ = self.current_labels("photos")
+        if self._pending in self.model.pixels and "B" in labels:
+            self._open(self.model.index(self._pending))
+            self._pending = None

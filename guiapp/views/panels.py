@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFrame, QGridLayout, QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFrame, QGridLayout, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from engine.data import ROLE_TITLES
+from engine.data import ROLE_TITLES, ROLES
 
 
 def local_paths(mime) -> list[Path]:
@@ -269,3 +269,29 @@ class StepPanel(QWidget):
         self.save_bp.setEnabled(complete)
         self.save_g.setEnabled(complete)
         self.finetune.setEnabled(complete and "clean_valid" in result.labels)
+
+
+class LeftPanel(QScrollArea):
+    """The model, the four data slots and the checkpoints, top to bottom."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.model_panel = ModelPanel()
+        lay.addWidget(self.model_panel)
+        lay.addWidget(QLabel("<b>Data</b> <span style='color:#777'>(drop files here)</span>"))
+        self.slots = {role: DataSlot(role) for role in ROLES}
+        for slot in self.slots.values():
+            lay.addWidget(slot)
+        self.resize_box = QCheckBox("Resize images to the model's input")
+        self.resize_box.setObjectName("resizeImages")
+        self.resize_box.setToolTip("For PNG/JPEG files and folders: bilinear resizing instead of refusing them")
+        lay.addWidget(self.resize_box)
+        lay.addWidget(QLabel("<b>Checkpoints</b>"))
+        self.checkpoints = CheckpointTable()
+        lay.addWidget(self.checkpoints, 1)
+        self.setWidget(inner)
+        self.setWidgetResizable(True)
+        self.setMinimumWidth(330)

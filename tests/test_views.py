@@ -1,0 +1,115 @@
+"""The views on their own, fed plain values (no TensorFlow, no files): curves, drops, the
+activations headline, image captions."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFontMetrics
+
+from engine.sweep import Checkpoint, StepRecord
+
+
+def records(n_steps=10, with_test=True):
+    out = []
+    for s in range(n_steps + 1):
+        acc = 95.0 - s * s * 0.5
+        out.append(StepRecord(s, None if s == 0 else s - 1, s / n_steps, clean_valid_acc=acc, asr_valid=100.0 - s,
+                              clean_test_acc=acc - 1 if with_test else None,
+                              asr_test=99.0 - s if with_test else None, total_steps=n_steps))
+    return out
+
+
+def test_curves_stream_replace_and_pick(qtbot):
+    from guiapp.views.curves import CurvesView
+
+    v = CurvesView()
+    qtbot.addWidget(v)
+    v.start(10, thresholds=(2.0, 10.0))
+    recs = records()
+    for r in recs[:4]:  # validation first: test metrics not known yet
+        v.add_record(StepRecord(r.step, r.channel, r.fraction_pruned, clean_valid_acc=r.clean_valid_acc,
+                                asr_valid=r.asr_valid, total_steps=10))
+    v._refresh()
+    assert len(v.plots["valid"].acc.getData()[0]) == 4
+    assert v.plots["test"].acc.getData()[0] is None or len(v.plots["test"].acc.getData()[0]) == 0
+    for r in recs[:4]:  # the same steps again, now with the test metrics (new records replace old)
+        v.add_record(r)
+    v._refresh()
+    assert list(v.plots["test"].acc.getData()[1]) == [r.clean_test_acc for r in recs[:4]]
+    # threshold names sit on the right axis, one tick per threshold, at base × (1 − t)
+    ticks = v.plots["valid"].getAxis("right")._tickLevels[0]
+    assert [t for _, t in ticks] == ["−2 %", "−10 %"]
+    assert [y for y, _ in ticks] == pytest.approx([95.0 * 0.98, 95.0 * 0.9])
+    v.set_records(recs, (2.0, 10.0), [Checkpoint(2.0, 3), Checkpoint(10.0, 5)])
+    assert len(v.plots["valid"].markers) == 2
+    picked = []
+    v.stepPicked.connect(picked.append)
+    v.set_step(7)
+    assert picked == [7] and v.plots["test"].cursor.value() == pytest.approx(70.0)
+    qtbot.keyClick(v, Qt.Key_Right)
+    qtbot.keyClick(v, Qt.Key_End)
+    assert picked[-2:] == [8, 10]
+    v.set_step(99)
+    assert v.step == 10  # clamped to the sweep
+
+
+def test_an_empty_test_plot_says_why(qtbot):
+    from guiapp.views.curves import CurvesView
+
+    v = CurvesView()
+    qtbot.addWidget(v)
+    v.start(10, has_test=False)
+    assert "No test data loaded" in v.plots["test"].empty.textItem.toPlainText()
+    assert v.plots["test"].empty.isVisible() and not v.plots["valid"].empty.isVisible()
+    v.start(10, has_test=True)
+    assert not v.plots["test"].empty.isVisible()
+
+
+def mime_of(*paths, remote=False):
+    m = QMimeData()
+    m.setUrls([QUrl("https://example.org/x.h5") if remote else QUrl.fromLocalFile(str(p)) for p in paths])
+    return m
+
+
+def test_drop_rules_napari_style(qtbot, tmp_path):
+    from guiapp.views.panels import DataSlot, local_paths
+
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    assert local_paths(mime_of(a, b)) == [a, b]
+    assert local_paths(mime_of(a, remote=True)) == []
+    text = QMimeData()
+    text.setText("/etc/passwd")
+    assert local_paths(text) == []  # only URLs, never text
+    slot = DataSlot("clean_valid")
+    qtbot.addWidget(slot)
+    got = []
+    slot.fileDropped.connect(lambda role, p: got.append((role, p)))
+    both, one = mime_of(a, b), mime_of(a)  # kept alive: events hold a pointer to their mime data
+    two = QDragEnterEvent(slot.rect().center(), Qt.CopyAction, both, Qt.LeftButton, Qt.NoModifier)
+    two.ignore()
+    slot.dragEnterEvent(two)
+    assert not two.isAccepted()  # a slot takes one file
+    slot.dropEvent(QDropEvent(QPointF(1, 1), Qt.CopyAction, both, Qt.LeftButton, Qt.NoModifier))
+    slot.dropEvent(QDropEvent(QPointF(1, 1), Qt.CopyAction, one, Qt.LeftButton, Qt.NoModifier))
+    assert got == [("clean_valid", a)]
+
+
+def test_activations_headline_names_the_largest_absolute_difference():
+    from guiapp.views.activations import headline
+
+    clean = np.array([0.0, 5.0, 40.0, 1e-7, 10.0])
+    poison = np.array([0.0, 5.5, 95.0, 1e-3, 2.0])  # channel 3: tiny means, a huge ratio
+    text = headline(clean, poison, k=2)
+    assert "channels 2 (+55), 4 (-8)" in text and " 3 " not in text
+    assert headline(clean, None) == ""  # no poisoned set: no claim at all
+
+
+def test_image_captions_fit_their_tile(qtbot):
+    from guiapp.views.images import LINE, THUMB, TileDelegate
+
+    d = TileDelegate(None)
+    width = THUMB + 8 - 8  # the caption rect inside the tile
+    fm = QFontMetrics(d.font)
+    for name, value in (("B'@1283", "1268"), ("G@49", "⚑ 1283"), ("true", "1282")):
+        assert fm.horizontalAdvance(name) + fm.horizontalAdvance(value) + 6 <= width, (name, value)
+    assert fm.height() <= LINE + 2
