@@ -15,6 +15,13 @@ sweep process's peak RSS, and the floor of any exact method that re-runs the res
 network for the images a step can affect (one forward pass + those images × the head's cost).
 
     python benchmarks/sweep_speed.py [--model random|trained] [--naive-steps 2] [--keep DIR]
+                                     [--rankings activation,clp,l1,anp,random,difference] [--quick]
+
+Then, with the activations cached by the cold sweep, the other pruning criteria in a fresh
+process: for each ranking beyond the first, the time to compute its scores and run its exact
+sweep, as a fraction of one forward pass (issue 13's target: ≤ 0.5), and anp's mask training
+separately. ``--quick`` is a small size for a loaded machine (10 % of the data, one naive step,
+200 ANP iterations instead of the paper's 2000).
 """
 
 from __future__ import annotations
@@ -84,9 +91,33 @@ print(json.dumps({"sweep_s": t2 - t1, "process_s": t2 - t0, "load_s": t1 - t0,
 """
 
 
-def run_child(spec: dict, cache: str) -> dict:
+RANKINGS_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+spec = json.loads(sys.argv[2])
+from engine.data import LabDataset
+from engine.models import load_model
+from engine.rankings import ANPConfig, RankingStep, RankingSweeps
+lm = load_model(spec["model"])
+ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
+rs = RankingSweeps(lm, ds, spec["rankings"], anp=ANPConfig(iterations=spec["anp_iterations"]))
+last, t = {}, time.perf_counter()
+for ev in rs.events():  # a ranking's wall time runs from the previous ranking's last event to its own
+    name = ev.name if isinstance(ev, RankingStep) else ev.text.split(":")[0]
+    last[name] = time.perf_counter()
+out, prev = {}, t
+for name in rs.results:
+    rk, res = rs.rankings[name], rs.results[name]
+    out[name] = {"wall_s": last[name] - prev, "scores_s": rk.cost_s, "sweep_s": res.timings["total"],
+                 "train_s": rk.extra.get("train_s"), "cached": rk.cached, "recomputed": sum(r.recomputed for r in res.records)}
+    prev = last[name]
+print(json.dumps(out))
+"""
+
+
+def run_child(spec: dict, cache: str, code: str = CHILD) -> dict:
     env = dict(os.environ, PRUNELAB_CACHE_DIR=cache, TF_CPP_MIN_LOG_LEVEL="3")
-    r = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), json.dumps(spec)], capture_output=True,
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT), json.dumps(spec)], capture_output=True,
                        text=True, env=env)
     if r.returncode:
         raise SystemExit(r.stderr[-3000:])
@@ -133,7 +164,13 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the lab's dataset sizes (random)")
     ap.add_argument("--naive-steps", type=int, default=2)
     ap.add_argument("--keep", type=Path, help="reuse/keep the synthetic files in this folder")
+    ap.add_argument("--rankings", default="activation,clp,l1,anp,random,difference",
+                    help="pruning criteria to time after the sweep (the first is the baseline)")
+    ap.add_argument("--anp-iterations", type=int, default=2000)
+    ap.add_argument("--quick", action="store_true", help="10 %% of the data, 1 naive step, 200 ANP iterations")
     args = ap.parse_args()
+    if args.quick:
+        args.scale, args.naive_steps, args.anp_iterations = 0.1, 1, 200
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from engine.tfsetup import silence_native_logs
 
@@ -206,6 +243,28 @@ def main() -> None:
     print(f"ratio naive 60 steps / cold sweep     {naive_total / cold['sweep_s']:8.1f} x")
     print(f"ratio cold sweep / forward pass       {cold['sweep_s'] / forward:8.2f}")
     print(f"ratio warm sweep / forward pass       {warm['sweep_s'] / forward:8.2f}")
+    if args.rankings:
+        print_rankings(run_child(dict(spec, rankings=args.rankings.split(","), anp_iterations=args.anp_iterations),
+                                 cache, RANKINGS_CHILD), forward, n_images, args.anp_iterations)
+
+
+def print_rankings(out: dict, forward: float, n_images: int, anp_iterations: int) -> None:
+    """Per ranking beyond the first: wall time (scores + exact sweep from the cached activations,
+    ANP's training excluded) over one forward pass; ANP's training on its own line."""
+    names = list(out)
+    print(f"rankings (fresh process, activations cached; first = {names[0]}, "
+          f"{out[names[0]]['wall_s']:.2f} s):")
+    for name in names[1:]:
+        o = out[name]
+        training = o["train_s"] if name == "anp" and not o["cached"] else 0.0
+        wall = o["wall_s"] - training
+        print(f"  {name:<11} scores {o['scores_s'] if name != 'anp' else 0.0:7.3f} s, sweep {o['sweep_s']:6.2f} s, "
+              f"wall {wall:6.2f} s = {wall / forward:5.2f} x forward pass   "
+              f"(head runs {o['recomputed']:,}, {o['recomputed'] / n_images:.1f} per image)")
+    if "anp" in out:
+        o = out["anp"]
+        print(f"  anp mask training ({anp_iterations} iterations, batch 128, 500 images)  {o['train_s']:7.2f} s "
+              f"= {o['train_s'] / forward:.2f} x forward pass" + (" (from the cache)" if o["cached"] else ""))
 
 
 if __name__ == "__main__":

@@ -84,6 +84,15 @@ def _thresholds(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _rankings(text: str) -> list[str]:
+    from engine.rankings import parse_rankings
+
+    try:
+        return parse_rankings(text)
+    except PruneLabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Prune a backdoored Keras classifier and build "
                                 "a backdoor detector. Without a command (or with 'gui [FILES]'), "
@@ -112,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
     s.add_argument("--step-size", default="1", metavar="K|P%%", help="channels pruned per step, or a share of the layer such as 10%% (drops are still found channel by channel)")
     s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
+    s.add_argument("--rankings", type=_rankings, default=["activation"], metavar="NAMES",
+                   help="pruning criteria to compare, the first one's files at the top: activation (default), "
+                   "clp, l1, anp, random, difference (a diagnostic: it uses the trigger)")
+    s.add_argument("--random-seeds", type=int, default=1, metavar="N", help="random orders to draw (a band)")
     s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
     s.add_argument("-q", "--quiet", action="store_true")
 
@@ -140,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("finetune", help="fine-prune: fine-tune B' from a sweep's step on clean data")
     f.add_argument("--from-sweep", type=Path, required=True, metavar="DIR")
+    f.add_argument("--ranking", metavar="NAME", help="fine-prune in this ranking's order (a 'sweep --rankings' folder)")
     f.add_argument("--step", required=True, help="step number, or a threshold such as 4%%")
     f.add_argument("--epochs", type=int, default=10)
     f.add_argument("--lr", type=float, default=1e-3)
@@ -202,9 +216,14 @@ def cmd_sweep(args) -> int:
             if getattr(args, role) is None:
                 setattr(args, role, pth)
     datasets = _open_datasets(args)
+    from engine.rankings import check_available
+
+    check_available(args.rankings, datasets)  # before paying for TensorFlow
     model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
     inputs = model.input_files() + [d.path for d in datasets.values()]
     atomic.protect(inputs)
+    if args.rankings != ["activation"] or args.random_seeds != 1:
+        return _sweep_rankings(args, model, datasets, inputs)
     sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,
                   use_cache=not args.no_cache, step_size=args.step_size)
     if sweep.fallback_reason and not args.quiet:
@@ -218,6 +237,26 @@ def cmd_sweep(args) -> int:
                         datasets=datasets)
     if not args.quiet:
         _print_summary(sweep.result, args.out)
+    return 0
+
+
+def _sweep_rankings(args, model, datasets, inputs) -> int:
+    from engine.compare import comparison_table, summary_lines, write_rankings_sweep
+    from engine.rankings import RankingSweeps
+    from engine.sweep import Progress
+
+    rs = RankingSweeps(model, datasets, args.rankings, args.layer, args.thresholds, random_seeds=args.random_seeds,
+                       method=args.method, use_cache=not args.no_cache, step_size=args.step_size)
+    bar = ProgressPrinter(quiet=args.quiet)
+    for ev in rs.events():
+        if isinstance(ev, Progress):
+            bar.update({"steps": "pruning"}.get(ev.phase, ev.phase), ev.done, ev.total, ev.text)
+    bar.close()
+    ranks = list(rs.rankings.values())
+    write_rankings_sweep(ranks, rs.results, model, args.out, inputs=inputs, with_models=not args.no_models)
+    if not args.quiet:
+        print("\n".join(summary_lines(comparison_table(ranks, rs.results))))
+        _print_summary(rs.results[ranks[0].name], args.out)
     return 0
 
 
@@ -327,6 +366,10 @@ def cmd_finetune(args) -> int:
     from engine.models import load_model
     from engine.outputs import read_sweep_summary, resolve_step, write_finetune_outputs
 
+    if args.ranking:
+        from engine.compare import ranking_folder
+
+        args.from_sweep = ranking_folder(args.from_sweep, args.ranking)
     summary = read_sweep_summary(args.from_sweep)
     step = resolve_step(summary, args.step)
     model = load_model(summary["model"], summary.get("weights"), allow_unsafe=args.allow_unsafe_model)
