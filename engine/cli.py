@@ -253,7 +253,8 @@ def _sweep_rankings(args, model, datasets, inputs) -> int:
             bar.update({"steps": "pruning"}.get(ev.phase, ev.phase), ev.done, ev.total, ev.text)
     bar.close()
     ranks = list(rs.rankings.values())
-    write_rankings_sweep(ranks, rs.results, model, args.out, inputs=inputs, with_models=not args.no_models)
+    write_rankings_sweep(ranks, rs.results, model, args.out, inputs=inputs, with_models=not args.no_models,
+                         datasets=datasets)
     if not args.quiet:
         print("\n".join(summary_lines(comparison_table(ranks, rs.results))))
         _print_summary(rs.results[ranks[0].name], args.out)

@@ -276,7 +276,7 @@ def rankings_index(rankings: Sequence[Ranking]) -> dict:
 
 
 def write_rankings_sweep(rankings: Sequence[Ranking], results: dict, model, out, *, inputs=(),
-                         with_models: bool = True, state=None, log=None) -> None:
+                         with_models: bool = True, datasets: dict | None = None, state=None, log=None) -> None:
     """A sweep folder for several rankings: the top-level files exactly as a plain sweep
     writes them, for the first ranking (its ``summary.json`` gains ``rankings``), plus
     ``rankings/<name>/`` (the same files for each ranking, with its ``order`` and ``scores``),
@@ -309,7 +309,8 @@ def write_rankings_sweep(rankings: Sequence[Ranking], results: dict, model, out,
                                 extra=extra, state=state, log=log)
         with staged_output(out, inputs) as stage:
             write_sweep_outputs(results[rankings[0].name], model, stage, inputs=inputs, with_models=with_models,
-                                extra={"rankings": rankings_index(rankings)}, state=state, log=log)
+                                extra={"rankings": rankings_index(rankings)}, datasets=datasets, state=state,
+                                log=log)
             write_comparison(rankings, results, stage)
         if old.exists() or old.is_symlink():  # an earlier run's rankings: replaced, not merged
             os.replace(old, side / ".previous")
