@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-TAB_INDEX = {"curves": 0, "activations": 1, "images": 2, "results": 3}
+TAB_INDEX = {"curves": 0, "activations": 1, "images": 2, "results": 3, "rankings": 4}
 
 
 def process_age() -> float | None:
@@ -100,6 +100,10 @@ class Automation:
     def _ready(self) -> None:
         """The first inputs are open: sweep them (once), or go straight to the screenshot."""
         self.win.ctl.inputsReady.disconnect(self._ready)
+        if self.args.rankings:
+            names = [n.strip() for n in self.args.rankings.split(",") if n.strip()]
+            for name, box in self.win.ranking_panel.boxes.items():
+                box.setChecked(name in names)
         if self.sweep:
             self.win.ctl.sweepFinished.connect(self._swept)
             self.timer.singleShot(100, self.win.start_sweep)

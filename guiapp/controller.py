@@ -34,6 +34,9 @@ class Controller(QObject):
     fileOpened = Signal(object)  # Path, for the recent-files menu
     inputsReady = Signal()  # everything a demo or a drop asked to open has arrived (or failed)
     sweepStarted = Signal(object)  # tasks.SweepStarted
+    rankingRecord = Signal(str, object)  # ranking name, StepRecord (several criteria at once)
+    rankingsFinished = Signal(object)  # tasks.RankingsDone
+    rankingPicked = Signal(str, object, int)  # name, its SweepResult, the step to show
     stepRecord = Signal(object)  # engine.sweep.StepRecord
     sweepFinished = Signal(object)  # engine.sweep.SweepResult
     sweepCancelled = Signal()
@@ -282,7 +285,8 @@ class Controller(QObject):
                 self.inputsReady.emit()
 
     # ------------------------------------------------------------------ the sweep
-    def start_sweep(self, layer: str | None, thresholds, step_size: int | str = 1) -> bool:
+    def start_sweep(self, layer: str | None, thresholds, step_size: int | str = 1,
+                    rankings=("activation",), random_seeds: int = 1) -> bool:
         s = self.session
         if s.model is None:
             self.error.emit("Open a model first (File ▸ Open model, or the demo)")
@@ -299,6 +303,8 @@ class Controller(QObject):
                 self.sweepStarted.emit(ev)
             elif hasattr(ev, "phase"):
                 self.progress.emit(ev.text, ev.done, ev.total)
+            elif hasattr(ev, "record"):  # one criterion's step, when several are swept
+                self.rankingRecord.emit(ev.name, ev.record)
             else:
                 if ev.reached:
                     self.message.emit(f"Step {ev.step}: clean validation accuracy dropped ≥ "
@@ -306,15 +312,35 @@ class Controller(QObject):
                 self.stepRecord.emit(ev)
 
         def finished(result):
+            if isinstance(result, tasks.RankingsDone):
+                s.rankings = result
+                self.rankingsFinished.emit(result)
+                s.ranking, result = next(iter(result.results.items()))  # the first criterion is picked first
             s.set_result(result)
             self.sweepFinished.emit(result)
 
-        started = self.run("sweep", lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size),
-                           roles=tuple(datasets), on_yield=record, on_return=finished,
+        names = list(rankings)
+        if names == ["activation"] and random_seeds == 1:
+            task = lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size)  # noqa: E731
+        else:
+            task = lambda st: tasks.run_rankings(model, datasets, names, layer, thresholds,  # noqa: E731
+                                                 random_seeds, step_size, st)
+
+        started = self.run("sweep", task, roles=tuple(datasets), on_yield=record, on_return=finished,
                            on_abort=self.sweepCancelled.emit, busy="computing activations…") is not None
         if started:
             s.set_result(None)  # the previous sweep no longer describes what is on screen
+            s.rankings = None
         return started
+
+    def pick_ranking(self, name: str) -> None:
+        """Make one criterion's sweep the result that the cursor, saves and fine-tuning act on."""
+        r = self.session.rankings
+        if r is not None and name in r.results and r.results[name] is not self.session.result:
+            step = self.session.step
+            self.session.set_result(r.results[name])
+            self.session.ranking = name
+            self.rankingPicked.emit(name, r.results[name], step)
 
     # ------------------------------------------------------------------ saving
     def save_model(self, which: str, step: int, path: Path) -> None:

@@ -21,6 +21,7 @@ from guiapp.views.curves import CurvesTab
 from guiapp.views.images import ImagesView
 from guiapp.views.jobbar import JobBar
 from guiapp.views.panels import LeftPanel, StepPanel, local_paths
+from guiapp.views.rankings import RankingsView
 from guiapp.views.results import ResultsView
 
 MODEL_FILTER = "Keras models (*.h5 *.keras *.hdf5);;All files (*)"
@@ -53,14 +54,16 @@ class MainWindow(QMainWindow):
     def _build(self) -> None:
         left = LeftPanel()
         self.model_panel, self.slots, self.checkpoints = left.model_panel, left.slots, left.checkpoints
+        self.ranking_panel = left.rankings
         left.resize_box.toggled.connect(lambda on: setattr(self.session, "resize", on))
         self.step_panel = StepPanel()
         curves_tab = CurvesTab(self.step_panel)
         self.curves = curves_tab.curves
         self.activations, self.images, self.results = ActivationsView(), ImagesView(), ResultsView()
+        self.rankings = RankingsView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
-        for w, name in zip((curves_tab, self.activations, self.images, self.results), TABS):
+        for w, name in zip((curves_tab, self.activations, self.images, self.results, self.rankings), TABS):
             self.tabs.addTab(w, name)
         self.splitter = QSplitter()
         self.splitter.addWidget(left)
@@ -109,12 +112,18 @@ class MainWindow(QMainWindow):
         c.datasetChanged.connect(self._dataset_changed)
         c.sweepStarted.connect(self._sweep_started)
         c.stepRecord.connect(self.curves.add_record)
+        c.rankingRecord.connect(self.curves.add_ranking_record)
+        c.rankingsFinished.connect(lambda done: (self.rankings.show_table(done), self.activations.set_rankings(done),
+                                                 self.curves.mark_points(done.own_points())))
+        for view in (self.curves, self.rankings):
+            view.rankingPicked.connect(c.pick_ranking)
+        c.rankingPicked.connect(lambda name, res, step: (self._show_result(res, step), self.rankings.select(name)))
         c.sweepFinished.connect(self._sweep_finished)
         c.sweepCancelled.connect(lambda: status.showMessage("Sweep cancelled; nothing was written", 8000))
         c.pageRead.connect(self.images.show_page)
         self.images.verdictsWanted.connect(c.photo_verdicts)
         c.photoVerdicts.connect(self.images.verdicts_arrived)
-        c.photosOpened.connect(self._photos_opened)
+        c.photosOpened.connect(lambda _: (self.tabs.setCurrentWidget(self.images), self.images.show_photos(self.session)))
         c.fineTuneEpochs.connect(self.curves.set_fine_tune)
         c.fineTuneFinished.connect(lambda ft: self.results.set_fine_tuned(self.session.fine_tuned))
 
@@ -167,14 +176,8 @@ class MainWindow(QMainWindow):
         if role in self.slots:
             self.slots[role].show_dataset(ds)
         self.images.set_datasets(self.session)
+        self.ranking_panel.set_roles(self.session.datasets)
         self._invalidate()
-
-    def _photos_opened(self, ds) -> None:
-        """Dropped images: the Images tab shows them; a single image opens large with G's verdict."""
-        self.images.set_datasets(self.session, show="photos")
-        self.tabs.setCurrentWidget(self.images)
-        if ds.n == 1:
-            self.images.show_single()
 
     def dragEnterEvent(self, ev) -> None:
         if local_paths(ev.mimeData()):
@@ -199,7 +202,9 @@ class MainWindow(QMainWindow):
             return
         step_size = self.model_panel.step_size.text().strip() or "1"
         step_size = int(step_size) if step_size.isdigit() else step_size
-        if self.ctl.start_sweep(self.model_panel.layer.currentText() or None, thresholds, step_size):
+        rp = self.ranking_panel
+        if self.ctl.start_sweep(self.model_panel.layer.currentText() or None, thresholds, step_size,
+                                rp.names() or ["activation"], rp.random_seeds()):
             self._t_start = time.perf_counter()
             self.curves.clear(0, thresholds=thresholds)
             self.checkpoints.show_checkpoints(None)
@@ -214,10 +219,14 @@ class MainWindow(QMainWindow):
     def _sweep_finished(self, res) -> None:
         secs = time.perf_counter() - self._t_start
         self.jobbar.show_progress(f"done: {res.steps} steps in {secs:.1f} s", 1, 1)
+        self._show_result(res, next((c.step for c in reversed(res.checkpoints) if c.step is not None), res.steps))
+        self.statusBar().showMessage(f"Sweep finished in {secs:.1f} s ({res.method} path)", 10000)
+
+    def _show_result(self, res, step: int) -> None:
+        """``res`` (the sweep, or the picked criterion's) drives the cursor, checkpoints and saves."""
         self.curves.set_records(res.records, res.thresholds, res.checkpoints)
         self.checkpoints.show_checkpoints(res)
-        self.set_step(next((c.step for c in reversed(res.checkpoints) if c.step is not None), res.steps))
-        self.statusBar().showMessage(f"Sweep finished in {secs:.1f} s ({res.method} path)", 10000)
+        self.set_step(step)
 
     # ================================================================== the picked step
     def set_step(self, step: int) -> None:
@@ -241,7 +250,9 @@ class MainWindow(QMainWindow):
         if r is None or index not in self._stale:
             return
         self._stale.discard(index)
-        view = {1: self.activations, 2: self.images, 3: self.results}[index]
+        view = {1: self.activations, 2: self.images, 3: self.results}.get(index)
+        if view is None:
+            return
         view.show_result(r, self.session.step)
 
     def keyPressEvent(self, ev) -> None:
@@ -251,25 +262,16 @@ class MainWindow(QMainWindow):
             super().keyPressEvent(ev)
 
     # ================================================================== saving
-    def _ask_save(self, title: str, default: str, filt: str) -> Path | None:
-        path = QFileDialog.getSaveFileName(self, title, str(Path(self.recent.last_dir()) / default), filt)[0]
-        return (Path(path) if Path(path).suffix else Path(path).with_suffix(".keras")) if path else None
-
     def save_model(self, which: str, step: int, path=None) -> None:
-        default = f"B_prime_step{step}.h5" if which == "bprime" else f"G_step{step}.keras"
-        filt = "Keras 3 (*.keras);;Keras legacy HDF5 (*.h5)" if which == "bprime" else "Keras 3 (*.keras)"
-        path = Path(path) if path else self._ask_save("Save B'" if which == "bprime" else "Save G", default, filt)
+        path = Path(path) if path else dialogs.ask_save_model(self, which, f"step{step}", self.recent.last_dir())
         if path:
             self.ctl.save_model(which, step, path)
 
     def save_fine_tuned(self, which: str, index: int = -1, path=None) -> None:
-        if not self.session.fine_tuned:
-            return
-        k = self.session.fine_tuned[index].step
-        default = f"B_prime_finetuned_step{k}.h5" if which == "bprime" else f"G_finetuned_step{k}.keras"
-        path = Path(path) if path else self._ask_save("Save fine-pruned model", default, "Keras (*.keras *.h5)")
-        if path:
-            self.ctl.save_fine_tuned(which, index, path)
+        if self.session.fine_tuned:
+            tag = f"finetuned_step{self.session.fine_tuned[index].step}"
+            path = Path(path) if path else dialogs.ask_save_model(self, which, tag, self.recent.last_dir())
+            path and self.ctl.save_fine_tuned(which, index, path)
 
     def export_report(self, folder=None) -> None:
         folder = folder or QFileDialog.getExistingDirectory(self, "Export into folder", self.recent.last_dir())

@@ -35,6 +35,8 @@ class Session:
     result: object = None  # engine.sweep.SweepResult of the last finished sweep
     step: int = 0
     fine_tuned: list = field(default_factory=list)
+    rankings: object = None  # tasks.RankingsDone when several criteria were swept
+    ranking: str = "activation"  # the criterion whose sweep ``result`` is
     photos: object = None  # image files or folders dropped on the window (not a lab slot)
     photo_verdicts: object = None  # tasks.PhotoVerdicts for ``photos``
     resize: bool = False  # resize images of another size to the model's input

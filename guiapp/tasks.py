@@ -92,6 +92,35 @@ def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobSt
     return sweep.result
 
 
+@dataclass(frozen=True)
+class RankingsDone:
+    """Every ranking's scores and its sweep's result, in the order they were asked for."""
+
+    rankings: dict  # name -> engine.rankings.Ranking
+    results: dict  # name -> engine.sweep.SweepResult
+    table: tuple  # engine.compare.ComparisonRow, one per ranking (and the random band's mean)
+
+    def own_points(self) -> dict:
+        """{name: (record index, label)} of criteria with an operating point of their own (CLP)."""
+        return {row.name: (row.threshold_point.step, f"{row.title}: own threshold")
+                for row in self.table if row.threshold_point is not None}
+
+
+def run_rankings(model, datasets: dict, names, layer, thresholds, random_seeds: int, step_size,
+                 state: JobState) -> Iterator:
+    """Several criteria, one exact sweep each: yield a :class:`SweepStarted`, then Progress and
+    ``RankingStep(name, record)`` values; return :class:`RankingsDone`."""
+    from engine.compare import comparison_table
+    from engine.rankings import RankingSweeps
+
+    rs = RankingSweeps(model, datasets, names, layer, thresholds, random_seeds=random_seeds, state=state,
+                       step_size=step_size)
+    yield SweepStarted(rs.n_channels, rs.layer, tuple(rs.thresholds), {}, "", (), "", None, tuple(datasets))
+    yield from rs.events()
+    ranks = list(rs.rankings.values())
+    return RankingsDone(dict(rs.rankings), dict(rs.results), tuple(comparison_table(ranks, rs.results)))
+
+
 def run_save(model, result, which: str, step: int, path: Path, inputs, state: JobState) -> Path:
     """Save B′ (``which="bprime"``) or G (with its eval script) at ``step`` of ``result``."""
     from engine.pruning import make_bprime, make_goodnet, save_goodnet, save_model

@@ -290,3 +290,41 @@ def test_dropped_photos_get_verdicts_and_a_single_photo_opens_large(qtbot, win, 
     assert (f"G: {g3} — backdoor suspected" if g3 == res.n_classes else f"G: class {g3}") in verdict
     assert win.images._dialog.windowTitle() == names[3]
     assert isinstance(poisoned, LabDataset)
+
+
+def test_several_criteria_overlaid_compared_and_picked(qtbot, win, small_lab, tmp_path):
+    """Criteria ticked in the panel: one exact sweep each, overlaid curves, the comparison table,
+    and Save B′ acts on the criterion picked (here CLP, by its table row)."""
+    open_lab(qtbot, win, small_lab)
+    for name, box in win.ranking_panel.boxes.items():
+        box.setChecked(name in ("activation", "l1", "clp", "random"))
+    win.ranking_panel.seeds.setValue(2)
+    assert not win.ranking_panel.boxes["difference"].isEnabled() or "poisoned_valid" in win.session.datasets
+    with qtbot.waitSignal(win.ctl.rankingsFinished, timeout=LONG) as got:
+        win.start_sweep()
+    done = got.args[0]
+    assert list(done.results) == ["activation", "l1", "clp", "random-1", "random-2"]
+    qtbot.waitUntil(lambda: win.ctl.idle, timeout=LONG)
+    win.curves._refresh()
+    plot = win.curves.plots["valid"]
+    for name, res in done.results.items():  # one overlaid pair per criterion, one point per step
+        x, y = plot.overlay[name][0].getData()
+        assert len(x) == res.steps + 1 and y[0] == pytest.approx(res.records[0].clean_valid_acc)
+    assert {"clean_valid_acc", "asr_valid"} <= set(plot.bands)  # the random band
+    table = win.rankings.table
+    titles = [table.item(i, 0).text() for i in range(table.rowCount())]
+    assert titles[:3] == [done.rankings[n].title for n in ("activation", "l1", "clp")]
+    assert "random (mean of 2 seeds)" in titles
+    assert win.session.result is done.results["activation"]
+    # pick CLP by its row: the cursor, the checkpoints and Save B′ now act on CLP's sweep
+    with qtbot.waitSignal(win.ctl.rankingPicked, timeout=5000):
+        win.rankings._clicked(titles.index(done.rankings["clp"].title), 0)
+    clp = done.results["clp"]
+    assert win.session.result is clp and win.curves.records == clp.records
+    k = 7
+    win.set_step(k)
+    with qtbot.waitSignal(win.ctl.saved, timeout=LONG):
+        win.save_model("bprime", k, tmp_path / "clp7.h5")
+    kernel, _ = load_model(tmp_path / "clp7.h5").model.get_layer("conv_3").get_weights()
+    zero = [c for c in range(kernel.shape[-1]) if not kernel[..., c].any()]
+    assert zero == sorted(done.rankings["clp"].order[:k])

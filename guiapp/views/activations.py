@@ -45,8 +45,20 @@ class ActivationsView(StepView, QWidget):
         self.step = 0
         self._means: dict = {}
         self._order: list[int] = []
+        self._rankings: list = []  # engine.rankings.Ranking of the last comparison
         self._where = ""
         self.order.currentIndexChanged.connect(lambda _: self.refresh())
+
+    def set_rankings(self, done) -> None:
+        """Offer "by <criterion> score" orders (bars coloured by that score) after a comparison."""
+        self._rankings = list(done.rankings.values())
+        self.order.blockSignals(True)
+        while self.order.count() > 2:
+            self.order.removeItem(2)
+        for rk in self._rankings:
+            self.order.addItem(f"by {rk.title} score")
+        self.order.blockSignals(False)
+        self._draw()
 
     def show_means(self, info) -> None:
         """While a sweep runs: the means and order announced before its first step."""
@@ -70,13 +82,22 @@ class ActivationsView(StepView, QWidget):
         clean = np.asarray(self._means["clean_valid"])
         poison = self._means.get("poisoned_valid")
         n = len(clean)
-        by_rank = self.order.currentIndex() == 1 and len(self._order) == n
-        channels = np.array(self._order) if by_rank else np.arange(n)
+        pick = self.order.currentIndex()
+        ranking = self._rankings[pick - 2] if pick >= 2 and pick - 2 < len(self._rankings) else None
+        by_rank = pick == 1 and len(self._order) == n
+        channels = np.array(ranking.order if ranking is not None else self._order if by_rank else range(n))
         pos = np.arange(n)
         pruned = np.zeros(n, bool)
         pruned[self._order[:self.step]] = True
         mask = pruned[channels]
-        brushes_c = [pg.mkBrush(GREY if m else CLEAN) for m in mask]
+        if ranking is not None:  # clean bars coloured by the criterion's score (dark = high)
+            sc = np.asarray(ranking.scores, float)[channels]
+            span = float(np.nanmax(sc) - np.nanmin(sc)) or 1.0
+            cmap = pg.colormap.get("viridis")
+            colours = [cmap.map(0.9 - 0.8 * (v - np.nanmin(sc)) / span, mode="qcolor") for v in sc]
+            brushes_c = [pg.mkBrush(GREY if m else c) for m, c in zip(mask, colours)]
+        else:
+            brushes_c = [pg.mkBrush(GREY if m else CLEAN) for m in mask]
         w = 0.4 if poison is not None else 0.8
         self.clean_bars.setOpts(x=pos - (0.2 if poison is not None else 0), height=clean[channels],
                                 width=w, brushes=brushes_c, pens=[pg.mkPen(None)] * n)
@@ -89,7 +110,8 @@ class ActivationsView(StepView, QWidget):
         ticks = [(i, str(c)) for i, c in enumerate(channels)]
         step_ticks = max(1, n // 30)
         self.plot.getAxis("bottom").setTicks([ticks[::step_ticks], ticks])
-        self.plot.setLabel("bottom", "channel (in pruning order)" if by_rank else "channel")
+        self.plot.setLabel("bottom", f"channel (in {ranking.title} order)" if ranking is not None else
+                           "channel (in pruning order)" if by_rank else "channel")
         self.plot.setXRange(-1, n, padding=0)
         top = max(clean.max(), np.max(poison) if poison is not None else 0)
         self.plot.setYRange(0, float(top) * 1.05 + 1e-9, padding=0)

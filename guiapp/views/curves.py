@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 ACC_PEN = pg.mkPen("#1f5fd1", width=2)
 ASR_PEN = pg.mkPen("#d1341f", width=2)
@@ -18,6 +18,16 @@ CURSOR_PEN = pg.mkPen("#2a9d3a", width=2)
 
 SPLITS = {"valid": ("Validation", "clean_valid_acc", "asr_valid"),
           "test": ("Test", "clean_test_acc", "asr_test")}
+# one colour per pruning criterion (clean accuracy solid, ASR dashed); random orders share a band
+RANKING_COLOURS = {"activation": "#1f5fd1", "l1": "#8e44ad", "clp": "#16a085", "anp": "#e67e22",
+                   "difference": "#7f8c8d", "random": "#b0b0b0"}
+
+
+def series(records, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """x (% removed) and y of the records whose ``key`` is known, from the start without a gap."""
+    ys = [r.metric(key) for r in records]
+    n = next((i for i, v in enumerate(ys) if v is None), len(ys))
+    return (np.array([r.fraction_pruned * 100 for r in records[:n]], float), np.array(ys[:n], float))
 
 
 class CurvePlot(pg.PlotWidget):
@@ -52,6 +62,9 @@ class CurvePlot(pg.PlotWidget):
         self.asr.setCurveClickable(True, width=8)
         self.thresholds: list[pg.InfiniteLine] = []
         self.markers: list[pg.InfiniteLine] = []
+        self.overlay: dict[str, tuple] = {}  # criterion -> (clean, ASR) curves
+        self.bands: dict[str, tuple] = {}  # metric -> (low, high, fill, mean) of the random band
+        self.points: list = []  # criteria's own operating points (dot and label)
         self.cursor = pg.InfiniteLine(pos=0, angle=90, movable=True, pen=CURSOR_PEN,
                                       hoverPen=pg.mkPen("#2a9d3a", width=4))
         self.cursor.setZValue(10)
@@ -75,11 +88,19 @@ class CurvesView(QWidget):
     """The two plots side by side, sharing one cursor position (a step)."""
 
     stepPicked = Signal(int)
+    rankingPicked = Signal(str)  # a criterion's curve was clicked
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        lay = QHBoxLayout()
+        outer.addLayout(lay, 1)
+        self.key = QLabel()
+        self.key.setObjectName("rankingKey")
+        self.key.setWordWrap(True)
+        self.key.setVisible(False)
+        outer.addWidget(self.key)
         self.plots = {s: CurvePlot(s) for s in SPLITS}
         for p in self.plots.values():
             lay.addWidget(p)
@@ -88,7 +109,8 @@ class CurvesView(QWidget):
             p.acc.sigClicked.connect(lambda item, ev, p=p: self._clicked(p, ev))
             p.asr.sigClicked.connect(lambda item, ev, p=p: self._clicked(p, ev))
             p.scene().sigMouseMoved.connect(lambda pos, p=p: self._hover(p, pos))
-        self.records: list = []
+        self.records: list = []  # the picked criterion's (or the only) sweep
+        self.by_ranking: dict[str, list] = {}  # every criterion's records, when several are swept
         self.n_channels = 0
         self.step = 0
         self._fine: list = []
@@ -121,6 +143,7 @@ class CurvesView(QWidget):
     def start(self, n_channels: int, thresholds=(), has_test: bool = True) -> None:
         """A sweep begins: empty curves over ``n_channels`` channels."""
         self.clear(n_channels, thresholds=thresholds)
+        self.clear_rankings()
         self.plots["test"].say_empty("" if has_test else
                                      "No test data loaded.\nDrop clean or poisoned test files on the\n"
                                      "data slots to see B′ on data it was not ranked on.")
@@ -150,20 +173,128 @@ class CurvesView(QWidget):
                 self._mark(records[cp.step], cp.threshold)
         self._refresh()
 
-    def _x(self) -> np.ndarray:
-        return np.array([r.fraction_pruned * 100 for r in self.records], float)
-
     def _refresh(self) -> None:
-        x = self._x()
         for p in self.plots.values():
             for item, key in ((p.acc, p.acc_key), (p.asr, p.asr_key)):
-                ys = [r.metric(key) for r in self.records]
-                known = [i for i, v in enumerate(ys) if v is not None]
-                n = known[-1] + 1 if known and known == list(range(len(known))) else len(known)
-                if n:
-                    item.setData(x[:n], np.array(ys[:n], float))
-                else:
-                    item.setData([], [])
+                item.setData(*series(self.records, key))
+        self._refresh_rankings()
+
+    # ------------------------------------------------------------------ several criteria
+    def add_ranking_record(self, name: str, rec) -> None:
+        """A step of one criterion's sweep (several criteria are swept one after another)."""
+        recs = self.by_ranking.setdefault(name, [])
+        if rec.step < len(recs):
+            recs[rec.step] = rec
+        else:
+            recs.append(rec)
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def _overlay(self, p: "CurvePlot", name: str):
+        """The pair of curves of criterion ``name`` on plot ``p``, made once."""
+        if name not in p.overlay:
+            base = name.split("-")[0]
+            colour = RANKING_COLOURS.get(base, "#444")
+            width = 1 if base == "random" else 2
+            acc = p.plot([], [], pen=pg.mkPen(colour, width=width))
+            asr = p.plot([], [], pen=pg.mkPen(colour, width=width, style=Qt.DashLine))
+            for item in (acc, asr):
+                item.setZValue(-1)  # the picked criterion's thick curves stay on top
+                item.setCurveClickable(True, width=8)
+                item.sigClicked.connect(lambda _i, ev, p=p, name=name: self._clicked_ranking(p, name, ev))
+            if base == "random" and name != "random":  # several orders: their band and mean stand for them
+
+                acc.setVisible(False)
+                asr.setVisible(False)
+            p.overlay[name] = (acc, asr)
+        return p.overlay[name]
+
+    def _refresh_rankings(self) -> None:
+        if self.by_ranking and self.key.property("names") != len(self.by_ranking):
+            self._show_key()
+        randoms = [r for n, r in self.by_ranking.items() if n.startswith("random")]
+        for p in self.plots.values():
+            for name, recs in self.by_ranking.items():
+                acc, asr = self._overlay(p, name)
+                acc.setData(*series(recs, p.acc_key))
+                asr.setData(*series(recs, p.asr_key))
+            if len(randoms) > 1:
+                self._band(p, randoms)
+
+    def _band(self, p: "CurvePlot", randoms: list) -> None:
+        """The random orders' min–max band (shaded) and mean (grey), clean solid, ASR dashed."""
+        n = min(len(r) for r in randoms)
+        for key, style in ((p.acc_key, Qt.SolidLine), (p.asr_key, Qt.DashLine)):
+            ys = [series(r[:n], key)[1] for r in randoms]
+            m = min(len(y) for y in ys)
+            if not m:
+                continue
+            x = series(randoms[0][:m], key)[0]
+            stack = np.array([y[:m] for y in ys])
+            if key not in p.bands:
+                edge = pg.mkPen(150, 150, 150, 90, width=1)
+                a, b = p.plot([], [], pen=edge), p.plot([], [], pen=edge)
+                fill = pg.FillBetweenItem(a, b, brush=pg.mkBrush(150, 150, 150, 70))
+                mean = p.plot([], [], pen=pg.mkPen("#888", width=2, style=style))
+                for item in (a, b, fill, mean):
+                    item.setZValue(-2)
+                p.addItem(fill)
+                p.bands[key] = (a, b, fill, mean)
+            a, b, _, mean = p.bands[key]
+            a.setData(x, stack.min(axis=0))
+            b.setData(x, stack.max(axis=0))
+            mean.setData(x, stack.mean(axis=0))
+
+    def _clicked_ranking(self, p: "CurvePlot", name: str, ev) -> None:
+        self.rankingPicked.emit(name)
+        self._clicked(p, ev)
+
+    def mark_points(self, points: dict) -> None:
+        """Criteria's own operating points ({name: (record index, label)}), e.g. CLP's channels
+        above mean + u·std: a labelled dot on that criterion's clean-accuracy curve."""
+        for p in self.plots.values():
+            for name, (step, text) in points.items():
+                recs = self.by_ranking.get(name, [])
+                if step is None or step >= len(recs) or recs[step].metric(p.acc_key) is None:
+                    continue
+                x, y = recs[step].fraction_pruned * 100, recs[step].metric(p.acc_key)
+                colour = RANKING_COLOURS.get(name.split("-")[0], "#444")
+                dot = pg.ScatterPlotItem([x], [y], size=11, symbol="d", brush=pg.mkBrush(colour), pen=pg.mkPen("w"))
+                label = pg.TextItem(text, color=colour, anchor=(0, 1))
+                label.setPos(x, y)
+                for item in (dot, label):
+                    p.addItem(item)
+                    p.points.append(item)
+
+    def clear_rankings(self) -> None:
+        for p in self.plots.values():
+            for acc, asr in p.overlay.values():
+                p.removeItem(acc)
+                p.removeItem(asr)
+            for items in p.bands.values():
+                for item in items:
+                    p.removeItem(item)
+            for item in p.points:
+                p.removeItem(item)
+            p.overlay, p.bands, p.points = {}, {}, []
+        self.by_ranking = {}
+        self.key.setProperty("names", 0)
+        self.key.setVisible(False)
+
+    def _show_key(self) -> None:
+        """One line under the plots naming each criterion's colour (a legend inside the plots
+        would cover the ends of the curves, where the comparison is decided)."""
+        from engine.rankings import TITLES
+
+        bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
+        parts = [f"<span style='color:{RANKING_COLOURS.get(b, '#444')}'>■</span> "
+                 f"{TITLES.get(b, b)}" + (f" (band and mean of {sum(n.startswith('random') for n in self.by_ranking)}"
+                                          " orders)" if b == "random" and "random" not in self.by_ranking else "")
+                 for b in bases]
+        self.key.setText("Criteria — clean accuracy solid, ASR dashed; the thick blue/red pair is the picked one "
+                         "(click a curve to pick it):<br>" + " &nbsp; ".join(parts))
+        self.key.setProperty("names", len(self.by_ranking))
+        self.key.setVisible(True)
 
     def _draw_thresholds(self, base: float) -> None:
         ticks = [(base * (1 - t / 100), f"−{t:g} %") for t in self._thresholds]

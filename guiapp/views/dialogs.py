@@ -82,3 +82,17 @@ def confirm_unsafe(message: str, parent=None) -> bool:
     r = QMessageBox.warning(parent, "Unsafe model", f"{message}\n\nLoading this model can run code stored "
                             "in the file. Load it anyway?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
     return r == QMessageBox.Yes
+
+
+def ask_save_model(parent, which: str, tag: str, folder: str):
+    """Ask where to save B′ (``which="bprime"``) or G; ``tag`` names the file ("step12",
+    "finetuned_step12"). A name without a suffix becomes ``.keras``; None if cancelled."""
+    from pathlib import Path
+
+    from PySide6.QtWidgets import QFileDialog
+
+    default = f"B_prime_{tag}.h5" if which == "bprime" else f"G_{tag}.keras"
+    filt = "Keras 3 (*.keras);;Keras legacy HDF5 (*.h5)" if which == "bprime" else "Keras 3 (*.keras)"
+    title = "Save B′ (the repaired model)" if which == "bprime" else "Save G (the detector)"
+    path = QFileDialog.getSaveFileName(parent, title, str(Path(folder) / default), filt)[0]
+    return (Path(path) if Path(path).suffix else Path(path).with_suffix(".keras")) if path else None

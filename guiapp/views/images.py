@@ -333,10 +333,13 @@ class ImagesView(StepView, QWidget):
         self.refresh()
         self._open_pending()
 
-    def show_single(self) -> None:
-        """A single dropped image: show it large, with its verdicts, as soon as both are here."""
-        self._pending = 0
-        self._open_pending()
+    def show_photos(self, session) -> None:
+        """Dropped images: show their set; a single image opens large with its verdicts as soon
+        as its pixels and the verdicts are here."""
+        self.set_datasets(session, show="photos")
+        if session.photos is not None and session.photos.n == 1:
+            self._pending = 0
+            self._open_pending()
 
     def _open_pending(self) -> None:
         if getattr(self, "_pending", None) is None or self.dataset.currentData() != "photos":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFrame, QGridLayout, QGroupBox,
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QSpinBox, QFrame, QGridLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
@@ -242,6 +242,7 @@ class StepPanel(QWidget):
         lay.setContentsMargins(4, 2, 4, 2)
         self.label = QLabel("Run a sweep, then pick a step on the curves (click, drag the cursor, or ←/→).")
         self.label.setObjectName("stepLabel")
+        self.label.setWordWrap(True)  # a long read-out wraps instead of widening the window
         self.label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.label, 1)
         self.save_bp = QPushButton("Save B' …")
@@ -289,6 +290,8 @@ class LeftPanel(QScrollArea):
         lay.setContentsMargins(4, 4, 4, 4)
         self.model_panel = ModelPanel()
         lay.addWidget(self.model_panel)
+        self.rankings = RankingPanel()
+        lay.addWidget(self.rankings)
         lay.addWidget(QLabel("<b>Data</b> <span style='color:#777'>(drop files here)</span>"))
         self.slots = {role: DataSlot(role) for role in ROLES}
         for slot in self.slots.values():
@@ -303,3 +306,51 @@ class LeftPanel(QScrollArea):
         self.setWidget(inner)
         self.setWidgetResizable(True)
         self.setMinimumWidth(330)
+
+
+class RankingPanel(QGroupBox):
+    """Which pruning criteria to sweep (one exact sweep each, curves overlaid)."""
+
+    def __init__(self, parent=None):
+        from engine.rankings import NEEDS, RANKINGS, TITLES
+
+        super().__init__("Pruning criteria", parent)
+        lay = QGridLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setVerticalSpacing(1)
+        self.boxes: dict[str, QCheckBox] = {}
+        short = {"activation": "activation (lab)", "l1": "L1 norm", "clp": "CLP", "anp": "ANP",
+                 "random": "random", "difference": "difference ⚠"}
+        for i, name in enumerate(RANKINGS):
+            box = QCheckBox(short.get(name, name))
+            box.setObjectName(f"ranking_{name}")
+            needs = ", ".join(ROLE_TITLES[r].lower() for r in NEEDS[name]) or "no data (weights only)"
+            box.setToolTip(f"{TITLES[name]} — needs {needs}" + ("\nuses the trigger: a diagnostic, never a defense"
+                                                                if name == "difference" else ""))
+            box.setChecked(name == "activation")
+            lay.addWidget(box, i // 2, i % 2)
+            self.boxes[name] = box
+        self.seeds = QSpinBox()
+        self.seeds.setRange(1, 50)
+        self.seeds.setValue(5)
+        self.seeds.setPrefix("random: ")
+        self.seeds.setSuffix(" seeds")
+        self.seeds.setToolTip("How many random orders draw the band every criterion must beat")
+        lay.addWidget(self.seeds, 3, 0, 1, 2)
+        self.set_roles(())
+
+    def set_roles(self, roles) -> None:
+        """Criteria whose data is missing are unchecked and greyed out."""
+        from engine.rankings import NEEDS
+
+        for name, box in self.boxes.items():
+            ok = all(r in roles for r in NEEDS[name])
+            box.setEnabled(ok)
+            if not ok:
+                box.setChecked(False)
+
+    def names(self) -> list[str]:
+        return [n for n, b in self.boxes.items() if b.isChecked()]
+
+    def random_seeds(self) -> int:
+        return self.seeds.value() if self.boxes["random"].isChecked() else 1
