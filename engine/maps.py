@@ -703,3 +703,12 @@ def run_maps_cli(args, bar) -> int:
             print(f"{ds.path}: {name} in maps.npz, {name}_mean.png, {name}_grid.png")
         print(f"wrote {args.out} ({how})")
     return 0
+
+
+def top_difference_channels(mean_activation: dict, k: int = DEFAULT_TOP) -> list[int] | None:
+    """The ``k`` channels whose mean activation rises most from clean to poisoned validation
+    data, from means a sweep already measured (no forward pass); None without poisoned data."""
+    if "clean_valid" not in mean_activation or "poisoned_valid" not in mean_activation:
+        return None
+    diff = np.asarray(mean_activation["poisoned_valid"], float) - np.asarray(mean_activation["clean_valid"], float)
+    return [int(c) for c in np.argsort(-diff, kind="stable")[:k]]

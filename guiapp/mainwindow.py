@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtWidgets import (QApplication, QDialog, QFileDialog, QMainWindow, QMessageBox, QSplitter,
+from PySide6.QtWidgets import (QDialog, QFileDialog, QMainWindow, QMessageBox, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
 from engine.data import ROLE_TITLES
@@ -122,6 +122,12 @@ class MainWindow(QMainWindow):
         c.sweepCancelled.connect(lambda: status.showMessage("Sweep cancelled; nothing was written", 8000))
         c.pageRead.connect(self.images.show_page)
         self.images.verdictsWanted.connect(c.photo_verdicts)
+        for want, slot in ((self.images.mapsWanted, c.page_maps), (self.images.imageMapsWanted, c.image_maps),
+                           (self.images.meanMapsWanted, c.mean_maps), (self.activations.channelMapsWanted,
+                                                                        c.channel_maps),
+                           (c.mapsRead, self.images.show_maps), (c.imageMaps, self.images.show_image_maps),
+                           (c.meanMaps, self.images.show_mean_maps), (c.channelMaps, self.activations.show_channel_maps)):
+            want.connect(slot)
         c.photoVerdicts.connect(self.images.verdicts_arrived)
         c.photosOpened.connect(lambda _: (self.tabs.setCurrentWidget(self.images), self.images.show_photos(self.session)))
         c.fineTuneEpochs.connect(self.curves.set_fine_tune)
@@ -291,10 +297,3 @@ class MainWindow(QMainWindow):
         if self.session.model is not None:
             self._layers_dialog = dialogs.layers_dialog(self.session.model, self.model_panel.layer.currentText(), self)
             self._layers_dialog.show()
-
-    def wait_idle(self, timeout_ms: int = 60000) -> None:
-        """Process events until no job runs (for automation and tests)."""
-        t = time.perf_counter()
-        while not self.ctl.idle and (time.perf_counter() - t) * 1000 < timeout_ms:
-            QApplication.processEvents()
-            time.sleep(0.01)

@@ -233,3 +233,89 @@ def photo_verdicts(model, result, step: int | None, ds, state: JobState) -> Phot
     if layer:
         labels[f"B'@{step}"], labels[f"G@{step}"] = got["B'"], got["G"]
     return PhotoVerdicts(str(ds.path), step if layer else None, labels, model.n_classes if layer else None)
+
+
+# ---------------------------------------------------------------------------- maps
+@dataclass(frozen=True)
+class MapPage:
+    """Maps of one page of thumbnails (N×H×W in [0, 1]), for one method."""
+
+    dataset_path: str
+    indices: tuple[int, ...]
+    method: str
+    maps: np.ndarray
+
+
+@dataclass(frozen=True)
+class ImageMaps:
+    """One image's maps side by side: B's, and B′'s at the picked step (for B's class)."""
+
+    dataset_path: str
+    index: int
+    method: str
+    maps: dict  # title -> H×W map
+
+
+@dataclass(frozen=True)
+class MeanMaps:
+    """The mean map over clean and over poisoned validation images (engine.maps.MeanMap)."""
+
+    method: str
+    clean: object
+    poisoned: object
+
+
+@dataclass(frozen=True)
+class ChannelMaps:
+    """Mean activation maps (h×w×C) at the pruned layer, per validation set."""
+
+    layer: str
+    by_role: dict
+
+
+def _maker(makers: dict, model, layer, method: str, channels):
+    """One traced map maker per (model, layer, method, channels), kept across pages."""
+    from engine.maps import MapMaker
+
+    key = (id(model), layer, method, tuple(channels or ()))
+    if key not in makers:
+        makers[key] = MapMaker(model, layer, method, list(channels) if channels else None)
+    return makers[key]
+
+
+def page_maps(makers: dict, model, layer, method: str, channels, page: ImagePage, state: JobState) -> MapPage:
+    maker = _maker(makers, model.model, layer, method, channels)
+    maps, _ = maker.explain(page.images.astype(np.float32))
+    return MapPage(page.dataset_path, page.indices, method, maps)
+
+
+def image_maps(makers: dict, model, result, step: int, method: str, channels, path: str, index: int,
+               pixels: np.ndarray, state: JobState) -> ImageMaps:
+    from engine.maps import MapMaker
+    from engine.pruning import make_bprime
+
+    x = pixels[None].astype(np.float32)
+    layer = result.layer if result is not None else None
+    b_maps, cls = _maker(makers, model.model, layer, method, channels).explain(x)
+    out = {"B": b_maps[0]}
+    if result is not None:
+        state.cancel_point()
+        bp = make_bprime(model.model, layer, result.pruned_channels(step))
+        out[f"B′@{step} (for B's class)"] = MapMaker(bp, layer, method, channels).explain(x, classes=cls)[0][0]
+    return ImageMaps(path, index, method, out)
+
+
+def mean_maps(makers: dict, model, layer, method: str, channels, clean, poisoned, state: JobState) -> MeanMaps:
+    from engine.maps import mean_map
+
+    maker = _maker(makers, model.model, layer, method, channels)
+    c = mean_map(maker, clean, state=state)
+    p = mean_map(maker, poisoned, state=state) if poisoned is not None else None
+    return MeanMaps(method, c, p)
+
+
+def channel_maps(model, layer, datasets: dict, state: JobState) -> ChannelMaps:
+    from engine.maps import mean_activation_maps
+
+    return ChannelMaps(layer, {r: mean_activation_maps(model.model, layer, ds, state=state)
+                               for r, ds in datasets.items()})

@@ -24,7 +24,7 @@ def win(qtbot, tmp_path):
     qtbot.addWidget(w)
     w.show()
     yield w
-    w.wait_idle()
+    w.ctl.wait_idle()
 
 
 def open_lab(qtbot, w, lab):
@@ -219,7 +219,7 @@ def test_drops_route_files_by_content_and_are_remembered(qtbot, tmp_path, small_
     with qtbot.waitSignal(w.ctl.datasetChanged, timeout=LONG):
         drop(w.slots["clean_valid"], small_lab.files["clean_test"])
     assert w.session.datasets["clean_valid"].path == small_lab.files["clean_test"]
-    w.wait_idle()
+    w.ctl.wait_idle()
     w.close()
     w2 = MainWindow(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     qtbot.addWidget(w2)

@@ -155,7 +155,7 @@ def test_gui_subset_shows_dialogs_and_stays_usable(qtbot, corpus, small_lab, tmp
             w.ctl.open_data(p, role=role)
     with qtbot.waitSignal(w.ctl.sweepFinished, timeout=240_000):
         w.start_sweep()
-    w.wait_idle()
+    w.ctl.wait_idle()
 
 
 def test_corpus_table_in_tests_readme_is_current(corpus):

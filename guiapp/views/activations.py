@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from guiapp.views.stepview import StepView
@@ -15,6 +16,8 @@ GREY = (190, 190, 190)
 
 
 class ActivationsView(StepView, QWidget):
+    channelMapsWanted = Signal()  # a channel was clicked: its mean activation maps are needed
+
     def __init__(self, parent=None):
         super().__init__(parent)
         lay = QVBoxLayout(self)
@@ -34,6 +37,17 @@ class ActivationsView(StepView, QWidget):
         self.plot.setMouseEnabled(x=True, y=False)
         self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor="#222")
         lay.addWidget(self.plot, 1)
+        maps = QHBoxLayout()  # a clicked channel's mean activation map, clean vs poisoned
+        self.map_title = QLabel("Click a channel's bars to see where it fires on clean and on poisoned images.")
+        self.map_title.setWordWrap(True)
+        maps.addWidget(self.map_title, 1)
+        self.map_pics = {r: QLabel() for r in ("clean_valid", "poisoned_valid")}
+        for pic in self.map_pics.values():
+            maps.addWidget(pic)
+        lay.addLayout(maps)
+        self.picked: int | None = None
+        self._channel_maps = None
+        self.plot.scene().sigMouseClicked.connect(self._clicked)
         self.clean_bars = pg.BarGraphItem(x=[], height=[], width=0.4)
         self.poison_bars = pg.BarGraphItem(x=[], height=[], width=0.4)
         self.plot.addItem(self.clean_bars)
@@ -46,6 +60,7 @@ class ActivationsView(StepView, QWidget):
         self._means: dict = {}
         self._order: list[int] = []
         self._rankings: list = []  # engine.rankings.Ranking of the last comparison
+        self._shown = np.zeros(0, int)
         self._where = ""
         self.order.currentIndexChanged.connect(lambda _: self.refresh())
 
@@ -107,6 +122,7 @@ class ActivationsView(StepView, QWidget):
                                      brushes=brushes_p, pens=[pg.mkPen(None)] * n)
         else:
             self.poison_bars.setOpts(x=[], height=[])
+        self._shown = channels  # bar position -> channel, for clicks
         ticks = [(i, str(c)) for i, c in enumerate(channels)]
         step_ticks = max(1, n // 30)
         self.plot.getAxis("bottom").setTicks([ticks[::step_ticks], ticks])
@@ -116,6 +132,40 @@ class ActivationsView(StepView, QWidget):
         top = max(clean.max(), np.max(poison) if poison is not None else 0)
         self.plot.setYRange(0, float(top) * 1.05 + 1e-9, padding=0)
         self.info.setText(f"{self._where} · {self.step} of {n} channels pruned" + headline(clean, poison))
+
+
+    # ------------------------------------------------------------------ a channel's maps
+    def _clicked(self, ev) -> None:
+        if not self._means or "clean_valid" not in self._means:
+            return
+        x = self.plot.plotItem.vb.mapSceneToView(ev.scenePos()).x()
+        n = len(self._means["clean_valid"])
+        pos = int(round(x))
+        if 0 <= pos < n:
+            self.picked = int(self._shown[pos]) if len(self._shown) == n else pos
+            self.channelMapsWanted.emit()
+
+    def show_channel_maps(self, got) -> None:
+        """Upsampled (smoothly, as for display) mean activation maps of the picked channel,
+        each on its own scale, with the peak value said."""
+        from guiapp.views.colour import heat, pixmap
+
+        self._channel_maps = got
+        c = self.picked
+        if c is None:
+            return
+        peaks = []
+        for role, pic in self.map_pics.items():
+            m = got.by_role.get(role)
+            if m is None:
+                pic.clear()
+                continue
+            ch = np.asarray(m[..., c], float)
+            top = float(ch.max())
+            peaks.append(f"{'clean' if role == 'clean_valid' else 'poisoned'} max {top:.3g}")
+            pic.setPixmap(pixmap(heat(ch / top if top > 0 else ch), 120))
+        self.map_title.setText(f"Channel {c} of {got.layer}: mean activation map (left clean, right poisoned "
+                               f"validation; {', '.join(peaks)})")
 
 
 def headline(clean: np.ndarray, poison: np.ndarray | None, k: int = 3) -> str:

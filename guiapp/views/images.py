@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QListView, QPushButton,
                                QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
 from engine.data import ROLE_TITLES
+from guiapp.views.colour import overlay, pixmap, scale_bar
 from guiapp.views.stepview import StepView
 
 
@@ -23,18 +24,19 @@ THUMB = 94
 PAGE = 240
 LINE = 12  # one caption line per label, the full width of the tile
 FILTERS = ["all", "changed by pruning", "misclassified by B'", "flagged by G"]
+MAPS = [("no map", None), ("Grad-CAM", "gradcam"), ("trigger channels", "channels"),
+        ("occlusion (large view)", "occlusion")]
 
 
-def to_pixmap(img: np.ndarray, size: int) -> QPixmap:
-    img = np.ascontiguousarray(img[..., :3] if img.shape[-1] >= 3 else np.repeat(img, 3, axis=-1))
-    h, w, _ = img.shape
-    q = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888).copy()
-    return QPixmap.fromImage(q).scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+def to_pixmap(img: np.ndarray, size: int, m: np.ndarray | None = None) -> QPixmap:
+    """The image (with its map blended over it, if given) scaled to fit ``size``."""
+    return pixmap(overlay(img, m), size)
 
 
 class ImageModel(QAbstractListModel):
     LabelsRole = Qt.UserRole + 1
     pageWanted = Signal(object)  # the dataset indices of the page now shown
+    mapsWanted = Signal(str, object)  # method, tasks.ImagePage of pixels without maps
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -45,6 +47,8 @@ class ImageModel(QAbstractListModel):
         self.flag = None
         self._pixmaps: dict[int, QPixmap] = {}
         self.pixels: dict[int, np.ndarray] = {}  # dataset index -> uint8 image of the page shown
+        self.maps: dict[int, np.ndarray] = {}  # dataset index -> map of the method shown
+        self.method: str | None = None
 
     def set_data(self, ds, indices, labels: dict, flag: int | None) -> None:
         self.beginResetModel()
@@ -57,8 +61,40 @@ class ImageModel(QAbstractListModel):
         if not same:
             self._pixmaps.clear()
             self.pixels.clear()
+            self.maps.clear()
         self.endResetModel()
         self._want()
+
+    def set_method(self, method: str | None) -> None:
+        """Which maps the thumbnails carry (None: plain images); maps are asked for per page."""
+        if method != self.method:
+            self.method = method
+            self.maps.clear()
+            self._pixmaps.clear()
+            self._changed()
+            self._want_maps()
+
+    def _want_maps(self) -> None:
+        from guiapp.tasks import ImagePage
+
+        if self.method in (None, "occlusion") or self.ds is None:
+            return
+        idx = [int(i) for i in self.page_indices() if int(i) in self.pixels and int(i) not in self.maps]
+        if idx:
+            self.mapsWanted.emit(self.method, ImagePage(str(self.ds.path), tuple(idx),
+                                                        np.stack([self.pixels[i] for i in idx])))
+
+    def add_maps(self, page) -> None:
+        if self.ds is None or page.dataset_path != str(self.ds.path) or page.method != self.method:
+            return
+        for i, m in zip(page.indices, page.maps):
+            self.maps[i] = m
+            self._pixmaps.pop(i, None)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1), [Qt.DecorationRole])
 
     def pages(self) -> int:
         return max(1, -(-len(self.indices) // PAGE))
@@ -68,6 +104,7 @@ class ImageModel(QAbstractListModel):
         self.page = max(0, min(page, self.pages() - 1))
         self.endResetModel()
         self._want()
+        self._want_maps()
 
     def page_indices(self) -> np.ndarray:
         return self.indices[self.page * PAGE:(self.page + 1) * PAGE]
@@ -81,14 +118,15 @@ class ImageModel(QAbstractListModel):
         """Images read by a worker; ignored if the dataset changed meanwhile."""
         if self.ds is None or page.dataset_path != str(self.ds.path):
             return
-        if len(self._pixmaps) > 4 * PAGE:
+        if len(self.pixels) > 4 * PAGE:
             self._pixmaps.clear()
             self.pixels.clear()
+            self.maps.clear()
         for i, img in zip(page.indices, page.images):
             self.pixels[i] = img
-            self._pixmaps[i] = to_pixmap(img, THUMB)
-        if self.rowCount():
-            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1), [Qt.DecorationRole])
+            self._pixmaps.pop(i, None)
+        self._changed()
+        self._want_maps()
 
     def image_index(self, row: int) -> int:
         return int(self.indices[self.page * PAGE + row])
@@ -103,6 +141,8 @@ class ImageModel(QAbstractListModel):
             return None
         i = self.image_index(index.row())
         if role == Qt.DecorationRole:
+            if i not in self._pixmaps and i in self.pixels:  # drawn when first shown
+                self._pixmaps[i] = to_pixmap(self.pixels[i], THUMB, self.maps.get(i))
             return self._pixmaps.get(i)
         if role == self.LabelsRole:  # a list keeps the order (a dict would become a sorted QVariantMap)
             return [(k, int(v[i])) for k, v in self.labels.items()]
@@ -187,12 +227,63 @@ class LargeView(QDialog):
         lab = QLabel(" · ".join(words))
         lab.setObjectName("largeLabels")
         lay.addWidget(lab)
+        self.pixels, self.path, self.index = pixels, str(ds.path), i
+        self.maps_row = QHBoxLayout()
+        lay.addLayout(self.maps_row)
+
+    def show_maps(self, got) -> None:
+        """The image under each model's map (B, and B′ at the picked step for B's class)."""
+        if got.dataset_path != self.path or got.index != self.index:
+            return
+        while self.maps_row.count():
+            w = self.maps_row.takeAt(0).widget()
+            w and w.deleteLater()
+        for title, m in got.maps.items():
+            box = QVBoxLayout()
+            pic = QLabel()
+            pic.setPixmap(to_pixmap(self.pixels, 200, m))
+            box.addWidget(QLabel(f"<b>{title}</b> · {got.method}"))
+            box.addWidget(pic)
+            holder = QWidget()
+            holder.setLayout(box)
+            holder.setObjectName("mapPanel")
+            self.maps_row.addWidget(holder)
+        scale = QLabel()
+        scale.setPixmap(scale_bar(90))
+        scale.setToolTip("map scale: low (dark) to high (yellow); each map is scaled to its own maximum")
+        self.maps_row.addWidget(scale, 0, Qt.AlignBottom)
+
+
+class MeanMapsDialog(QDialog):
+    """The average map over clean and over poisoned validation images, side by side: the
+    trigger's region stands out on the poisoned side."""
+
+    def __init__(self, got, parent=None):
+        super().__init__(parent)
+        self.setObjectName("meanMaps")
+        self.setWindowTitle(f"Mean {got.method} maps")
+        lay = QHBoxLayout(self)
+        for title, mm in (("clean validation", got.clean), ("poisoned validation", got.poisoned)):
+            if mm is None:
+                continue
+            box = QVBoxLayout()
+            box.addWidget(QLabel(f"<b>{title}</b> · mean of {mm.n:,} images"))
+            pic = QLabel()
+            pic.setPixmap(to_pixmap(np.clip(mm.image, 0, 255).astype(np.uint8), 260, mm.map))
+            box.addWidget(pic)
+            lay.addLayout(box)
+        scale = QLabel()
+        scale.setPixmap(scale_bar(90))
+        lay.addWidget(scale, 0, Qt.AlignBottom)
 
 
 class ImagesView(StepView, QWidget):
     imageOpened = Signal(int)
     pageWanted = Signal(str, object)  # role, dataset indices
     verdictsWanted = Signal(int)  # the photos' verdicts at this step are needed
+    mapsWanted = Signal(str, object)  # method, tasks.ImagePage: the page's thumbnails' maps
+    imageMapsWanted = Signal(str, str, int, object)  # method, dataset path, index, pixels
+    meanMapsWanted = Signal(str)  # method
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -210,12 +301,28 @@ class ImagesView(StepView, QWidget):
         self.legend = QLabel("<span style='color:#1b7f2a'>■ correct</span> "
                              "<span style='color:#c62828'>■ wrong</span> "
                              "<span style='color:#d98b00'>■ ⚑ flagged by G</span>")
+        self.map = QComboBox()
+        self.map.setObjectName("imagesMap")
+        for text, method in MAPS:
+            self.map.addItem(text, method)
+        self.map.setToolTip("Where the model looks, over each image (computed a page at a time)")
+        self.mean_btn = QPushButton("Mean maps…")
+        self.mean_btn.setToolTip("The average map over clean and over poisoned validation images, side by side")
+        self.scale = QLabel()
+        self.scale.setPixmap(scale_bar(70))
+        self.scale.setToolTip("map scale: low (dark) to high (yellow)")
+        self.scale.setVisible(False)
         for w in (QLabel("Dataset"), self.dataset, QLabel("Show"), self.filter, self.prev, self.page_label,
                   self.next):
             bar.addWidget(w)
         bar.addStretch(1)
-        bar.addWidget(self.legend)
         lay.addLayout(bar)
+        bar2 = QHBoxLayout()  # a second row: the maps, and what the colours mean
+        for w in (QLabel("Map"), self.map, self.scale, self.mean_btn):
+            bar2.addWidget(w)
+        bar2.addStretch(1)
+        bar2.addWidget(self.legend)
+        lay.addLayout(bar2)
         self.view = QListView()
         self.view.setObjectName("imagesGrid")
         self.view.setViewMode(QListView.IconMode)
@@ -232,6 +339,9 @@ class ImagesView(StepView, QWidget):
         self.datasets: dict = {}
         self.session = None
         self.model.pageWanted.connect(lambda idx: self.pageWanted.emit(self.dataset.currentData(), idx))
+        self.model.mapsWanted.connect(self.mapsWanted)
+        self.map.currentIndexChanged.connect(self._map_chosen)
+        self.mean_btn.clicked.connect(lambda: self.meanMapsWanted.emit(self.map.currentData() or "gradcam"))
         self.result = None
         self.step = 0
         self.dataset.currentIndexChanged.connect(lambda _: self.refresh())
@@ -240,6 +350,7 @@ class ImagesView(StepView, QWidget):
         self.next.clicked.connect(lambda: self._page(+1))
         self.view.clicked.connect(self._open)
         self._dialog = None
+        self._mean_dialog = None
 
     def set_datasets(self, session, show: str | None = None) -> None:
         """The session's datasets and its photos ("Images"); predictions are shown only where
@@ -322,12 +433,30 @@ class ImagesView(StepView, QWidget):
         self._dialog = LargeView(self.datasets[role], i, self.model.pixels[i],
                                  {k: int(v[i]) for k, v in labels.items()}, flag, self)
         self._dialog.setObjectName("largeView")
+        if self.map.currentData() is not None:
+            self.imageMapsWanted.emit(self.map.currentData(), str(self.datasets[role].path), i, self.model.pixels[i])
         self._dialog.show()
         self.imageOpened.emit(i)
 
     def show_page(self, page) -> None:
         self.model.add_pixels(page)
         self._open_pending()
+
+    def _map_chosen(self) -> None:
+        method = self.map.currentData()
+        self.scale.setVisible(method is not None)
+        self.model.set_method(method)
+
+    def show_maps(self, page) -> None:
+        self.model.add_maps(page)
+
+    def show_image_maps(self, got) -> None:
+        if self._dialog is not None:
+            self._dialog.show_maps(got)
+
+    def show_mean_maps(self, got) -> None:
+        self._mean_dialog = MeanMapsDialog(got, self)
+        self._mean_dialog.show()
 
     def verdicts_arrived(self, verdicts) -> None:
         self.refresh()
