@@ -328,3 +328,41 @@ def test_several_criteria_overlaid_compared_and_picked(qtbot, win, small_lab, tm
     kernel, _ = load_model(tmp_path / "clp7.h5").model.get_layer("conv_3").get_weights()
     zero = [c for c in range(kernel.shape[-1]) if not kernel[..., c].any()]
     assert zero == sorted(done.rankings["clp"].order[:k])
+
+
+def test_maps_on_thumbnails_large_view_mean_and_channel(qtbot, win):
+    """Grad-CAM over the page's thumbnails equals the engine's maps for those images; the large
+    view shows B's and B′'s maps; the mean maps and a clicked channel's maps arrive."""
+    from engine.maps import MapMaker
+
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
+        win.ctl.open_demo()
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
+        win.start_sweep()
+    res = blocker.args[0]
+    win.set_step(res.checkpoint_step(10.0))
+    win.tabs.setCurrentWidget(win.images)
+    win.images.dataset.setCurrentIndex(win.images.dataset.findData("poisoned_test"))
+    model = win.images.model
+    qtbot.waitUntil(lambda: len(model.pixels) >= 10, timeout=20000)
+    with qtbot.waitSignal(win.ctl.mapsRead, timeout=LONG) as got:
+        win.images.map.setCurrentIndex(win.images.map.findData("gradcam"))
+    page = got.args[0]
+    idx = list(page.indices[:4])
+    x = np.stack([model.pixels[i] for i in idx]).astype("float32")
+    want, _ = MapMaker(win.session.model.model, res.layer, "gradcam").explain(x)
+    assert np.allclose(page.maps[:4], want, atol=1e-5)
+    assert model.maps[idx[0]].shape == x.shape[1:3] and model.maps[idx[0]].max() == pytest.approx(1.0)
+    with qtbot.waitSignal(win.ctl.imageMaps, timeout=LONG) as got:
+        win.images._open(model.index(0))
+    assert list(got.args[0].maps)[0] == "B" and len(got.args[0].maps) == 2
+    assert len(win.images._dialog.findChildren(type(win.images), "mapPanel")) == 0  # panels are plain widgets
+    with qtbot.waitSignal(win.ctl.meanMaps, timeout=LONG) as got:
+        win.images.mean_btn.click()
+    mm = got.args[0]
+    assert mm.clean.n == win.session.datasets["clean_valid"].n and mm.poisoned.n == win.session.datasets["poisoned_valid"].n
+    win.activations.picked = 48
+    with qtbot.waitSignal(win.ctl.channelMaps, timeout=LONG) as got:
+        win.activations.channelMapsWanted.emit()
+    assert set(got.args[0].by_role) == {"clean_valid", "poisoned_valid"}
+    assert "Channel 48 of conv_3" in win.activations.map_title.text()
