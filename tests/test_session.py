@@ -1,5 +1,6 @@
 """The session's rules, bare: no window, no TensorFlow, no files."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -93,3 +94,44 @@ def test_files_go_to_their_guessed_slot_else_the_first_empty_one():
     for r in ("clean_valid", "poisoned_valid", "clean_test", "poisoned_test"):
         s.put_dataset(r, FakeData(f"{r}.h5"))
     assert s.role_for(None) is None
+
+
+def test_dropped_files_are_routed_by_content_without_tensorflow(tmp_path):
+    """What a drop opens is decided by the files' content (a lab dataset named .png is data, an
+    image is a photo), off the GUI thread, and without importing TensorFlow."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from tests.helpers import random_images, write_dataset
+
+    rng = np.random.default_rng(0)
+    data = write_dataset(tmp_path / "valid.h5", random_images(rng, 4), [0, 1, 2, 3])
+    odd = write_dataset(tmp_path / "named_like_a_photo.png", random_images(rng, 2), [0, 1])
+    Image.fromarray(random_images(rng, 1)[0]).save(tmp_path / "face.png")
+    (tmp_path / "notes.h5").write_text("not HDF5")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    code = ("import sys; from guiapp.tasks import route_files; from engine.state import JobState; "
+            f"r = route_files({[str(p) for p in (data, odd, tmp_path / 'face.png', tmp_path / 'notes.h5', folder, tmp_path / 'gone.h5')]!r}, JobState()); "
+            "print([p.name for p in r.data], [p.name for p in r.photos], [(p.name, w) for p, w in r.bad]); "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[1])).stdout.splitlines()
+    assert out[0] == " ".join(map(str, (["valid.h5", "named_like_a_photo.png"], ["face.png", "photos"],
+                                        [("notes.h5", "is neither a lab dataset nor a Keras model (.h5/.keras)"),
+                                         ("gone.h5", "no such file")])))
+    assert out[1] == "False"
+
+
+def test_a_page_of_images_is_read_in_the_order_asked(tmp_path):
+    from engine.data import LabDataset
+    from engine.state import JobState
+    from guiapp.tasks import read_page
+    from tests.helpers import random_images, write_dataset
+
+    imgs = random_images(np.random.default_rng(1), 6)
+    with LabDataset(write_dataset(tmp_path / "d.h5", imgs, range(6))) as ds:
+        page = read_page(ds, [4, 1, 5], JobState())
+    assert page.indices == (4, 1, 5) and np.array_equal(page.images, imgs[[4, 1, 5]])
