@@ -202,7 +202,7 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
     """Overlaid curves, one panel per split: one colour per ranking, clean accuracy solid,
     ASR dashed, several random orders as a shaded min–max band around their mean; clp's own
     threshold is a marker; the diagnostic ranking is labelled so."""
-    from engine.report import _plt
+    from engine.report import _plt, rate_axes
 
     plt = _plt()
     first = results[rankings[0].name]
@@ -238,12 +238,7 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
         ax.axhline(ASR_MAX, color="0.5", lw=0.7, ls=":")
         ax.set_title(f"{'Validation' if split == 'valid' else 'Test'} data: pruning {first.layer} "
                      f"in each ranking's order", fontsize=10)
-        ax.set_xlabel("Channels removed (%)")
-        ax.set_ylabel("Rate (%)")
-        ax.set_xlim(0, 100)
-        ax.set_ylim(-2, 102)
-        ax.set_xticks(np.arange(0, 101, 10))
-        ax.grid(alpha=0.35)
+        rate_axes(ax)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels) // 2 + 1)), fontsize=7.5,
                frameon=False)

@@ -97,6 +97,14 @@ def curve_figure(result: SweepResult, split: str):
     name = "Validation" if split == "valid" else "Test"
     ax.set_title(f"Clean accuracy and attack success rate on the {name.lower()} data\n"
                  f"pruning {result.layer} (ranked at {result.measured_at})", fontsize=11)
+    rate_axes(ax)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def rate_axes(ax) -> None:
+    """The lab's axes: % of channels removed (0–100) against a rate in %, gridded."""
     ax.set_xlabel("Channels removed (%)")
     ax.set_ylabel("Rate (%)")
     ax.set_xlim(0, 100)
@@ -104,9 +112,6 @@ def curve_figure(result: SweepResult, split: str):
     ax.set_xticks(np.arange(0, 101, 10))
     ax.set_yticks(np.arange(0, 101, 10))
     ax.grid(alpha=0.4)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    return fig
 
 
 def bars_figure(result: SweepResult, which: str, steps: list[tuple[str, int]] | None = None):
