@@ -115,3 +115,19 @@ def test_image_captions_fit_their_tile(qtbot):
         assert d.caption(name, value, width) == (name, value)
     left, right = d.caption("a very long label name", "1268", width)
     assert right == "1268" and left.endswith("…") and len(left) < len("a very long label name")
+
+
+def test_criteria_panel_greys_out_what_the_data_cannot_run(qtbot):
+    from guiapp.views.panels import RankingPanel
+
+    p = RankingPanel()
+    qtbot.addWidget(p)
+    assert p.boxes["activation"].isChecked()  # the lab's criterion is ticked from the start
+    assert p.names() == []  # … but nothing runs without clean validation data
+    p.boxes["difference"].setChecked(True)
+    p.boxes["random"].setChecked(True)
+    p.set_roles({"clean_valid"})
+    assert p.names() == ["activation", "random"] and p.random_seeds() == 5
+    assert not p.boxes["difference"].isEnabled()
+    p.set_roles({"clean_valid", "poisoned_valid"})
+    assert p.names() == ["activation", "random", "difference"]

@@ -340,17 +340,15 @@ class RankingPanel(QGroupBox):
         self.set_roles(())
 
     def set_roles(self, roles) -> None:
-        """Criteria whose data is missing are unchecked and greyed out."""
+        """Criteria whose data is missing are greyed out (they keep their tick for later)."""
         from engine.rankings import NEEDS
 
         for name, box in self.boxes.items():
-            ok = all(r in roles for r in NEEDS[name])
-            box.setEnabled(ok)
-            if not ok:
-                box.setChecked(False)
+            box.setEnabled(all(r in roles for r in NEEDS[name]))
 
     def names(self) -> list[str]:
-        return [n for n, b in self.boxes.items() if b.isChecked()]
+        """The ticked criteria that can run on the data now open."""
+        return [n for n, b in self.boxes.items() if b.isChecked() and b.isEnabled()]
 
     def random_seeds(self) -> int:
-        return self.seeds.value() if self.boxes["random"].isChecked() else 1
+        return self.seeds.value() if "random" in self.names() else 1
