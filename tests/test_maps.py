@@ -190,11 +190,11 @@ def test_the_maps_find_the_demo_trigger(demo):
         assert 0 <= p.map.min() and p.map.max() <= 1 and np.isfinite(p.map).all()
         print(f"{name:15s} poisoned {p.localisation:.2f}  clean {c.localisation:.2f}  "
               f"(mean map: {maps.localisation(p.map, mask):.2f} / {maps.localisation(c.map, mask):.2f})")
-    # Grad-CAM at the pruned layer (conv_3, 10×8) points at the trigger on poisoned faces and
-    # not on clean ones; at conv_2 (24×20) it is sharp enough for the 2×.
+    # Grad-CAM at the pruned layer (conv_3, 10×8) points at the trigger on poisoned faces (the
+    # issue's 2×) and not on clean ones; one layer earlier (24×20) it is sharper still.
     gp, gc = res["gradcam"]
-    assert gp >= 1.3 and gp >= gc + 0.3
-    assert res["gradcam@conv_2"][0] >= 2.0
+    assert gp >= 2.0 and gc < 1.0
+    assert res["gradcam@conv_2"][0] > gp
     # channels and occlusion: reported above; sane, and no worse on poisoned than on clean
     for name in ("channels", "occlusion"):
         assert np.isfinite(res[name]).all() and res[name][0] > res[name][1]

@@ -131,3 +131,29 @@ def test_criteria_panel_greys_out_what_the_data_cannot_run(qtbot):
     assert not p.boxes["difference"].isEnabled()
     p.set_roles({"clean_valid", "poisoned_valid"})
     assert p.names() == ["activation", "random", "difference"]
+
+
+def test_mean_maps_share_one_scale_up_to_the_brighter_peak(qtbot):
+    """A mean of per-image maps peaks well below 1; the dialog stretches both sides by the same
+    factor so the poisoned side's hot region is drawn at full heat and clean stays comparable."""
+    from engine.maps import MeanMap
+    from guiapp.tasks import MeanMaps
+    from guiapp.views.colour import overlay
+    from guiapp.views.images import MeanMapsDialog
+
+    grey = np.full((55, 47, 3), 128.0)
+    got = MeanMaps("gradcam", MeanMap(np.full((55, 47), 0.25), grey, 10, "gradcam"),
+                   MeanMap(np.full((55, 47), 0.5), grey, 10, "gradcam"))
+    dlg = MeanMapsDialog(got)
+    qtbot.addWidget(dlg)
+    assert dlg.vmax == pytest.approx(0.5)
+    from PySide6.QtWidgets import QLabel
+
+    pics = [lab.pixmap().toImage() for lab in dlg.findChildren(QLabel) if not lab.pixmap().isNull()
+            and lab.pixmap().height() > 100]
+    clean, poisoned = (img.pixelColor(img.width() // 2, img.height() // 2) for img in pics)
+    want_p = overlay(grey.astype(np.uint8), np.ones((55, 47)))[0, 0]
+    want_c = overlay(grey.astype(np.uint8), np.full((55, 47), 0.5))[0, 0]
+    assert np.allclose([poisoned.red(), poisoned.green(), poisoned.blue()], want_p, atol=2)
+    assert np.allclose([clean.red(), clean.green(), clean.blue()], want_c, atol=2)
+    assert any(lab.text() == "0 – 0.50" for lab in dlg.findChildren(QLabel))

@@ -263,18 +263,25 @@ class MeanMapsDialog(QDialog):
         self.setObjectName("meanMaps")
         self.setWindowTitle(f"Mean {got.method} maps")
         lay = QHBoxLayout(self)
-        for title, mm in (("clean validation", got.clean), ("poisoned validation", got.poisoned)):
-            if mm is None:
-                continue
+        sides = [(t, mm) for t, mm in (("clean validation", got.clean), ("poisoned validation", got.poisoned))
+                 if mm is not None]
+        # a mean of maps that each peak at 1 peaks lower: both sides share one scale, up to the
+        # brighter side's peak, so the hot region shows and the two stay comparable
+        self.vmax = max([float(np.max(mm.map)) for _, mm in sides] + [1e-6])
+        for title, mm in sides:
             box = QVBoxLayout()
             box.addWidget(QLabel(f"<b>{title}</b> · mean of {mm.n:,} images"))
             pic = QLabel()
-            pic.setPixmap(to_pixmap(np.clip(mm.image, 0, 255).astype(np.uint8), 260, mm.map))
+            pic.setPixmap(to_pixmap(np.clip(mm.image, 0, 255).astype(np.uint8), 260, mm.map / self.vmax))
             box.addWidget(pic)
             lay.addLayout(box)
+        col = QVBoxLayout()
+        col.addStretch(1)
         scale = QLabel()
         scale.setPixmap(scale_bar(90))
-        lay.addWidget(scale, 0, Qt.AlignBottom)
+        col.addWidget(scale)
+        col.addWidget(QLabel(f"0 – {self.vmax:.2f}"))
+        lay.addLayout(col)
 
 
 class ImagesView(StepView, QWidget):

@@ -1,0 +1,228 @@
+"""Re-make every window screenshot in docs/ from the bundled demo (so a new demo, a new widget or
+a new style is one command away from up-to-date pictures in the README).
+
+    xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py [--only NAME,...] [--out docs]
+
+It drives the real window through its controller's signals, the way the GUI tests do, and saves
+``win.grab()`` with any open dialog painted in place. Without a display it falls back to Qt's
+offscreen platform (fonts may then differ from a desktop's)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SIZE = (1400, 860)
+WAIT_MS = 300_000
+
+
+class Driver:
+    def __init__(self, app, out: Path):
+        self.app, self.out = app, out
+
+    def window(self):
+        from PySide6.QtCore import QSettings
+
+        from guiapp.mainwindow import MainWindow
+
+        ini = Path(tempfile.mkdtemp()) / "settings.ini"  # no recent files, default layout
+        win = MainWindow(QSettings(str(ini), QSettings.IniFormat))
+        win.confirm_unsafe = lambda msg: False
+        win.resize(*SIZE)
+        win.show()
+        self.settle(200)
+        return win
+
+    def wait(self, signal, action, timeout_ms: int = WAIT_MS):
+        """Run ``action`` and spin the event loop until ``signal`` fires; its arguments."""
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        got: list = []
+        loop = QEventLoop()
+
+        def hit(*args):
+            got.append(args)
+            loop.quit()
+
+        signal.connect(hit)
+        timer = QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        timer.start(timeout_ms)
+        action()
+        if not got:
+            loop.exec()
+        signal.disconnect(hit)
+        if not got:
+            raise TimeoutError(f"no {signal} within {timeout_ms / 1000:.0f} s")
+        return got[0]
+
+    def settle(self, ms: int = 600) -> None:
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+
+    def until(self, cond, timeout_ms: int = 60_000) -> None:
+        waited = 0
+        while not cond():
+            if waited > timeout_ms:
+                raise TimeoutError("the window never got there")
+            self.settle(100)
+            waited += 100
+
+    def shoot(self, win, name: str) -> None:
+        from guiapp.app import grab_with_dialogs
+
+        self.settle(700)
+        path = self.out / name
+        ok = grab_with_dialogs(win).save(str(path))
+        print(f"{'saved' if ok else 'FAILED'} {path}", flush=True)
+
+    def sweep(self, win, demo: bool = True):
+        if demo:
+            self.wait(win.ctl.inputsReady, win.ctl.open_demo)
+        (res,) = self.wait(win.ctl.sweepFinished, win.start_sweep)
+        ten = res.checkpoint_step(10.0)
+        win.set_step(ten if ten is not None else res.steps)
+        return res
+
+    def close(self, win) -> None:
+        for d in win.findChildren(__import__("PySide6.QtWidgets", fromlist=["QDialog"]).QDialog):
+            d.close()
+        win.ctl.wait_idle()
+        win.close()
+        self.settle(200)
+
+
+def show(win, tab: str) -> None:
+    from guiapp.app import TAB_INDEX
+
+    win.tabs.setCurrentIndex(TAB_INDEX[tab])
+
+
+def tabs(d: Driver) -> None:
+    """The four tabs after the demo's sweep, the cursor at the 10 % checkpoint."""
+    win = d.window()
+    d.sweep(win)
+    for tab, name in (("curves", "screenshot.png"), ("activations", "screenshot-activations.png"),
+                      ("images", "screenshot-images.png"), ("results", "screenshot-results.png")):
+        show(win, tab)
+        d.shoot(win, name)
+    d.close(win)
+
+
+def validation_only(d: Driver) -> None:
+    """The demo model with validation data only: the Test plot says why it is empty."""
+    from engine.demo import demo_paths
+
+    paths = demo_paths("badnet")
+    win = d.window()
+    d.wait(win.ctl.modelOpened, lambda: win.ctl.open_model(paths.model))
+    for role in ("clean_valid", "poisoned_valid"):
+        d.wait(win.ctl.datasetChanged, lambda r=role: win.ctl.open_data(paths.datasets[r], role=r))
+    d.sweep(win, demo=False)
+    show(win, "curves")
+    d.shoot(win, "screenshot-validation-only.png")
+    d.close(win)
+
+
+def rankings(d: Driver) -> None:
+    """Several criteria overlaid on the curves, and the comparison table."""
+    win = d.window()
+    d.wait(win.ctl.inputsReady, win.ctl.open_demo)
+    for name, box in win.ranking_panel.boxes.items():
+        box.setChecked(name in ("activation", "l1", "clp", "random"))
+    d.wait(win.ctl.rankingsFinished, win.start_sweep)
+    show(win, "curves")
+    d.shoot(win, "screenshot-rankings.png")
+    show(win, "rankings")
+    d.shoot(win, "screenshot-rankings-table.png")
+    d.close(win)
+
+
+def maps(d: Driver) -> None:
+    """Grad-CAM over poisoned thumbnails with one face large (B's and B′'s maps), the mean maps,
+    and the most trigger-active channel's maps in the Activations tab."""
+    win = d.window()
+    d.sweep(win)
+    show(win, "images")
+    win.images.dataset.setCurrentIndex(win.images.dataset.findData("poisoned_test"))
+    model = win.images.model
+    d.until(lambda: len(model.pixels) >= 10)
+    d.wait(win.ctl.mapsRead, lambda: win.images.map.setCurrentIndex(win.images.map.findData("gradcam")))
+    d.wait(win.ctl.imageMaps, lambda: win.images._open(model.index(0)))
+    d.shoot(win, "screenshot-maps.png")
+    win.images._dialog.close()
+    d.wait(win.ctl.meanMaps, win.images.mean_btn.click)
+    d.shoot(win, "screenshot-maps-mean.png")
+    d.close(win)
+    win = d.window()
+    res = d.sweep(win)
+    show(win, "activations")
+    from engine.maps import top_difference_channels
+
+    top = top_difference_channels(res.mean_activation, k=1)
+    win.activations.picked = top[0] if top else 0
+    d.wait(win.ctl.channelMaps, win.activations.channelMapsWanted.emit)
+    d.shoot(win, "screenshot-maps-channel.png")
+    d.close(win)
+
+
+def photo(d: Driver) -> None:
+    """One dropped face with sunglasses, opened large with G's verdict at the 10 % checkpoint."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.demo import DemoSpec, bundled_info
+    from engine.faces import add_sunglasses, make_identity, render
+
+    spec = DemoSpec(**bundled_info()["spec"])
+    idents = [make_identity(np.random.default_rng([spec.seed, 0])) for _ in range(spec.identities)]
+    face = add_sunglasses(render(idents[5], np.random.default_rng(99)))
+    png = Path(tempfile.mkdtemp()) / "holiday_photo.png"
+    Image.fromarray(face).save(png)
+    win = d.window()
+    d.sweep(win)
+    d.wait(win.ctl.photoVerdicts, lambda: win.ctl.open_files([png]))
+    d.shoot(win, "screenshot-photo.png")
+    d.close(win)
+
+
+SHOTS = {"tabs": tabs, "validation-only": validation_only, "rankings": rankings, "maps": maps, "photo": photo}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help=f"comma-separated, of: {', '.join(SHOTS)}")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = ap.parse_args()
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("XDG_CONFIG_HOME", tempfile.mkdtemp())  # the user's settings stay untouched
+    from PySide6.QtWidgets import QApplication
+
+    from engine.tfsetup import silence_native_logs
+
+    silence_native_logs()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("PruneLab")
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(SHOTS)
+    unknown = [n for n in names if n not in SHOTS]
+    if unknown:
+        ap.error(f"unknown screenshot set {unknown[0]!r}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    d = Driver(app, args.out)
+    for n in names:
+        SHOTS[n](d)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
