@@ -94,7 +94,9 @@ class Driver:
         return res
 
     def close(self, win) -> None:
-        for d in win.findChildren(__import__("PySide6.QtWidgets", fromlist=["QDialog"]).QDialog):
+        from PySide6.QtWidgets import QDialog
+
+        for d in win.findChildren(QDialog):
             d.close()
         win.ctl.wait_idle()
         win.close()

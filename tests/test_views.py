@@ -136,6 +136,8 @@ def test_criteria_panel_greys_out_what_the_data_cannot_run(qtbot):
 def test_mean_maps_share_one_scale_up_to_the_brighter_peak(qtbot):
     """A mean of per-image maps peaks well below 1; the dialog stretches both sides by the same
     factor so the poisoned side's hot region is drawn at full heat and clean stays comparable."""
+    from PySide6.QtWidgets import QLabel
+
     from engine.maps import MeanMap
     from guiapp.tasks import MeanMaps
     from guiapp.views.colour import overlay
@@ -147,8 +149,6 @@ def test_mean_maps_share_one_scale_up_to_the_brighter_peak(qtbot):
     dlg = MeanMapsDialog(got)
     qtbot.addWidget(dlg)
     assert dlg.vmax == pytest.approx(0.5)
-    from PySide6.QtWidgets import QLabel
-
     pics = [lab.pixmap().toImage() for lab in dlg.findChildren(QLabel) if not lab.pixmap().isNull()
             and lab.pixmap().height() > 100]
     clean, poisoned = (img.pixelColor(img.width() // 2, img.height() // 2) for img in pics)
