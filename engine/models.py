@@ -41,6 +41,15 @@ class LoadedModel:
     input_hwc: tuple[int, int, int]
     n_classes: int
     is_goodnet: bool = False
+    # the pixel range the model was trained on: 255.0 (raw 0–255, the lab's bd_net) or 1.0 (x / 255,
+    # the CSAW-HackML-2020 models). Datasets stay 0–255; ``model_input`` applies it where images
+    # enter the model.
+    input_scale: float = 255.0
+    input_scale_source: str = "default"   # "default" | "detected" | "given"
+
+    def model_input(self, x: np.ndarray) -> np.ndarray:
+        """Images as 0–255 pixels → what this model's first layer expects."""
+        return to_model_input(x, self.input_scale)
 
     @property
     def name(self) -> str:
@@ -58,6 +67,14 @@ class LoadedModel:
 
     def input_files(self) -> list[Path]:
         return [p for p in (self.path, self.weights_path) if p]
+
+
+def to_model_input(x: np.ndarray, input_scale: float) -> np.ndarray:
+    """The one input-scale rule: 0–255 pixels times ``input_scale / 255`` (float32)."""
+    x = np.asarray(x, np.float32)
+    if float(input_scale) == 255.0:
+        return x
+    return x * np.float32(float(input_scale) / 255.0)
 
 
 # --------------------------------------------------------------------------- sniffing
