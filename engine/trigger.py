@@ -82,3 +82,31 @@ def load_trigger(path: str | os.PathLike, label: int | None = None) -> Trigger:
     if label is None:
         raise PruneLabError(p, "names no target label; give the label")
     return Trigger(mask, pattern, int(label))
+
+
+def trigger_file_name(label: int) -> str:
+    return f"trigger_{int(label)}.npz"
+
+
+def load_scan_triggers(folder: str | os.PathLike, label: int | None = None) -> list[Trigger]:
+    """The triggers a scan folder holds for its flagged labels (``scan.json`` + ``trigger_<t>.npz``),
+    most suspicious first; or the one for ``label``. A scan that flagged nothing gives []."""
+    import json
+
+    d = Path(folder)
+    summary = d / "scan.json"
+    if not summary.is_file():
+        raise PruneLabError(d, "is not a scan folder (no scan.json); run `prunelab scan` first")
+    try:
+        info = json.loads(summary.read_text(encoding="utf-8"))
+        flagged = [int(t) for t in info.get("flagged", [])]
+    except Exception as e:
+        raise PruneLabError(summary, f"cannot be read ({type(e).__name__})") from None
+    labels = flagged if label is None else [int(label)]
+    out = []
+    for t in labels:
+        f = d / trigger_file_name(t)
+        if not f.is_file():
+            raise PruneLabError(d, f"holds no reversed trigger for label {t} ({f.name})")
+        out.append(load_trigger(f, t))
+    return out
