@@ -36,7 +36,7 @@ def main() -> None:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from engine.tfsetup import silence_native_logs
+    from engine.core.tfsetup import silence_native_logs
     from guiapp.mainwindow import MainWindow
 
     silence_native_logs()
@@ -62,7 +62,7 @@ def main() -> None:
 
     def start():
         if not args.warm:
-            from engine import cache
+            from engine.io import cache
 
             cache.clear()
         ticks.clear()

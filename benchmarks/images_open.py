@@ -33,8 +33,8 @@ def make_inputs(root: Path, n: int, seed: int = 0) -> tuple[Path, Path, Path]:
     import h5py
     from PIL import Image
 
-    from engine.deepid import build_deepid
-    from engine.legacy_h5 import write_keras2_model
+    from engine.models.deepid import build_deepid
+    from engine.models.legacy_h5 import write_keras2_model
 
     rng = np.random.default_rng(seed)
     folder = root / "photos"
@@ -73,9 +73,9 @@ def main() -> None:
         folder, h5, model_path = root / "photos", root / "valid.h5", root / "bd_net.h5"
     png_bytes = sum(p.stat().st_size for p in folder.glob("*.png"))
 
-    from engine.data import LabDataset, open_dataset
-    from engine.models import load_model
-    from engine.sweep import Sweep
+    from engine.io.datasets import LabDataset, open_dataset
+    from engine.models.loading import load_model
+    from engine.pruning.sweep import Sweep
 
     lm = load_model(model_path)
     t_open, ds = timed(lambda: open_dataset(folder, lm.input_hwc))

@@ -35,7 +35,7 @@ FILES = {"clean_valid": "cl/valid.h5", "poisoned_valid": "bd/bd_valid.h5", "clea
 
 
 def _identities():
-    from engine.faces import make_identity
+    from engine.demo.faces import make_identity
 
     rng = np.random.default_rng([SEED, 0])
     return [make_identity(rng) for _ in range(IDENTITIES)]
@@ -43,7 +43,7 @@ def _identities():
 
 def _render_part(args):
     split_no, part, per_id, ids = args
-    from engine.faces import render_set
+    from engine.demo.faces import render_set
 
     x, y = render_set(_identities(), per_id, np.random.default_rng([SEED, split_no, part]), ids=ids)
     return x, y
@@ -58,8 +58,8 @@ def render(split: str, split_no: int, workers: int) -> tuple[np.ndarray, np.ndar
 
 
 def build(out: Path, log=print) -> dict:
-    from engine.demo import write_lab_dataset
-    from engine.faces import add_sunglasses
+    from engine.demo.generate import write_lab_dataset
+    from engine.demo.faces import add_sunglasses
 
     out.mkdir(parents=True, exist_ok=True)
     workers = os.cpu_count() or 1
@@ -82,9 +82,9 @@ def build(out: Path, log=print) -> dict:
         write_lab_dataset(out / FILES[role], xs, ys)
         paths[role] = str(out / FILES[role])
 
-    from engine.deepid import build_deepid
-    from engine.legacy_h5 import write_keras2_model
-    from engine.tfsetup import keras
+    from engine.models.deepid import build_deepid
+    from engine.models.legacy_h5 import write_keras2_model
+    from engine.core.tfsetup import keras
 
     k = keras()
     k.utils.set_random_seed(SEED)
@@ -97,7 +97,7 @@ def build(out: Path, log=print) -> dict:
                   f"  epoch {e + 1}: loss {logs['loss']:.3f}, accuracy {100 * logs['accuracy']:.1f} % "
                   f"({time.time() - t0:.0f} s)"))])
     write_keras2_model(model, out / "bd_net.h5")
-    from engine.runtime import Runner
+    from engine.models.runner import Runner
 
     run = Runner(model)
     metrics = {role: float(100 * np.mean(run.predict_labels(xs.astype(np.float32)) == ys))

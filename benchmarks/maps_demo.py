@@ -26,17 +26,19 @@ def main() -> None:
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "maps_demo.png")
     ap.add_argument("--variant", default="badnet", choices=["badnet", "pruning-aware"])
     args = ap.parse_args()
-    from engine import maps
-    from engine.data import LabDataset
-    from engine.demo import demo_paths
-    from engine.models import load_model
-    from engine.tfsetup import silence_native_logs
+    from engine.analysis import maps
+    from engine.demo import faces
+    from engine.report import maps as mapfigures
+    from engine.io.datasets import LabDataset
+    from engine.demo.generate import demo_paths
+    from engine.models.loading import load_model
+    from engine.core.tfsetup import silence_native_logs
 
     silence_native_logs()
     paths = demo_paths(args.variant, progress=print)
     lm = load_model(paths.model)
     ds = {r: LabDataset(p, lm.input_hwc) for r, p in paths.datasets.items()}
-    mask = maps.demo_trigger_mask()
+    mask = faces.demo_trigger_mask()
     top = maps.trigger_channels(lm, None, ds["clean_valid"], ds["poisoned_valid"]).channels
     print(f"{paths.model.name}: trigger mask {mask.sum()} pixels ({100 * mask.mean():.1f} % of the image); "
           f"top-5 trigger channels of conv_3 (validation): {top}")
@@ -49,7 +51,7 @@ def main() -> None:
         limit = args.occlusion if mk.method == "occlusion" else None
         vals = [maps.mean_map(mk, d, limit=limit, mask=mask).localisation for d in ds.values()]
         print(f"{name:18s} {layer:6s} " + " ".join(f"{v:15.2f}" for v in vals))
-    out = maps.write_backdoor_map(lm, "conv_3", ds["clean_valid"], ds["poisoned_valid"], args.figure,
+    out = mapfigures.write_backdoor_map(lm, "conv_3", ds["clean_valid"], ds["poisoned_valid"], args.figure,
                                   mask=mask)
     print(f"wrote {out}")
 

@@ -32,8 +32,8 @@ N_IMAGES = 12830
 def make_inputs(root: Path, seed: int = 0) -> dict:
     import h5py
 
-    from engine.deepid import build_deepid
-    from engine.legacy_h5 import write_keras2_model
+    from engine.models.deepid import build_deepid
+    from engine.models.legacy_h5 import write_keras2_model
 
     rng = np.random.default_rng(seed)
     write_keras2_model(build_deepid(1283, seed=seed), root / "bd_net.h5")
@@ -52,10 +52,10 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 spec = json.loads(sys.argv[2])
 method, repeats = spec["method"], spec["repeats"]
-from engine.data import LabDataset
-from engine.models import load_model
-from engine.runtime import predict_dataset_labels, runner_for
-from engine import maps
+from engine.io.datasets import LabDataset
+from engine.models.loading import load_model
+from engine.models.runner import predict_dataset_labels, runner_for
+from engine.analysis import maps
 lm = load_model(spec["model"])
 ds = LabDataset(spec["data"], lm.input_hwc)
 mk = maps.MapMaker(lm, None, method, [0, 1, 2, 3, 4] if method == "channels" else None)
@@ -103,7 +103,7 @@ def main() -> None:
         print(f"writing a synthetic lab-size file into {work} ...", flush=True)
         spec = make_inputs(work)
         spec_file.write_text(json.dumps(spec))
-    from engine.tfsetup import versions
+    from engine.core.tfsetup import versions
 
     v = versions()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

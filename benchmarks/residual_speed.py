@@ -40,7 +40,7 @@ LAYERS = {"block_a": "first conv inside the residual block",
 def build(seed: int = 0):
     """stem (2 convs, 32×32) → pool → residual block (2 convs, 16×16, skip) → conv 64 → pool
     → last conv (8×8) → global average pooling → Dense(10)."""
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     k = keras()
     L = k.layers
@@ -76,7 +76,7 @@ def build(seed: int = 0):
 def write_data(root: Path, model, n: int, seed: int = 0) -> Path:
     import h5py
 
-    from engine.runtime import Runner
+    from engine.models.runner import Runner
 
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n, 32, 32, 3)).astype(np.float32) / 255
@@ -106,7 +106,8 @@ def best_of(fn, n: int = 2) -> np.ndarray:
 
 def head_seconds(split, ds) -> np.ndarray:
     """One step's graph over every image (nothing pruned), best of 3."""
-    from engine.runtime import MaskedHeadRunner, Runner
+    from engine.pruning.runtime import MaskedHeadRunner
+    from engine.models.runner import Runner
 
     run = Runner(split.tensors_model(with_outputs=False))
     parts = [run(x) for _, x in ds.batches(256)]
@@ -133,14 +134,14 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["PRUNELAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="prunelab-bench-cache-")
-    from engine.tfsetup import silence_native_logs, versions
+    from engine.core.tfsetup import silence_native_logs, versions
 
     silence_native_logs()
-    from engine.data import LabDataset
-    from engine.models import LoadedModel
-    from engine.runtime import predict_dataset_labels
-    from engine.split import make_split
-    from engine.sweep import Sweep
+    from engine.io.datasets import LabDataset
+    from engine.models.loading import LoadedModel
+    from engine.models.runner import predict_dataset_labels
+    from engine.pruning.graph import make_split
+    from engine.pruning.sweep import Sweep
 
     work = Path(tempfile.mkdtemp(prefix="prunelab-bench-"))
     model = build()

@@ -48,8 +48,8 @@ FILES = {"clean_valid": "cl/valid.h5", "poisoned_valid": "bd/bd_valid.h5", "clea
 def make_inputs(root: Path, scale: float, seed: int = 0) -> dict:
     import h5py
 
-    from engine.deepid import build_deepid
-    from engine.legacy_h5 import write_keras2_model
+    from engine.models.deepid import build_deepid
+    from engine.models.legacy_h5 import write_keras2_model
 
     rng = np.random.default_rng(seed)
     model = build_deepid(1283, seed=seed)
@@ -75,9 +75,9 @@ import json, os, resource, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
 spec = json.loads(sys.argv[2])
-from engine.data import LabDataset
-from engine.models import load_model
-from engine.sweep import Sweep
+from engine.io.datasets import LabDataset
+from engine.models.loading import load_model
+from engine.pruning.sweep import Sweep
 lm = load_model(spec["model"])
 ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
 t1 = time.perf_counter()
@@ -95,9 +95,9 @@ RANKINGS_CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 spec = json.loads(sys.argv[2])
-from engine.data import LabDataset
-from engine.models import load_model
-from engine.rankings import ANPConfig, RankingStep, RankingSweeps
+from engine.io.datasets import LabDataset
+from engine.models.loading import load_model
+from engine.pruning.criteria import ANPConfig, RankingStep, RankingSweeps
 lm = load_model(spec["model"])
 ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
 rs = RankingSweeps(lm, ds, spec["rankings"], anp=ANPConfig(iterations=spec["anp_iterations"]))
@@ -134,8 +134,9 @@ def describe(spec: dict) -> str:
 
 def head_cost(lm, ds, n: int = 8192) -> float:
     """Microseconds per image of one fast-path step (gather, mask, head, argmax), best of 3."""
-    from engine.runtime import MaskedHeadRunner, Runner
-    from engine.split import make_split
+    from engine.pruning.runtime import MaskedHeadRunner
+    from engine.models.runner import Runner
+    from engine.pruning.graph import make_split
 
     split = make_split(lm.model, None)
     pre = Runner(split.prefix)
@@ -172,7 +173,7 @@ def main() -> None:
     if args.quick:
         args.scale, args.naive_steps, args.anp_iterations = 0.1, 1, 200
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from engine.tfsetup import silence_native_logs
+    from engine.core.tfsetup import silence_native_logs
 
     silence_native_logs()
     work = args.keep or Path(tempfile.mkdtemp(prefix="prunelab-bench-"))
@@ -191,11 +192,11 @@ def main() -> None:
             spec_file.write_text(json.dumps(spec))
     cache = tempfile.mkdtemp(prefix="prunelab-bench-cache-")
 
-    from engine.data import LabDataset
-    from engine.models import load_model
-    from engine.runtime import predict_dataset_labels
-    from engine.sweep import Sweep
-    from engine.tfsetup import versions
+    from engine.io.datasets import LabDataset
+    from engine.models.loading import load_model
+    from engine.models.runner import predict_dataset_labels
+    from engine.pruning.sweep import Sweep
+    from engine.core.tfsetup import versions
 
     lm = load_model(spec["model"])
     ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}

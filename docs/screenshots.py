@@ -122,7 +122,7 @@ def tabs(d: Driver) -> None:
 
 def validation_only(d: Driver) -> None:
     """The demo model with validation data only: the Test plot says why it is empty."""
-    from engine.demo import demo_paths
+    from engine.demo.generate import demo_paths
 
     paths = demo_paths("badnet")
     win = d.window()
@@ -168,7 +168,7 @@ def maps(d: Driver) -> None:
     win = d.window()
     res = d.sweep(win)
     show(win, "activations")
-    from engine.maps import top_difference_channels
+    from engine.analysis.maps import top_difference_channels
 
     top = top_difference_channels(res.mean_activation, k=1)
     win.activations.picked = top[0] if top else 0
@@ -182,8 +182,8 @@ def photo(d: Driver) -> None:
     import numpy as np
     from PIL import Image
 
-    from engine.demo import DemoSpec, bundled_info
-    from engine.faces import add_sunglasses, make_identity, render
+    from engine.demo.generate import DemoSpec, bundled_info
+    from engine.demo.faces import add_sunglasses, make_identity, render
 
     spec = DemoSpec(**bundled_info()["spec"])
     idents = [make_identity(np.random.default_rng([spec.seed, 0])) for _ in range(spec.identities)]
@@ -210,7 +210,7 @@ def main() -> int:
     os.environ.setdefault("XDG_CONFIG_HOME", tempfile.mkdtemp())  # the user's settings stay untouched
     from PySide6.QtWidgets import QApplication
 
-    from engine.tfsetup import silence_native_logs
+    from engine.core.tfsetup import silence_native_logs
 
     silence_native_logs()
     app = QApplication.instance() or QApplication(sys.argv[:1])

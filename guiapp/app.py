@@ -32,7 +32,7 @@ def run_window(args: argparse.Namespace, first_launch: bool = False) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from engine.tfsetup import silence_native_logs
+    from engine.core.tfsetup import silence_native_logs
 
     silence_native_logs()
     app = QApplication.instance() or QApplication(sys.argv[:1])

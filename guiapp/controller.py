@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.data import ROLE_TITLES, ROLES
-from engine.errors import PruneLabError, UnsafeModelError
+from engine.io.datasets import ROLE_TITLES, ROLES
+from engine.core.errors import PruneLabError, UnsafeModelError
 from guiapp import tasks
 from guiapp.session import Session, SlotBusy
 from guiapp.worker import Worker
@@ -37,8 +37,8 @@ class Controller(QObject):
     rankingRecord = Signal(str, object)  # ranking name, StepRecord (several criteria at once)
     rankingsFinished = Signal(object)  # tasks.RankingsDone
     rankingPicked = Signal(str, object, int)  # name, its SweepResult, the step to show
-    stepRecord = Signal(object)  # engine.sweep.StepRecord
-    sweepFinished = Signal(object)  # engine.sweep.SweepResult
+    stepRecord = Signal(object)  # engine.pruning.sweep.StepRecord
+    sweepFinished = Signal(object)  # engine.pruning.sweep.SweepResult
     sweepCancelled = Signal()
     fineTuneEpochs = Signal(int, list)  # step, EpochRecords so far
     fineTuneFinished = Signal(object)
@@ -171,7 +171,7 @@ class Controller(QObject):
             self._arrived()
 
     def _model_opened(self, opened: tasks.OpenedModel) -> None:
-        from engine import atomic
+        from engine.io import atomic
 
         lm = opened.model
         atomic.protect(lm.input_files())
@@ -202,7 +202,7 @@ class Controller(QObject):
                  on_error=lambda e: self._arrived())
 
     def _data_opened(self, path: Path, role: str | None, ds, guessed: str | None) -> None:
-        from engine import atomic
+        from engine.io import atomic
 
         role = role or self.session.role_for(guessed)
         try:
@@ -420,7 +420,7 @@ class Controller(QObject):
     # ------------------------------------------------------------------ maps
     def _map_inputs(self, method: str):
         """(model, layer, channels) for maps, or None with a message why not."""
-        from engine.maps import top_difference_channels
+        from engine.analysis.maps import top_difference_channels
 
         s = self.session
         if s.model is None or s.result is None:
@@ -493,7 +493,7 @@ class Controller(QObject):
             time.sleep(0.01)
 
     def clear_cache(self) -> None:
-        from engine import cache
-        from engine.hdf5io import human_bytes
+        from engine.io import cache
+        from engine.io.hdf5 import human_bytes
 
         self.message.emit(f"Cleared {human_bytes(cache.clear())} of cached activations")

@@ -1,5 +1,5 @@
 """The ``prunelab`` command — the one place that decides between the headless commands
-(``engine.cli``) and the window. The packaged app freezes this same function.
+(``engine.cli.main``) and the window. The packaged app freezes this same function.
 
 It imports no Qt and no TensorFlow: ``prunelab sweep …`` never pays for the GUI, and the window
 appears before TensorFlow is loaded."""
@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     """``prunelab`` → the window on the demo; ``prunelab gui [FILES] [options]`` → the window;
     ``prunelab COMMAND …`` → a headless command; ``prunelab --smoke-test`` → the packaged
     app's start-up check."""
-    from engine.cli import COMMANDS
+    from engine.cli.main import COMMANDS
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and (argv[0] in COMMANDS or argv[0] in HELP_FLAGS):
-        from engine.cli import main as cli_main
+        from engine.cli.main import main as cli_main
 
         return cli_main(argv)
     if argv[:1] == ["gui"]:

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.data import ROLE_TITLES, ROLES
+from engine.io.datasets import ROLE_TITLES, ROLES
 
 
 class SlotBusy(Exception):
@@ -29,10 +29,10 @@ class Task:
 
 @dataclass
 class Session:
-    model: object = None  # engine.models.LoadedModel
+    model: object = None  # engine.models.loading.LoadedModel
     default_layer: str | None = None
     datasets: dict = field(default_factory=dict)  # role -> dataset
-    result: object = None  # engine.sweep.SweepResult of the last finished sweep
+    result: object = None  # engine.pruning.sweep.SweepResult of the last finished sweep
     step: int = 0
     fine_tuned: list = field(default_factory=list)
     rankings: object = None  # tasks.RankingsDone when several criteria were swept
@@ -130,7 +130,7 @@ class Session:
     # ---------------------------------------------------------------- model
     def set_model(self, model, default_layer: str | None) -> list[tuple[str, str]]:
         """Adopt a model; datasets whose images don't fit it are dropped: ``[(role, why)]``."""
-        from engine.errors import PruneLabError
+        from engine.core.errors import PruneLabError
 
         if self.result is not None and self.result.model_path != str(model.path):
             self.set_result(None)  # it describes another model

@@ -11,12 +11,12 @@ from typing import Iterator
 
 import numpy as np
 
-from engine.state import JobState
+from engine.core.state import JobState
 
 
 @dataclass(frozen=True)
 class OpenedModel:
-    model: object  # engine.models.LoadedModel
+    model: object  # engine.models.loading.LoadedModel
     default_layer: str | None
     layers: tuple[str, ...]
 
@@ -46,9 +46,9 @@ class ImagePage:
 
 
 def open_model(path, weights, allow_unsafe: bool, state: JobState) -> OpenedModel:
-    from engine.errors import PruneLabError
-    from engine.models import load_model
-    from engine.split import default_layer, prunable_layer_names
+    from engine.core.errors import PruneLabError
+    from engine.models.loading import load_model
+    from engine.pruning.graph import default_layer, prunable_layer_names
 
     lm = load_model(path, weights, allow_unsafe=allow_unsafe)
     try:
@@ -61,14 +61,14 @@ def open_model(path, weights, allow_unsafe: bool, state: JobState) -> OpenedMode
 def open_dataset(path, expected_hwc, resize: bool, state: JobState):
     """Open a dataset — an HDF5 file, image files or a folder of images (reads headers and
     labels, so files are never read on the GUI thread)."""
-    from engine.data import guess_role, open_dataset
+    from engine.io.datasets import guess_role, open_dataset
 
     ds = open_dataset(path, expected_hwc, resize=resize, state=state)
     return ds, guess_role(path, ds)
 
 
 def prepare_demo(variant: str, state: JobState):
-    from engine.demo import demo_paths
+    from engine.demo.generate import demo_paths
 
     return demo_paths(variant)
 
@@ -77,7 +77,7 @@ def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobSt
               step_size: int | str = 1) -> Iterator:
     """Yield a :class:`SweepStarted`, then the sweep's Progress and StepRecord values;
     return the finished SweepResult."""
-    from engine.sweep import Progress, Sweep
+    from engine.pruning.sweep import Progress, Sweep
 
     sweep = Sweep(model, datasets, layer, thresholds, state=state, step_size=step_size)
     announced = False
@@ -96,9 +96,9 @@ def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobSt
 class RankingsDone:
     """Every ranking's scores and its sweep's result, in the order they were asked for."""
 
-    rankings: dict  # name -> engine.rankings.Ranking
-    results: dict  # name -> engine.sweep.SweepResult
-    table: tuple  # engine.compare.ComparisonRow, one per ranking (and the random band's mean)
+    rankings: dict  # name -> engine.pruning.criteria.Ranking
+    results: dict  # name -> engine.pruning.sweep.SweepResult
+    table: tuple  # engine.report.compare.ComparisonRow, one per ranking (and the random band's mean)
 
     def own_points(self) -> dict:
         """{name: (record index, label)} of criteria with an operating point of their own (CLP)."""
@@ -110,8 +110,8 @@ def run_rankings(model, datasets: dict, names, layer, thresholds, random_seeds: 
                  state: JobState) -> Iterator:
     """Several criteria, one exact sweep each: yield a :class:`SweepStarted`, then Progress and
     ``RankingStep(name, record)`` values; return :class:`RankingsDone`."""
-    from engine.compare import comparison_table
-    from engine.rankings import RankingSweeps
+    from engine.report.compare import comparison_table
+    from engine.pruning.criteria import RankingSweeps
 
     rs = RankingSweeps(model, datasets, names, layer, thresholds, random_seeds=random_seeds, state=state,
                        step_size=step_size)
@@ -123,30 +123,32 @@ def run_rankings(model, datasets: dict, names, layer, thresholds, random_seeds: 
 
 def run_save(model, result, which: str, step: int, path: Path, inputs, state: JobState) -> Path:
     """Save B′ (``which="bprime"``) or G (with its eval script) at ``step`` of ``result``."""
-    from engine.pruning import make_bprime, make_goodnet, save_goodnet, save_model
+    from engine.pruning.rules import make_bprime, make_goodnet, save_model
+    from engine.report.evalscript import save_goodnet
 
     bp = make_bprime(model.model, result.layer, result.pruned_channels(step), name=f"repaired_step{step}")
     state.cancel_point()
     if which == "bprime":
         return save_model(bp, path, inputs)
-    g = make_goodnet(model.model, bp)
+    g = make_goodnet(model.model, bp, input_scale=model.input_scale)
     state.cancel_point()
     return save_goodnet(g, path, inputs)
 
 
 def run_save_fine_tuned(model, fine_tuned, which: str, path: Path, inputs, state: JobState) -> Path:
-    from engine.pruning import make_goodnet, save_goodnet, save_model
+    from engine.pruning.rules import make_goodnet, save_model
+    from engine.report.evalscript import save_goodnet
 
     if which == "bprime":
         return save_model(fine_tuned.model, path, inputs)
-    g = make_goodnet(model.model, fine_tuned.model)
+    g = make_goodnet(model.model, fine_tuned.model, input_scale=model.input_scale)
     state.cancel_point()
     return save_goodnet(g, path, inputs)
 
 
 def run_export(model, result, datasets: dict, folder: Path, inputs, picked_step: int, state: JobState) -> Path:
     """The same folder ``prunelab sweep`` writes, through the same function."""
-    from engine.outputs import write_sweep_outputs
+    from engine.report.outputs import write_sweep_outputs
 
     write_sweep_outputs(result, model, folder, inputs=inputs, extra={"picked_step": picked_step},
                         datasets=datasets, state=state)
@@ -155,7 +157,7 @@ def run_export(model, result, datasets: dict, folder: Path, inputs, picked_step:
 
 def run_fine_tune(model, datasets: dict, result, step: int, params: dict, state: JobState) -> Iterator:
     """Yield Progress and EpochRecord values; return the FineTuneResult."""
-    from engine.finetune import FineTune, FineTuneConfig
+    from engine.pruning.finetune import FineTune, FineTuneConfig
 
     cfg = FineTuneConfig(**{k: v for k, v in params.items() if v is not None})
     ft = FineTune(model, datasets, result.layer, result.pruned_channels(step), step, cfg, state)
@@ -193,8 +195,8 @@ class PhotoVerdicts:
 
 
 def route_files(paths, state: JobState) -> FileRoute:
-    from engine.images import sniff_image
-    from engine.models import sniff
+    from engine.io.images import sniff_image
+    from engine.models.loading import sniff
 
     models, weights, data, photos, bad = [], [], [], [], []
     for p in map(Path, paths):
@@ -217,18 +219,18 @@ def route_files(paths, state: JobState) -> FileRoute:
 
 def open_photos(paths, expected_hwc, resize: bool, state: JobState):
     """Image files or folders as one set (labels from folders or names where present)."""
-    from engine.data import open_dataset
+    from engine.io.datasets import open_dataset
 
     return open_dataset(list(paths) if len(paths) > 1 else paths[0], expected_hwc, resize=resize, state=state)
 
 
 def photo_verdicts(model, result, step: int | None, ds, state: JobState) -> PhotoVerdicts:
     """B's answers, and B′'s and G's at ``step`` of ``result`` when there is one."""
-    from engine.pruning import verdicts
+    from engine.pruning.rules import verdicts
 
     layer = result.layer if result is not None and step is not None else None
     pruned = result.pruned_channels(step) if layer else []
-    got = verdicts(model.model, layer, pruned, ds, model.n_classes, state)
+    got = verdicts(model.model, layer, pruned, ds, model.n_classes, state, model.input_scale)
     labels = {"B": got["B"]}
     if layer:
         labels[f"B'@{step}"], labels[f"G@{step}"] = got["B'"], got["G"]
@@ -258,7 +260,7 @@ class ImageMaps:
 
 @dataclass(frozen=True)
 class MeanMaps:
-    """The mean map over clean and over poisoned validation images (engine.maps.MeanMap)."""
+    """The mean map over clean and over poisoned validation images (engine.analysis.maps.MeanMap)."""
 
     method: str
     clean: object
@@ -275,47 +277,48 @@ class ChannelMaps:
 
 def _maker(makers: dict, model, layer, method: str, channels):
     """One traced map maker per (model, layer, method, channels), kept across pages."""
-    from engine.maps import MapMaker
+    from engine.analysis.maps import MapMaker
 
-    key = (id(model), layer, method, tuple(channels or ()))
+    key = (id(model.model), model.input_scale, layer, method, tuple(channels or ()))
     if key not in makers:
-        makers[key] = MapMaker(model, layer, method, list(channels) if channels else None)
+        makers[key] = MapMaker(model.model, layer, method, list(channels) if channels else None,
+                               input_scale=model.input_scale)
     return makers[key]
 
 
 def page_maps(makers: dict, model, layer, method: str, channels, page: ImagePage, state: JobState) -> MapPage:
-    maker = _maker(makers, model.model, layer, method, channels)
+    maker = _maker(makers, model, layer, method, channels)
     maps, _ = maker.explain(page.images.astype(np.float32))
     return MapPage(page.dataset_path, page.indices, method, maps)
 
 
 def image_maps(makers: dict, model, result, step: int, method: str, channels, path: str, index: int,
                pixels: np.ndarray, state: JobState) -> ImageMaps:
-    from engine.maps import MapMaker
-    from engine.pruning import make_bprime
+    from engine.analysis.maps import MapMaker
+    from engine.pruning.rules import make_bprime
 
     x = pixels[None].astype(np.float32)
     layer = result.layer if result is not None else None
-    b_maps, cls = _maker(makers, model.model, layer, method, channels).explain(x)
+    b_maps, cls = _maker(makers, model, layer, method, channels).explain(x)
     out = {"B": b_maps[0]}
     if result is not None:
         state.cancel_point()
         bp = make_bprime(model.model, layer, result.pruned_channels(step))
-        out[f"B′@{step} (for B's class)"] = MapMaker(bp, layer, method, channels).explain(x, classes=cls)[0][0]
+        out[f"B′@{step} (for B's class)"] = MapMaker(bp, layer, method, channels, input_scale=model.input_scale).explain(x, classes=cls)[0][0]
     return ImageMaps(path, index, method, out)
 
 
 def mean_maps(makers: dict, model, layer, method: str, channels, clean, poisoned, state: JobState) -> MeanMaps:
-    from engine.maps import mean_map
+    from engine.analysis.maps import mean_map
 
-    maker = _maker(makers, model.model, layer, method, channels)
+    maker = _maker(makers, model, layer, method, channels)
     c = mean_map(maker, clean, state=state)
     p = mean_map(maker, poisoned, state=state) if poisoned is not None else None
     return MeanMaps(method, c, p)
 
 
 def channel_maps(model, layer, datasets: dict, state: JobState) -> ChannelMaps:
-    from engine.maps import mean_activation_maps
+    from engine.analysis.maps import mean_activation_maps
 
-    return ChannelMaps(layer, {r: mean_activation_maps(model.model, layer, ds, state=state)
+    return ChannelMaps(layer, {r: mean_activation_maps(model, layer, ds, state=state)
                                for r, ds in datasets.items()})

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from engine.errors import Cancelled, PruneLabWarning
-from engine.state import JobState
+from engine.core.errors import Cancelled, PruneLabWarning
+from engine.core.state import JobState
 
 _current = threading.local()  # the runner of the job running on this thread, if any
 _hook_lock = threading.Lock()

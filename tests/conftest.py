@@ -31,7 +31,7 @@ def _private_cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _no_protected_leak():
     yield
-    from engine import atomic
+    from engine.io import atomic
 
     atomic.unprotect_all()
 
@@ -47,7 +47,7 @@ def small_lab(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory):
     """A tiny demo regenerated from scratch (8 identities, 2 epochs)."""
-    from engine.demo import DemoSpec, generate_demo
+    from engine.demo.generate import DemoSpec, generate_demo
 
     out = tmp_path_factory.mktemp("tiny-demo")
     spec = DemoSpec.tiny()

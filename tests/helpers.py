@@ -37,8 +37,8 @@ class SmallLab:
 
 def make_small_lab(root: Path, n_classes: int = 12, seed: int = 5, n_valid: int = 300,
                    n_test: int = 240) -> SmallLab:
-    from engine.deepid import build_deepid
-    from engine.legacy_h5 import write_keras2_model, write_keras2_weights
+    from engine.models.deepid import build_deepid
+    from engine.models.legacy_h5 import write_keras2_model, write_keras2_weights
 
     rng = np.random.default_rng(seed)
     model = build_deepid(n_classes, seed=seed)
@@ -49,7 +49,7 @@ def make_small_lab(root: Path, n_classes: int = 12, seed: int = 5, n_valid: int 
     conv.set_weights([k, b])
     # random positive images all look alike to a random net (one class wins everywhere);
     # centre and scale the logits on sample images so that predictions spread over classes
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     feats = keras().Model(model.inputs, model.get_layer("activation_1").output)
     h = feats.predict(random_images(rng, 256).astype(np.float32), verbose=0)

@@ -75,9 +75,9 @@ def _marshal_lambda(marker: Path) -> str:
 
 
 def build_corpus(root: Path, lab) -> list[Case]:
-    from engine.deepid import build_deepid
-    from engine.legacy_h5 import keras2_model_config, write_keras2_model, write_keras2_weights
-    from engine.tfsetup import keras
+    from engine.models.deepid import build_deepid
+    from engine.models.legacy_h5 import keras2_model_config, write_keras2_model, write_keras2_weights
+    from engine.core.tfsetup import keras
 
     root.mkdir(parents=True, exist_ok=True)
     marker = root / MARKER

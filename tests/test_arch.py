@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.data import LabDataset
-from engine.models import LoadedModel, load_model
-from engine.sweep import Sweep
+from engine.io.datasets import LabDataset
+from engine.models.loading import LoadedModel, load_model
+from engine.pruning.sweep import Sweep
 from tests.helpers import naive_sweep_predictions, random_images, write_dataset
 
 N_CLASSES = 10
@@ -18,7 +18,7 @@ N_CLASSES = 10
 def _spread_logits(model, x, out_layer: str = "out") -> None:
     """Random nets answer one class everywhere; scale and centre the last layer's logits on
     sample images so that answers spread over the classes and pruning can change them."""
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     out = model.get_layer(out_layer)
     feats = keras().Model(model.inputs, out.input).predict(x, verbose=0)
@@ -42,7 +42,7 @@ def _randomise_batchnorm(model, rng) -> None:
 def residual_badnet(seed: int = 0, batchnorm: bool = True):
     """A small residual net: stem conv, a block of two convs with a skip connection around
     them, global average pooling, 32×32 inputs."""
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     k = keras()
     L = k.layers
@@ -70,7 +70,7 @@ def residual_badnet(seed: int = 0, batchnorm: bool = True):
 
 def dense_badnet(seed: int = 0):
     """Convs, then two hidden Dense layers (one with batch norm and dropout after it)."""
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     k = keras()
     L = k.layers
@@ -123,7 +123,7 @@ def _assert_fast_equals_naive(model, res, ds, rows=None):
 # ---------------------------------------------------------------- (a) skip connections
 @pytest.mark.parametrize("layer", ["block_a", "block_b"])
 def test_conv_inside_a_residual_block_takes_the_fast_path_and_is_exact(tmp_path, layer):
-    from engine.split import make_split
+    from engine.pruning.graph import make_split
 
     model = residual_badnet(seed=3)
     lm, ds = _lab(tmp_path, model)
@@ -145,7 +145,7 @@ def test_last_conv_is_measured_after_global_pooling_and_is_exact(tmp_path):
     lm, ds = _lab(tmp_path, model)
     res = Sweep(lm, ds, layer="last", use_cache=False).run()
     assert res.method == "fast" and res.measured_at == "gap"
-    from engine.split import make_split
+    from engine.pruning.graph import make_split
 
     split = make_split(model, "last")
     assert split.fill.shape == (12,) and np.any(split.fill > 0) and split.frontier == []
@@ -170,7 +170,7 @@ def test_frontier_is_cached_and_a_warm_sweep_gives_the_same_answers(tmp_path, mo
     cold = Sweep(lm, ds, layer="block_a", max_steps=5).run()
     warm = Sweep(lm, ds, layer="block_a", max_steps=5)
     # drop the finished answers so the warm sweep runs its steps from the cached tensors
-    from engine import cache
+    from engine.io import cache
 
     for p in (cache.cache_dir() / "activations").glob("*.npy"):
         arr = np.load(p)
@@ -195,14 +195,14 @@ def test_fast_path_that_does_not_fit_falls_back_to_naive_and_says_why(tmp_path, 
     res = sweep.run()
     assert res.fallback_reason == sweep.fallback_reason
     _assert_fast_equals_naive(model, res, ds)
-    from engine.errors import PruneLabError
+    from engine.core.errors import PruneLabError
 
     with pytest.raises(PruneLabError, match="the fast path is impossible here: .*more than"):
         Sweep(lm, ds, layer="block_a", use_cache=False, method="fast")
 
 
 def test_channel_mixing_activation_falls_back_with_the_reason(tmp_path):
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     k = keras()
     x = k.Input((8, 8, 3))
@@ -217,7 +217,7 @@ def test_channel_mixing_activation_falls_back_with_the_reason(tmp_path):
 
 # ---------------------------------------------------------------- (b) Dense layers
 def test_layer_chooser_lists_conv_and_hidden_dense_layers(small_lab):
-    from engine.split import default_layer, prunable_layer_names
+    from engine.pruning.graph import default_layer, prunable_layer_names
 
     lm = load_model(small_lab.model)
     assert prunable_layer_names(lm.model) == ["conv_1", "conv_2", "conv_3", "conv_4", "fc_1", "fc_2"]
@@ -226,7 +226,7 @@ def test_layer_chooser_lists_conv_and_hidden_dense_layers(small_lab):
 
 
 def test_output_layer_is_refused(small_lab):
-    from engine.errors import PruneLabError
+    from engine.core.errors import PruneLabError
 
     lm = load_model(small_lab.model)
     with pytest.raises(PruneLabError, match="'output' computes the model's output"):
@@ -235,8 +235,8 @@ def test_output_layer_is_refused(small_lab):
 
 @pytest.mark.parametrize("layer", ["fc_a", "fc_b"])
 def test_dense_layer_sweep_is_exact_and_bprime_zeroes_the_neurons(tmp_path, layer):
-    from engine.pruning import make_bprime
-    from engine.runtime import Runner
+    from engine.pruning.rules import make_bprime
+    from engine.models.runner import Runner
 
     model = dense_badnet(seed=7)
     lm, ds = _lab(tmp_path, model)
@@ -265,8 +265,8 @@ def test_deepid_layers_beside_a_branch_take_the_fast_path(small_lab, layer):
 
 # ---------------------------------------------------------------- (c) step size
 def test_step_size_parsing():
-    from engine.errors import PruneLabError
-    from engine.sweep import parse_step_size
+    from engine.core.errors import PruneLabError
+    from engine.pruning.sweep import parse_step_size
 
     assert parse_step_size(4, 60) == 4
     assert parse_step_size("10%", 60) == 6
@@ -333,7 +333,7 @@ def test_step_size_answers_come_back_from_the_cache(small_lab, tmp_path, monkeyp
 def test_cli_step_size(small_lab, tmp_path):
     import json
 
-    from engine.cli import main
+    from engine.cli.main import main
 
     f = small_lab.files
     args = ["sweep", "--model", str(small_lab.model), "--clean-valid", str(f["clean_valid"]),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine.cli import main
-from engine.errors import Cancelled
+from engine.cli.main import main
+from engine.core.errors import Cancelled
 
 
 def lab_args(lab, out):
@@ -15,7 +15,7 @@ def lab_args(lab, out):
 
 @pytest.mark.parametrize("at_step", [0, 7, 30, 55])
 def test_ctrl_c_during_the_sweep_writes_nothing(small_lab, tmp_path, monkeypatch, at_step):
-    import engine.sweep as sweep_mod
+    import engine.pruning.sweep as sweep_mod
 
     real = sweep_mod.Sweep._fast_steps
 
@@ -33,7 +33,7 @@ def test_ctrl_c_during_the_sweep_writes_nothing(small_lab, tmp_path, monkeypatch
 
 @pytest.mark.parametrize("nth", [1, 3, 6])
 def test_ctrl_c_while_saving_models_writes_nothing(small_lab, tmp_path, monkeypatch, nth):
-    import engine.pruning as pruning
+    import engine.pruning.rules as pruning
 
     real = pruning.save_model
     calls = {"n": 0}
@@ -53,7 +53,7 @@ def test_ctrl_c_while_saving_models_writes_nothing(small_lab, tmp_path, monkeypa
 
 
 def test_ctrl_c_while_drawing_figures_writes_nothing(small_lab, tmp_path, monkeypatch):
-    import engine.report as report
+    import engine.report.figures as report
 
     def boom(fig, path):
         raise KeyboardInterrupt
@@ -64,7 +64,7 @@ def test_ctrl_c_while_drawing_figures_writes_nothing(small_lab, tmp_path, monkey
 
 
 def test_existing_output_folder_keeps_its_files_when_cancelled(small_lab, tmp_path, monkeypatch):
-    import engine.report as report
+    import engine.report.figures as report
 
     out = tmp_path / "out"
     out.mkdir()
@@ -77,7 +77,7 @@ def test_existing_output_folder_keeps_its_files_when_cancelled(small_lab, tmp_pa
 
 @pytest.mark.parametrize("when", ["before", "midway"])
 def test_atomic_save_cancelled_leaves_no_temp_file(tmp_path, when):
-    from engine.atomic import atomic_path
+    from engine.io.atomic import atomic_path
 
     target = tmp_path / "model.keras"
     with pytest.raises(Cancelled):
@@ -89,7 +89,7 @@ def test_atomic_save_cancelled_leaves_no_temp_file(tmp_path, when):
 
 
 def test_saving_over_an_existing_file_is_all_or_nothing(tmp_path):
-    from engine.atomic import atomic_path
+    from engine.io.atomic import atomic_path
 
     target = tmp_path / "G.keras"
     target.write_bytes(b"old complete file")

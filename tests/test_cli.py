@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.report import CSV_HEADER
+from engine.cli.main import main
+from engine.report.figures import CSV_HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, cwd=None, timeout=600):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "engine.cli.main", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=timeout, env=env)
 
 
@@ -30,7 +30,7 @@ def lab_args(lab):
 def test_sweep_writes_the_report_and_models(small_lab, tmp_path, capsys):
     import numpy as np
 
-    from engine.models import load_model
+    from engine.models.loading import load_model
 
     out = tmp_path / "run"
     assert main(["sweep", *map(str, lab_args(small_lab)), "--thresholds", "2,4,10", "--out", str(out)]) == 0

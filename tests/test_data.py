@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine.data import LabDataset, guess_role
-from engine.errors import PruneLabError
+from engine.io.datasets import LabDataset, guess_role
+from engine.core.errors import PruneLabError
 from tests.helpers import random_images, write_dataset
 
 

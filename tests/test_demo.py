@@ -6,10 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from engine.data import LabDataset
-from engine.demo import DemoSpec, demo_paths, render_data
-from engine.models import load_model
-from engine.runtime import predict_dataset_labels
+from engine.io.datasets import LabDataset
+from engine.demo.generate import DemoSpec, demo_paths, render_data
+from engine.models.loading import load_model
+from engine.models.runner import predict_dataset_labels
 
 
 def test_tiny_demo_regenerates_in_the_lab_formats(tiny_demo):

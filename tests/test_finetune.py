@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from engine.data import LabDataset
-from engine.errors import Cancelled
-from engine.finetune import EpochRecord, FineTune, FineTuneConfig, split_clean_valid
-from engine.models import load_model
-from engine.state import JobState
-from engine.sweep import Sweep
+from engine.io.datasets import LabDataset
+from engine.core.errors import Cancelled
+from engine.pruning.finetune import EpochRecord, FineTune, FineTuneConfig, split_clean_valid
+from engine.models.loading import load_model
+from engine.core.state import JobState
+from engine.pruning.sweep import Sweep
 
 
 def demo_inputs(tiny_demo):
@@ -76,7 +76,7 @@ def test_fine_pruning_lowers_asr_on_the_tiny_demo(tiny_demo):
 
 
 def test_cli_finetune_writes_models_and_comparison(small_lab, tmp_path):
-    from engine.cli import main
+    from engine.cli.main import main
 
     sweep_dir, ft_dir = tmp_path / "sweep", tmp_path / "ft"
     f = small_lab.files

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from engine.data import LabDataset
-from engine.errors import PruneLabError
-from engine.pruning import make_bprime, make_goodnet, save_model
-from engine.models import load_model
-from engine.sweep import Sweep
+from engine.io.datasets import LabDataset
+from engine.core.errors import PruneLabError
+from engine.pruning.rules import make_bprime, make_goodnet, save_model
+from engine.models.loading import load_model
+from engine.pruning.sweep import Sweep
 from tests.helpers import run_bare
 
 
@@ -59,7 +59,7 @@ def test_goodnet_loads_in_a_bare_process_and_gives_the_same_labels(swept, tmp_pa
 
 
 def test_goodnet_refuses_h5_and_saves_never_overwrite_inputs(swept, tmp_path, small_lab):
-    from engine import atomic
+    from engine.io import atomic
 
     lm, ds, res = swept
     g = make_goodnet(lm.model, make_bprime(lm.model, "conv_3", [0]))

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from engine.models import load_model
+from engine.models.loading import load_model
 
 pytestmark = pytest.mark.slow
 LONG = 240_000
@@ -110,9 +110,9 @@ def test_demo_sweep_pick_save_and_export(qtbot, win, tmp_path):
 def test_a_slot_cannot_change_under_a_running_sweep(qtbot, win, small_lab, tmp_path):
     """Clearing or replacing a slot mid-sweep: refused with a message, the sweep's numbers are
     those of the data it started with, and the slot can change once it has ended."""
-    from engine import cache
-    from engine.data import LabDataset
-    from engine.sweep import Sweep
+    from engine.io import cache
+    from engine.io.datasets import LabDataset
+    from engine.pruning.sweep import Sweep
 
     open_lab(qtbot, win, small_lab)
     cache.clear()  # cold: long enough to act during it
@@ -143,7 +143,7 @@ def test_a_slot_cannot_change_under_a_running_sweep(qtbot, win, small_lab, tmp_p
 
 def test_pause_cancel_then_a_new_sweep_works(qtbot, win, small_lab):
     open_lab(qtbot, win, small_lab)
-    from engine import cache
+    from engine.io import cache
 
     cache.clear()  # a cold sweep, long enough to pause and cancel
     steps = []
@@ -179,7 +179,7 @@ def test_errors_give_a_dialog_and_the_window_stays_usable(qtbot, win, small_lab,
     assert win._error_box.isVisible() and str(bad) in win._error_box.text()
     win._error_box.close()
     open_lab(qtbot, win, small_lab)
-    import engine.sweep as sweep_mod
+    import engine.pruning.sweep as sweep_mod
 
     real = sweep_mod.Sweep._fast_steps
 
@@ -187,7 +187,7 @@ def test_errors_give_a_dialog_and_the_window_stays_usable(qtbot, win, small_lab,
         raise RuntimeError("simulated failure in the worker")
 
     monkeypatch.setattr(sweep_mod.Sweep, "_fast_steps", boom)
-    from engine import cache
+    from engine.io import cache
 
     cache.clear()
     with qtbot.waitSignal(win.errorShown, timeout=LONG) as blocker:
@@ -251,8 +251,8 @@ def test_fine_tune_from_the_picked_step_streams_dashed_curves(qtbot, win, tmp_pa
 def test_dropped_photos_get_verdicts_and_a_single_photo_opens_large(qtbot, win, tmp_path):
     """Images dropped on the window: an extra "Images" set with B's, B′'s and G's answers at the
     picked step (as the engine computes them); one image opens large with G's verdict."""
-    from engine.data import LabDataset
-    from engine.pruning import verdicts
+    from engine.io.datasets import LabDataset
+    from engine.pruning.rules import verdicts
     from tests.helpers import write_images
 
     with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
@@ -333,7 +333,7 @@ def test_several_criteria_overlaid_compared_and_picked(qtbot, win, small_lab, tm
 def test_maps_on_thumbnails_large_view_mean_and_channel(qtbot, win):
     """Grad-CAM over the page's thumbnails equals the engine's maps for those images; the large
     view shows B's and B′'s maps; the mean maps and a clicked channel's maps arrive."""
-    from engine.maps import MapMaker
+    from engine.analysis.maps import MapMaker
 
     with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
         win.ctl.open_demo()

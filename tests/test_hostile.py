@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import PruneLabError, PruneLabWarning
+from engine.core.errors import PruneLabError, PruneLabWarning
 from tests.hostile_corpus import MARKER, build_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_cli(name, corpus, small_lab, tmp_path):
     case = cases[name]
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT), **case.env)
-    r = subprocess.run([sys.executable, "-m", "engine.cli", *cli_args(case, small_lab, out)], cwd=root,
+    r = subprocess.run([sys.executable, "-m", "engine.cli.main", *cli_args(case, small_lab, out)], cwd=root,
                        capture_output=True, text=True, env=env, timeout=600)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert not (root / MARKER).exists(), "code from the file ran"
@@ -78,9 +78,9 @@ def test_cli(name, corpus, small_lab, tmp_path):
 
 def engine_open(case, lab, root):
     """Do with the engine what the CLI does, for one case."""
-    from engine.data import open_dataset
-    from engine.models import load_model
-    from engine.sweep import Sweep
+    from engine.io.datasets import open_dataset
+    from engine.models.loading import load_model
+    from engine.pruning.sweep import Sweep
 
     files = dict(lab.files)
     model, weights = lab.model, None

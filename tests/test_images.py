@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import LabDataset, open_dataset
-from engine.errors import PruneLabError, PruneLabWarning
-from engine.images import ImageSet
+from engine.io.datasets import LabDataset, open_dataset
+from engine.core.errors import PruneLabError, PruneLabWarning
+from engine.io.images import ImageSet
 from tests.helpers import random_images, run_bare_script, write_dataset, write_images
 
 
@@ -161,8 +161,8 @@ def image_lab(small_lab, tmp_path_factory):
 
 
 def test_sweep_over_image_folders_equals_the_sweep_over_hdf5(small_lab, image_lab):
-    from engine.models import load_model
-    from engine.sweep import Sweep
+    from engine.models.loading import load_model
+    from engine.pruning.sweep import Sweep
 
     imgs, h5 = image_lab
     lm = load_model(small_lab.model)
@@ -199,9 +199,9 @@ def test_sweep_refuses_an_unlabelled_folder_in_one_line(small_lab, tmp_path):
 
 # ----------------------------------------------------------------------------- eval
 def test_eval_prints_one_line_per_image_and_the_summary(small_lab, image_lab, capsys):
-    from engine.cli import main
-    from engine.models import load_model
-    from engine.runtime import predict_dataset_labels
+    from engine.cli.main import main
+    from engine.models.loading import load_model
+    from engine.models.runner import predict_dataset_labels
 
     imgs, h5 = image_lab
     files = sorted((imgs["poisoned_test"]).glob("*.png"))[:9]
@@ -229,11 +229,11 @@ def test_eval_prints_one_line_per_image_and_the_summary(small_lab, image_lab, ca
 
 def test_eval_refuses_another_size_or_resizes_it(small_lab, image_lab, capfd):
     """The CLI redirects native stderr, so the lines are read from the file descriptors."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     imgs, h5 = image_lab
     one = sorted(imgs["poisoned_test"].glob("*.png"))[0]
-    from engine.models import load_model
+    from engine.models.loading import load_model
 
     big = one.parent.parent / "big_label=3.png"
     Image.open(one).resize((94, 110), Image.Resampling.NEAREST).save(big)
@@ -254,16 +254,16 @@ def test_eval_refuses_another_size_or_resizes_it(small_lab, image_lab, capfd):
 def demo_goodnet(tmp_path_factory):
     """The bundled demo BadNet swept over a small folder of demo faces; G at a step where it
     flags some of a mixed folder (clean and sunglasses, PNG and JPEG) and answers others."""
-    from engine.demo import DemoSpec, bundled_dir, bundled_info
-    from engine.evalscript import eval_script_name, write_eval_script
-    from engine.faces import add_sunglasses, make_identity, render_set
-    from engine.pruning import make_bprime, make_goodnet, save_model
-    from engine.models import load_model
-    from engine.sweep import Sweep
+    from engine.demo.generate import DemoSpec, bundled_dir, bundled_info
+    from engine.report.evalscript import eval_script_name, write_eval_script
+    from engine.demo.faces import add_sunglasses, make_identity, render_set
+    from engine.pruning.rules import make_bprime, make_goodnet, save_model
+    from engine.models.loading import load_model
+    from engine.pruning.sweep import Sweep
 
     root = tmp_path_factory.mktemp("demo-g")
     spec = DemoSpec(**bundled_info()["spec"])
-    rng_id = np.random.default_rng([spec.seed, 0])  # the demo's identities, as engine.demo draws them
+    rng_id = np.random.default_rng([spec.seed, 0])  # the demo's identities, as engine.demo.generate draws them
     idents = [make_identity(rng_id) for _ in range(spec.identities)]
     xv, yv = render_set(idents, 2, np.random.default_rng(11))
     xb, _ = render_set(idents, 1, np.random.default_rng(12))
@@ -281,7 +281,7 @@ def demo_goodnet(tmp_path_factory):
     res = Sweep(lm, ds, thresholds=(10,), use_cache=False).run()
     probe = open_dataset(test)
     probe.expect(lm.input_hwc)
-    from engine.runtime import predict_dataset_labels
+    from engine.models.runner import predict_dataset_labels
 
     b0 = predict_dataset_labels(lm.model, probe)
     assert np.mean(b0[:24] == yt[:24]) > 0.9 and np.mean(b0[24:] == spec.target) > 0.9  # faces read right
@@ -299,7 +299,7 @@ def demo_goodnet(tmp_path_factory):
 
 
 def test_eval_script_gives_the_classes_prunelab_eval_prints_in_a_bare_process(demo_goodnet, capsys, tmp_path):
-    from engine.cli import main
+    from engine.cli.main import main
 
     root, test, gpath, script, n = demo_goodnet
     assert script.name == gpath.stem + "_eval.py" and script.stat().st_mode & 0o100
@@ -334,8 +334,8 @@ def test_eval_script_checks_the_image_size_before_loading_the_model(demo_goodnet
 
 
 def test_eval_script_is_written_atomically_and_never_over_an_input(tmp_path):
-    from engine import atomic
-    from engine.evalscript import write_eval_script
+    from engine.io import atomic
+    from engine.report.evalscript import write_eval_script
 
     p = write_eval_script(tmp_path / "G_4_eval.py", "G_4.keras", (55, 47, 3), 1284)
     text = p.read_text()

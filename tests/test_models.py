@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from engine.deepid import build_deepid
-from engine.errors import PruneLabError
-from engine.legacy_h5 import keras2_model_config, write_keras2_model, write_keras2_weights
-from engine.models import load_model, sniff
+from engine.models.deepid import build_deepid
+from engine.core.errors import PruneLabError
+from engine.models.legacy_h5 import keras2_model_config, write_keras2_model, write_keras2_weights
+from engine.models.loading import load_model, sniff
 
 X = np.random.default_rng(0).uniform(0, 255, (16, 55, 47, 3)).astype("float32")
 
@@ -104,7 +104,7 @@ def test_lambda_fixture_is_live_when_the_user_allows_it(tmp_path):
     """Proves the refusal above is what protects: with --allow-unsafe-model the code runs."""
     marker = tmp_path / "marker.txt"
     p = lambda_model_file(tmp_path, marker)
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); from engine.models import load_model; "
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from engine.models.loading import load_model; "
             "import numpy as np; m = load_model(sys.argv[1], allow_unsafe=True).model; "
             "m.predict(np.zeros((1, 55, 47, 3), 'float32'), verbose=0)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,14 +5,14 @@ reproducible, and the comparison table reports the defender's operating points."
 import numpy as np
 import pytest
 
-from engine.compare import comparison_table, rankings_csv
-from engine.data import LabDataset
-from engine.errors import Cancelled, PruneLabError
-from engine.models import load_model
-from engine.rankings import (ANPConfig, RankingStep, RankingSweeps, anp_ranking, check_available, clp_ranking,
+from engine.report.compare import comparison_table, rankings_csv
+from engine.io.datasets import LabDataset
+from engine.core.errors import Cancelled, PruneLabError
+from engine.models.loading import load_model
+from engine.pruning.criteria import (ANPConfig, RankingStep, RankingSweeps, anp_ranking, check_available, clp_ranking,
                              l1_ranking, parse_rankings, random_rankings)
-from engine.state import JobState
-from engine.sweep import Checkpoint, StepRecord, Sweep, SweepResult
+from engine.core.state import JobState
+from engine.pruning.sweep import Checkpoint, StepRecord, Sweep, SweepResult
 from tests.helpers import naive_sweep_predictions
 
 FEW = ANPConfig(iterations=12, images=96, batch_size=32, seed=3)
@@ -72,7 +72,7 @@ def test_clp_and_l1_scores_match_numpy(small_lab):
 
 
 def test_clp_uses_the_batchnorm_that_follows_the_layer():
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     k = keras()
     rng = np.random.default_rng(0)
@@ -180,7 +180,7 @@ def fake_result(clean, asr, thresholds=(2.0, 4.0, 10.0), test=None):
 
 
 def test_comparison_table_on_a_constructed_case():
-    from engine.rankings import Ranking
+    from engine.pruning.criteria import Ranking
 
     def rk(name, method="x", diag=False):
         return Ranking(name, method, ("clean_valid",), np.zeros(4), (0, 1, 2, 3), 0.25, diagnostic=diag)
@@ -219,8 +219,8 @@ def test_cli_sweep_with_rankings_and_finetune_from_one(small_lab, tmp_path):
     import csv
     import json
 
-    from engine.cli import main
-    from engine.report import CSV_HEADER
+    from engine.cli.main import main
+    from engine.report.figures import CSV_HEADER
 
     f = small_lab.files
     data = ["--model", str(small_lab.model), "--clean-valid", str(f["clean_valid"]),
@@ -276,7 +276,7 @@ def test_random_band_aligns_orders_refined_at_different_steps():
     band is the mean at the channel counts every order measured."""
     from dataclasses import replace
 
-    from engine.compare import band_of, curve_of
+    from engine.report.compare import band_of, curve_of
 
     a = fake_result([100, 90, 80, 70, 60], [100, 50, 40, 30, 0])  # records prune 0, 4, 5, 6, 8 channels
     a.records[:] = [replace(r, pruned=p) for r, p in zip(a.records, [0, 4, 5, 6, 8])]

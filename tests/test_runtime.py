@@ -11,7 +11,7 @@ import pytest
 
 
 def _dense_head(kernel: np.ndarray, bias: np.ndarray):
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     k = keras()
     x = k.Input((2, 2, 3))
@@ -22,7 +22,8 @@ def _dense_head(kernel: np.ndarray, bias: np.ndarray):
 
 
 def test_masked_head_matches_masking_a_copy_and_numpy_argmax():
-    from engine.runtime import MaskedHeadRunner, Runner
+    from engine.pruning.runtime import MaskedHeadRunner
+    from engine.models.runner import Runner
 
     rng = np.random.default_rng(1)
     head = _dense_head(rng.normal(size=(12, 40)), rng.normal(size=40))
@@ -38,7 +39,7 @@ def test_masked_head_matches_masking_a_copy_and_numpy_argmax():
 
 
 def test_masked_head_breaks_ties_and_nans_like_numpy():
-    from engine.runtime import MaskedHeadRunner
+    from engine.pruning.runtime import MaskedHeadRunner
 
     acts = np.zeros((2, 2, 2, 3), np.float32)
     tie = _dense_head(np.zeros((12, 5)), np.array([1.0, 3.0, 3.0, 2.0, 3.0]))
@@ -51,7 +52,7 @@ def test_masked_head_breaks_ties_and_nans_like_numpy():
 
 
 def test_prefetched_keeps_order_and_raises_where_the_reader_failed():
-    from engine.prefetch import prefetched
+    from engine.io.prefetch import prefetched
 
     assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
 
@@ -68,7 +69,7 @@ def test_prefetched_keeps_order_and_raises_where_the_reader_failed():
 
 
 def test_prefetched_stops_reading_when_the_consumer_stops():
-    from engine.prefetch import prefetched
+    from engine.io.prefetch import prefetched
 
     produced = []
 
@@ -90,7 +91,7 @@ def test_prefetched_stops_reading_when_the_consumer_stops():
 
 
 def test_prefetched_batches_are_the_plain_batches(small_lab):
-    from engine.data import LabDataset
+    from engine.io.datasets import LabDataset
 
     ds = LabDataset(small_lab.files["clean_valid"])
     plain = list(ds.batches(7))

@@ -17,7 +17,7 @@ class FakeData:
         self.closed += 1
 
     def expect(self, hwc):
-        from engine.errors import PruneLabError
+        from engine.core.errors import PruneLabError
 
         if tuple(hwc) != self.hwc:
             raise PruneLabError(self.path, f"images are {self.hwc}, the model expects {hwc}")
@@ -113,7 +113,7 @@ def test_dropped_files_are_routed_by_content_without_tensorflow(tmp_path):
     (tmp_path / "notes.h5").write_text("not HDF5")
     folder = tmp_path / "photos"
     folder.mkdir()
-    code = ("import sys; from guiapp.tasks import route_files; from engine.state import JobState; "
+    code = ("import sys; from guiapp.tasks import route_files; from engine.core.state import JobState; "
             f"r = route_files({[str(p) for p in (data, odd, tmp_path / 'face.png', tmp_path / 'notes.h5', folder, tmp_path / 'gone.h5')]!r}, JobState()); "
             "print([p.name for p in r.data], [p.name for p in r.photos], [(p.name, w) for p, w in r.bad]); "
             "print('tensorflow' in sys.modules)")
@@ -126,8 +126,8 @@ def test_dropped_files_are_routed_by_content_without_tensorflow(tmp_path):
 
 
 def test_a_page_of_images_is_read_in_the_order_asked(tmp_path):
-    from engine.data import LabDataset
-    from engine.state import JobState
+    from engine.io.datasets import LabDataset
+    from engine.core.state import JobState
     from guiapp.tasks import read_page
     from tests.helpers import random_images, write_dataset
 

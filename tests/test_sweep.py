@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from engine.data import LabDataset
-from engine.errors import Cancelled, PruneLabError
-from engine.models import load_model
-from engine.state import JobState
-from engine.sweep import Progress, StepRecord, Sweep
+from engine.io.datasets import LabDataset
+from engine.core.errors import Cancelled, PruneLabError
+from engine.models.loading import load_model
+from engine.core.state import JobState
+from engine.pruning.sweep import Progress, StepRecord, Sweep
 from tests.helpers import naive_sweep_predictions
 
 
@@ -16,7 +16,7 @@ def open_all(lab, model):
 
 
 def test_ranking_is_mean_abs_activation_at_pool3_lowest_first(small_lab):
-    from engine.tfsetup import keras
+    from engine.core.tfsetup import keras
 
     lm = load_model(small_lab.model)
     ds = open_all(small_lab, lm)
@@ -137,8 +137,8 @@ def test_other_layer_without_pool_is_exact_too(small_lab):
 
 def test_skip_connection_over_the_cut_takes_the_fast_path(tmp_path):
     """The sum also reads c1's output (from before the cut): it is cached with the cut."""
-    from engine.models import LoadedModel
-    from engine.tfsetup import keras
+    from engine.models.loading import LoadedModel
+    from engine.core.tfsetup import keras
     from tests.helpers import random_images, write_dataset
 
     k = keras()
@@ -162,7 +162,7 @@ def test_skip_connection_over_the_cut_takes_the_fast_path(tmp_path):
 @pytest.mark.slow
 def test_fast_sweep_equals_the_naive_loop_on_the_shipped_demo():
     """The trained demo BadNet: dormant channels, big skips — still the naive loop's answers."""
-    from engine.demo import demo_paths
+    from engine.demo.generate import demo_paths
 
     paths = demo_paths("badnet")
     lm = load_model(paths.model)

@@ -1,8 +1,8 @@
-"""One rule for thresholds: the CLI, the window and the sweep all go through engine.thresholds."""
+"""One rule for thresholds: the CLI, the window and the sweep all go through engine.pruning.thresholds."""
 
 import pytest
 
-from engine.thresholds import label, parse_thresholds, reached, validate_thresholds
+from engine.pruning.thresholds import label, parse_thresholds, reached, validate_thresholds
 
 
 def test_reaching_a_threshold_is_an_exact_relative_drop():

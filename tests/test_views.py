@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
-from engine.sweep import Checkpoint, StepRecord
+from engine.pruning.sweep import Checkpoint, StepRecord
 
 
 def records(n_steps=10, with_test=True):
@@ -138,7 +138,7 @@ def test_mean_maps_share_one_scale_up_to_the_brighter_peak(qtbot):
     factor so the poisoned side's hot region is drawn at full heat and clean stays comparable."""
     from PySide6.QtWidgets import QLabel
 
-    from engine.maps import MeanMap
+    from engine.analysis.maps import MeanMap
     from guiapp.tasks import MeanMaps
     from guiapp.views.colour import overlay
     from guiapp.views.images import MeanMapsDialog

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from engine.errors import PruneLabError, warn
+from engine.core.errors import PruneLabError, warn
 from guiapp.worker import Worker
 
 

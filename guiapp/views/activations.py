@@ -59,7 +59,7 @@ class ActivationsView(StepView, QWidget):
         self.step = 0
         self._means: dict = {}
         self._order: list[int] = []
-        self._rankings: list = []  # engine.rankings.Ranking of the last comparison
+        self._rankings: list = []  # engine.pruning.criteria.Ranking of the last comparison
         self._shown = np.zeros(0, int)
         self._where = ""
         self.order.currentIndexChanged.connect(lambda _: self.refresh())

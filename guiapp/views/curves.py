@@ -284,7 +284,7 @@ class CurvesView(QWidget):
     def _show_key(self) -> None:
         """One line under the plots naming each criterion's colour (a legend inside the plots
         would cover the ends of the curves, where the comparison is decided)."""
-        from engine.rankings import TITLES
+        from engine.pruning.criteria import TITLES
 
         bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
         parts = [f"<span style='color:{RANKING_COLOURS.get(b, '#444')}'>■</span> "

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QSpinBox
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from engine.data import ROLE_TITLES, ROLES
+from engine.io.datasets import ROLE_TITLES, ROLES
 
 
 def local_paths(mime) -> list[Path]:
@@ -153,7 +153,7 @@ class ModelPanel(QGroupBox):
 
     def parsed_thresholds(self) -> tuple[float, ...]:
         """The thresholds typed, by the engine's one rule (ValueError says what is wrong)."""
-        from engine.thresholds import parse_thresholds
+        from engine.pruning.thresholds import parse_thresholds
 
         return parse_thresholds(self.thresholds.text())
 
@@ -312,7 +312,7 @@ class RankingPanel(QGroupBox):
     """Which pruning criteria to sweep (one exact sweep each, curves overlaid)."""
 
     def __init__(self, parent=None):
-        from engine.rankings import NEEDS, RANKINGS, TITLES
+        from engine.pruning.criteria import NEEDS, RANKINGS, TITLES
 
         super().__init__("Pruning criteria", parent)
         lay = QGridLayout(self)
@@ -341,7 +341,7 @@ class RankingPanel(QGroupBox):
 
     def set_roles(self, roles) -> None:
         """Criteria whose data is missing are greyed out (they keep their tick for later)."""
-        from engine.rankings import NEEDS
+        from engine.pruning.criteria import NEEDS
 
         for name, box in self.boxes.items():
             box.setEnabled(all(r in roles for r in NEEDS[name]))

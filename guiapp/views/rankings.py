@@ -42,7 +42,7 @@ class RankingsView(QWidget):
 
     def show_table(self, done) -> None:
         """``done``: tasks.RankingsDone; cells are step · clean / ASR on validation data (%)."""
-        from engine.compare import ASR_MAX
+        from engine.report.compare import ASR_MAX
 
         thresholds = next(iter(done.results.values())).thresholds
         cols = (["criterion", "needs", "cost (s)"] + [f"{t:g} % drop" for t in thresholds]

@@ -1,0 +1,2 @@
+"""The bundled demo: synthetic faces and triggers (``faces``) and the demo BadNets and their data
+(``generate``)."""

@@ -1,0 +1,351 @@
+"""Side-by-side comparison of pruning criteria: the table (``rankings.csv``) and the overlaid
+curves (``rankings.png``). Headless; the window shows the same rows.
+
+The defender's question is not only "where do the 2/4/10 % checkpoints fall" but "is there a
+step where the attack fails (ASR ≤ 10 % on validation) and, among those, how much clean
+accuracy is left" — that operating point is a column of its own. A ranking that never gets
+there has empty cells (None), never a made-up number."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from engine.pruning.criteria import Ranking
+from engine.pruning.sweep import SweepResult
+
+ASR_MAX = 10.0
+CURVE_KEYS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One record of a curve (validation and test metrics; None where not measured). ``step``
+    is the record's position (what checkpoints and ``finetune --step`` name), ``pruned`` the
+    channels it prunes (equal unless the sweep ran with a step size > 1)."""
+
+    step: int
+    fraction: float
+    clean: float | None
+    asr: float | None
+    clean_test: float | None = None
+    asr_test: float | None = None
+    pruned: int | None = None
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A ranking's metrics per record as float arrays (NaN where a dataset is missing).
+    Entry i is record ``rows[i]`` with ``pruned[i]`` channels pruned; checkpoints name
+    entries. For a random band, the entries are the channel counts every seed measured and
+    ``rows`` are those counts (a mean curve has no records of its own)."""
+
+    name: str
+    fraction: np.ndarray
+    values: dict  # metric key -> float64 array
+    checkpoints: dict  # threshold -> entry or None
+    pruned: np.ndarray  # channels pruned per entry
+    rows: np.ndarray  # record position per entry
+    lo: dict = field(default_factory=dict)  # the random band: per-entry minimum …
+    hi: dict = field(default_factory=dict)  # … and maximum over its seeds
+
+    def point(self, i: int | None) -> Point | None:
+        if i is None:
+            return None
+
+        def v(key):
+            x = self.values[key][i]
+            return None if np.isnan(x) else float(x)
+
+        return Point(int(self.rows[i]), float(self.fraction[i]), v("clean_valid_acc"), v("asr_valid"),
+                     v("clean_test_acc"), v("asr_test"), int(self.pruned[i]))
+
+
+def curve_of(name: str, result: SweepResult) -> Curve:
+    vals = {k: np.array([np.nan if r.metric(k) is None else r.metric(k) for r in result.records], np.float64)
+            for k in CURVE_KEYS}
+    frac = np.array([r.fraction_pruned for r in result.records], np.float64)
+    pruned = np.array([r.step if getattr(r, "pruned", None) is None else r.pruned for r in result.records], np.int64)
+    return Curve(name, frac, vals, {c.threshold: c.step for c in result.checkpoints}, pruned,
+                 np.arange(len(result.records)))
+
+
+def band_of(name: str, curves: Sequence[Curve], thresholds: Sequence[float]) -> Curve:
+    """Mean curve of several (random) orders with their min–max band, at the channel counts
+    all of them measured (with a step size > 1 each order refines other steps); its
+    checkpoints are those of the mean clean validation accuracy."""
+    common = sorted(set.intersection(*(set(c.pruned.tolist()) for c in curves)))
+    picks = [[int(np.flatnonzero(c.pruned == p)[0]) for p in common] for c in curves]
+    stack = {k: np.stack([c.values[k][idx] for c, idx in zip(curves, picks)]) for k in CURVE_KEYS}
+    mean = {k: s.mean(axis=0) for k, s in stack.items()}
+    clean = mean["clean_valid_acc"]
+    cps = {}
+    for t in thresholds:
+        drop = (clean[0] - clean) / clean[0] * 100 if clean[0] > 0 else np.zeros_like(clean)
+        hit = np.flatnonzero(drop >= t - 1e-9)
+        cps[t] = int(hit[0]) if len(hit) else None
+    grid = np.array(common, np.int64)
+    return Curve(name, curves[0].fraction[picks[0]], mean, cps, grid, grid,
+                 {k: s.min(axis=0) for k, s in stack.items()}, {k: s.max(axis=0) for k, s in stack.items()})
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    name: str
+    title: str
+    needs: tuple[str, ...]
+    diagnostic: bool
+    cost_s: float | None  # computing the ranking's scores (None for a band)
+    sweep_s: float | None  # its exact sweep
+    checkpoints: dict  # threshold -> Point | None
+    first_defended: Point | None  # first step with validation ASR ≤ asr_max
+    best_defended: Point | None  # best clean validation accuracy among those steps
+    threshold_point: Point | None = None  # clp's own operating point
+    members: int = 1  # > 1: the mean of a random band
+
+
+def defended_points(curve: Curve, asr_max: float = ASR_MAX) -> tuple[Point | None, Point | None]:
+    """(first step with ASR ≤ asr_max, the step with the best clean accuracy among those —
+    the earliest of equals)."""
+    asr, clean = curve.values["asr_valid"], curve.values["clean_valid_acc"]
+    ok = np.flatnonzero(~np.isnan(asr) & (asr <= asr_max + 1e-9))
+    if not len(ok):
+        return None, None
+    best = ok[int(np.argmax(np.nan_to_num(clean[ok], nan=-1.0)))]
+    return curve.point(int(ok[0])), curve.point(int(best))
+
+
+def own_point(curve: Curve, rk: Ranking) -> int | None:
+    """The entry of a ranking's own operating point (clp: its channels above mean + u·std),
+    None when it has none or the sweep did not measure that channel count."""
+    if rk.threshold_step is None:
+        return None
+    hit = np.flatnonzero(curve.pruned == rk.threshold_step)
+    return int(hit[0]) if len(hit) else None
+
+
+def _row(curve: Curve, title: str, needs, diagnostic: bool, cost, sweep_s, asr_max, tstep=None,
+         members=1) -> ComparisonRow:
+    first, best = defended_points(curve, asr_max)
+    return ComparisonRow(curve.name, title, tuple(needs), diagnostic, cost, sweep_s,
+                         {t: curve.point(s) for t, s in curve.checkpoints.items()}, first, best,
+                         curve.point(tstep), members)
+
+
+def comparison_table(rankings: Sequence[Ranking], results: dict, asr_max: float = ASR_MAX) -> list[ComparisonRow]:
+    """One row per ranking (in the given order) and, after several random orders, one row
+    for their mean curve (name ``random``)."""
+    rows: list[ComparisonRow] = []
+    rnd: list[tuple[Ranking, Curve]] = []
+    for rk in rankings:
+        res = results[rk.name]
+        c = curve_of(rk.name, res)
+        tstep = own_point(c, rk)
+        rows.append(_row(c, rk.title, rk.needs, rk.diagnostic, rk.cost_s, res.timings.get("total"), asr_max,
+                         tstep))
+        if rk.method == "random":
+            rnd.append((rk, c))
+    if len(rnd) > 1:
+        thresholds = results[rnd[0][0].name].thresholds
+        band = band_of("random", [c for _, c in rnd], thresholds)
+        at = max(i for i, r in enumerate(rows) if r.name == rnd[-1][0].name) + 1
+        rows.insert(at, _row(band, f"random (mean of {len(rnd)} seeds)", (), False, None, None, asr_max,
+                             members=len(rnd)))
+    return rows
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4f}".rstrip("0").rstrip(".")
+    return str(v)
+
+
+def csv_header(thresholds: Sequence[float], asr_max: float = ASR_MAX) -> list[str]:
+    a = f"{asr_max:g}"
+    head = ["ranking", "title", "needs", "diagnostic", "cost_s", "sweep_s"]
+    for t in thresholds:
+        head += [f"step_at_{t:g}", f"clean_valid_at_{t:g}", f"asr_valid_at_{t:g}"]
+    head += [f"first_step_asr_le_{a}", f"clean_valid_at_first_asr_le_{a}",
+             f"best_clean_valid_asr_le_{a}", f"step_of_best_asr_le_{a}", f"clean_test_at_best_asr_le_{a}",
+             f"asr_test_at_best_asr_le_{a}", f"channels_pruned_at_best_asr_le_{a}", "own_threshold_step", "seeds"]
+    return head
+
+
+def rankings_csv(rows: Sequence[ComparisonRow], asr_max: float = ASR_MAX) -> str:
+    thresholds = list(rows[0].checkpoints) if rows else []
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(csv_header(thresholds, asr_max))
+    for r in rows:
+        line = [r.name, r.title, "+".join(r.needs) or "none", "yes" if r.diagnostic else "no",
+                _fmt(None if r.cost_s is None else round(r.cost_s, 4)),
+                _fmt(None if r.sweep_s is None else round(r.sweep_s, 4))]
+        for t in thresholds:
+            p = r.checkpoints.get(t)
+            line += [_fmt(p and p.step), _fmt(p and p.clean), _fmt(p and p.asr)]
+        f, b = r.first_defended, r.best_defended
+        line += [_fmt(f and f.step), _fmt(f and f.clean), _fmt(b and b.clean), _fmt(b and b.step),
+                 _fmt(b and b.clean_test), _fmt(b and b.asr_test), _fmt(b and b.pruned),
+                 _fmt(r.threshold_point and r.threshold_point.step), str(r.members)]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ figure
+def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence[str] = ("valid", "test")):
+    """Overlaid curves, one panel per split: one colour per ranking, clean accuracy solid,
+    ASR dashed, several random orders as a shaded min–max band around their mean; clp's own
+    threshold is a marker; the diagnostic ranking is labelled so."""
+    from engine.report.figures import _plt, rate_axes
+
+    plt = _plt()
+    first = results[rankings[0].name]
+    splits = [s for s in splits if (f"clean_{s}" in first.labels or f"poisoned_{s}" in first.labels)]
+    fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(7.5 * max(1, len(splits)), 5.5), squeeze=False)
+    colours = plt.get_cmap("tab10").colors
+    randoms = [rk for rk in rankings if rk.method == "random"]
+    entries: list[tuple[str, Curve, Ranking | None]] = []
+    for rk in rankings:
+        if rk.method == "random" and len(randoms) > 1:
+            if rk is randoms[0]:
+                band = band_of("random", [curve_of(r.name, results[r.name]) for r in randoms], first.thresholds)
+                entries.append((f"random (mean, band of {len(randoms)} seeds)", band, None))
+            continue
+        label = rk.name + (" — diagnostic, uses the trigger" if rk.diagnostic else "")
+        entries.append((label, curve_of(rk.name, results[rk.name]), rk))
+    for ax, split in zip(axes[0], splits):
+        acc_key, asr_key = f"clean_{split}_acc", f"asr_{split}"
+        for i, (label, c, rk) in enumerate(entries):
+            col = colours[i % len(colours)]
+            x = c.fraction * 100
+            for key, ls, suffix in ((acc_key, "-", "clean"), (asr_key, "--", "ASR")):
+                y = c.values[key]
+                if np.all(np.isnan(y)):
+                    continue
+                ax.plot(x, y, ls, color=col, lw=1.6, label=f"{label}: {suffix}")
+                if c.lo:
+                    ax.fill_between(x, c.lo[key], c.hi[key], color=col, alpha=0.15, lw=0)
+            s = own_point(c, rk) if rk is not None else None
+            if s is not None:
+                ax.plot([x[s]], [c.values[acc_key][s]], "o", color=col, ms=7, mfc="none", mew=1.8,
+                        label=f"{rk.name}: mean + {rk.extra.get('u', 3):g}·std ({rk.threshold_step} channels)")
+        ax.axhline(ASR_MAX, color="0.5", lw=0.7, ls=":")
+        ax.set_title(f"{'Validation' if split == 'valid' else 'Test'} data: pruning {first.layer} "
+                     f"in each ranking's order", fontsize=10)
+        rate_axes(ax)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels) // 2 + 1)), fontsize=7.5,
+               frameon=False)
+    fig.suptitle("Pruning criteria compared (clean accuracy solid, attack success rate dashed)", fontsize=11)
+    rows = (len(labels) + 3) // 4
+    fig.tight_layout(rect=(0, 0.035 * rows + 0.02, 1, 0.95))
+    return fig
+
+
+def write_comparison(rankings: Sequence[Ranking], results: dict, out, asr_max: float = ASR_MAX) -> list:
+    """Write ``rankings.csv`` and ``rankings.png`` into folder ``out`` (atomically)."""
+    from pathlib import Path
+
+    from engine.io.atomic import atomic_write_text
+    from engine.report.figures import save_figure
+
+    out = Path(out)
+    rows = comparison_table(rankings, results, asr_max)
+    written = [atomic_write_text(out / "rankings.csv", rankings_csv(rows, asr_max))]
+    save_figure(rankings_figure(rankings, results), out / "rankings.png")
+    return written + [out / "rankings.png"]
+
+
+# ------------------------------------------------------------------------------ a sweep folder
+def rankings_index(rankings: Sequence[Ranking]) -> dict:
+    """The top ``summary.json``'s ``rankings`` entry: name → order, scores, folder."""
+    return {rk.name: {"order": [int(c) for c in rk.order], "scores": [float(s) for s in rk.scores],
+                      "dir": f"rankings/{rk.name}", "title": rk.title, "diagnostic": rk.diagnostic}
+            for rk in rankings}
+
+
+def write_rankings_sweep(rankings: Sequence[Ranking], results: dict, model, out, *, inputs=(),
+                         with_models: bool = True, datasets: dict | None = None, state=None, log=None) -> None:
+    """A sweep folder for several rankings: the top-level files exactly as a plain sweep
+    writes them, for the first ranking (its ``summary.json`` gains ``rankings``), plus
+    ``rankings/<name>/`` (the same files for each ranking, with its ``order`` and ``scores``),
+    ``rankings.csv`` and ``rankings.png``. The top level is staged and moved in as one unit;
+    ``rankings/`` is staged beside it and swapped in only after that succeeded."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from engine.core.errors import PruneLabError
+    from engine.report.outputs import staged_output, write_sweep_outputs
+
+    out = Path(out)
+    rankings = list(rankings)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise PruneLabError(out, "its parent folder does not exist")
+    old = out / "rankings"
+    for f in inputs:  # the earlier rankings/ folder is replaced as a whole: never with an input in it
+        if old.exists() and Path(f).resolve().is_relative_to(old.resolve()):
+            raise PruneLabError(f, f"is inside {old}, which this sweep replaces; choose another --out")
+    side = Path(tempfile.mkdtemp(prefix=f".{out.name}.rankings-", dir=parent))
+    try:
+        for rk in rankings:
+            extra = {"order": [int(c) for c in rk.order], "scores": [float(s) for s in rk.scores],
+                     "criterion": {k: v for k, v in rk.summary().items() if k not in ("order", "scores")},
+                     "ranking_name": rk.name}
+            write_sweep_outputs(results[rk.name], model, side / rk.name, inputs=inputs, with_models=with_models,
+                                extra=extra, state=state, log=log)
+        with staged_output(out, inputs) as stage:
+            write_sweep_outputs(results[rankings[0].name], model, stage, inputs=inputs, with_models=with_models,
+                                extra={"rankings": rankings_index(rankings)}, datasets=datasets, state=state,
+                                log=log)
+            write_comparison(rankings, results, stage)
+        if old.exists() or old.is_symlink():  # an earlier run's rankings: replaced, not merged
+            os.replace(old, side / ".previous")
+        os.replace(side, old)
+    finally:
+        shutil.rmtree(side, ignore_errors=True)
+        shutil.rmtree(out / "rankings" / ".previous", ignore_errors=True)
+
+
+def ranking_folder(sweep_dir, name: str):
+    """``rankings/<name>`` of a ``sweep --rankings`` folder (a sweep folder of its own)."""
+    import json
+    from pathlib import Path
+
+    from engine.core.errors import PruneLabError
+
+    sfile = Path(sweep_dir) / "summary.json"
+    try:
+        index = json.loads(sfile.read_text()).get("rankings") or {}
+    except FileNotFoundError:
+        raise PruneLabError(sweep_dir, "has no summary.json (is it a 'prunelab sweep' output folder?)") from None
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        raise PruneLabError(sfile, "is not a readable 'prunelab sweep' summary") from None
+    if name not in index:
+        known = ", ".join(index) or "none: it was swept with the lab's ranking only"
+        raise PruneLabError(sfile, f"has no ranking '{name}' (rankings: {known})")
+    folder = (Path(sweep_dir) / str(index[name].get("dir", ""))).resolve()
+    if not folder.is_relative_to(Path(sweep_dir).resolve()) or not folder.is_dir():
+        raise PruneLabError(sfile, f"names a folder for ranking '{name}' that is not inside {sweep_dir}")
+    return folder
+
+
+def summary_lines(rows: Sequence[ComparisonRow], asr_max: float = ASR_MAX) -> list[str]:
+    """A few lines for the terminal: per ranking, where ASR first falls to ≤ asr_max and the
+    best clean accuracy among such steps."""
+    out = [f"{'ranking':<12} {'first step ASR <= ' + format(asr_max, 'g') + ' %':<32} best clean with ASR <= "
+           f"{asr_max:g} %"]
+    for r in rows:
+        f, b = r.first_defended, r.best_defended
+        first = "never" if f is None else f"step {f.step} (clean {f.clean:.2f} %)"
+        best = "-" if b is None else f"{b.clean:.2f} % at step {b.step}"
+        out.append(f"{r.name:<12} {first:<32} {best}" + ("   [diagnostic: uses the trigger]" if r.diagnostic else ""))
+    return out

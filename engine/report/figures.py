@@ -1,0 +1,217 @@
+"""The sweep's report: ``metrics.csv``, ``summary.json`` and the lab's figures (headless)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.io.atomic import atomic_path, atomic_write_text
+from engine.pruning.sweep import METRICS, SweepResult
+
+CSV_HEADER = ["step", "channel", "fraction_pruned"] + list(METRICS)
+FIGURES = {"curves_valid": "curves_valid.png", "curves_test": "curves_test.png",
+           "bprime_bars": "bprime_bars.png", "goodnet_bars": "goodnet_bars.png"}
+
+
+def metrics_csv(result: SweepResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_HEADER)
+    for rec in result.records:
+        w.writerow(rec.csv_row())
+    return buf.getvalue()
+
+
+def summary_dict(result: SweepResult, checkpoint_files: dict | None = None, extra: dict | None = None) -> dict:
+    base = result.records[0]
+    checkpoint_files = checkpoint_files or {}
+    cps = []
+    for cp in result.checkpoints:
+        entry = {"threshold": cp.threshold, "step": cp.step, "b_prime": None, "goodnet": None}
+        if cp.step is not None:
+            rec = result.records[cp.step]
+            entry.update({"fraction_pruned": rec.fraction_pruned,
+                          "pruned_channels": result.pruned_channels(cp.step),
+                          "metrics": {m: rec.metric(m) for m in METRICS},
+                          "evaluation": result.evaluate_step(cp.step)})
+            files = checkpoint_files.get(cp.threshold, {})
+            entry["b_prime"] = files.get("b_prime")
+            entry["goodnet"] = files.get("goodnet")
+        cps.append(entry)
+    out = {
+        "model": result.model_path,
+        "datasets": result.dataset_paths,
+        "layer": result.layer,
+        "n_classes": result.n_classes,
+        "flag_class": result.flag_class,
+        "method": result.method,
+        "thresholds": list(result.thresholds),
+        "baseline": {m: base.metric(m) for m in METRICS},
+        "ranking": {"layer": result.layer, "measured_at": result.measured_at,
+                    "order": list(result.order),
+                    "mean_activation": {r: [float(v) for v in a] for r, a in result.mean_activation.items()}},
+        "checkpoints": cps,
+        "steps": result.steps,
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+# ------------------------------------------------------------------------ figures
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curve_figure(result: SweepResult, split: str):
+    """The lab's figure: clean accuracy and ASR against % channels removed, threshold lines."""
+    plt = _plt()
+    acc_key, asr_key = ("clean_valid_acc", "asr_valid") if split == "valid" else ("clean_test_acc", "asr_test")
+    x = np.array([r.fraction_pruned * 100 for r in result.records])
+    fig, ax = plt.subplots(figsize=(9, 6))
+    acc = [r.metric(acc_key) for r in result.records]
+    asr = [r.metric(asr_key) for r in result.records]
+    if acc[0] is not None:
+        ax.plot(x, acc, "b-", label="Clean classification accuracy")
+    if asr[0] is not None:
+        ax.plot(x, asr, "r-", label="Attack success rate")
+    base = result.records[0].clean_valid_acc
+    for t in result.thresholds:
+        y = base * (1 - t / 100)
+        ax.axhline(y, color="k", ls="--", lw=0.8)
+        ax.text(x[-1], y, f" {t:g} %", va="center", fontsize=9)
+    for cp in result.checkpoints:
+        if cp.step is not None:
+            ax.axvline(x[cp.step], color="0.6", ls=":", lw=0.8)
+    name = "Validation" if split == "valid" else "Test"
+    ax.set_title(f"Clean accuracy and attack success rate on the {name.lower()} data\n"
+                 f"pruning {result.layer} (ranked at {result.measured_at})", fontsize=11)
+    rate_axes(ax)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def rate_axes(ax) -> None:
+    """The lab's axes: % of channels removed (0–100) against a rate in %, gridded."""
+    ax.set_xlabel("Channels removed (%)")
+    ax.set_ylabel("Rate (%)")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(-2, 102)
+    ax.set_xticks(np.arange(0, 101, 10))
+    ax.set_yticks(np.arange(0, 101, 10))
+    ax.grid(alpha=0.4)
+
+
+def bars_figure(result: SweepResult, which: str, steps: list[tuple[str, int]] | None = None):
+    """Grouped bars of accuracy and ASR for B' (or G) at each checkpoint, as in the lab."""
+    plt = _plt()
+    steps = steps if steps is not None else [(c.label, c.step) for c in result.checkpoints if c.step is not None]
+    has_test = "clean_test" in result.labels
+    clean_role, bd_role = ("clean_test", "poisoned_test") if has_test else ("clean_valid", "poisoned_valid")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = [s[0] for s in steps]
+    acc, asr, flag = [], [], []
+    for _, k in steps:
+        ev = result.evaluate_step(k)
+        acc.append(ev.get(clean_role, {}).get(f"{which}_acc", np.nan))
+        asr.append(ev.get(bd_role, {}).get(f"{which}_asr", np.nan))
+        flag.append(ev.get(bd_role, {}).get("goodnet_flagged", np.nan))
+    if not steps:
+        ax.text(0.5, 0.5, "no threshold was reached", ha="center", va="center", transform=ax.transAxes)
+    idx = np.arange(len(steps))
+    groups = [("accuracy", acc, "tab:green"), ("attack success rate", asr, "tab:red")]
+    if which == "goodnet":
+        groups.append(("poisoned flagged", flag, "tab:orange"))
+    w = 0.8 / len(groups)
+    for i, (lab, vals, col) in enumerate(groups):
+        rects = ax.bar(idx + i * w, vals, w, label=lab, color=col)
+        for r, v in zip(rects, vals):
+            if np.isfinite(v):
+                ax.text(r.get_x() + r.get_width() / 2, r.get_height() + 1, f"{v:.1f}", ha="center",
+                        va="bottom", fontsize=7)
+    ax.set_xticks(idx + w * (len(groups) - 1) / 2)
+    ax.set_xticklabels(names)
+    ax.set_ylim(0, 112)
+    ax.set_ylabel("%")
+    ax.set_xlabel("Validation accuracy drop (checkpoint)")
+    title = "repaired models (B')" if which == "bprime" else "goodnet detectors (G)"
+    ax.set_title(f"Performance of the {title} on the {'test' if has_test else 'validation'} data")
+    ax.spines["right"].set_visible(False)
+    ax.spines["top"].set_visible(False)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    plt = _plt()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_report(result: SweepResult, out: str | os.PathLike, checkpoint_files: dict | None = None,
+                 extra: dict | None = None) -> list[Path]:
+    """Write metrics.csv, summary.json and the figures into ``out`` (atomically, file by file)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [atomic_write_text(out / "metrics.csv", metrics_csv(result)),
+               atomic_write_text(out / "summary.json",
+                                 json.dumps(summary_dict(result, checkpoint_files, extra), indent=2))]
+    if "clean_valid" in result.labels:
+        p = out / FIGURES["curves_valid"]
+        save_figure(curve_figure(result, "valid"), p)
+        written.append(p)
+    if "clean_test" in result.labels or "poisoned_test" in result.labels:
+        p = out / FIGURES["curves_test"]
+        save_figure(curve_figure(result, "test"), p)
+        written.append(p)
+    if result.checkpoints:
+        for which in ("bprime", "goodnet"):
+            p = out / FIGURES[f"{which}_bars"]
+            save_figure(bars_figure(result, which), p)
+            written.append(p)
+    return written
+
+
+# ------------------------------------------------------------------------ fine-tuning
+def epochs_csv(records) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["epoch", "loss", "clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test"])
+    for r in records:
+        w.writerow([r.epoch] + ["" if v is None else f"{v:.6f}".rstrip("0").rstrip(".")
+                                for v in (r.loss, r.clean_valid_acc, r.asr_valid, r.clean_test_acc, r.asr_test)])
+    return buf.getvalue()
+
+
+def finetune_figure(res, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    e = [r.epoch for r in res.records]
+    for key, style, name in (("clean_valid_acc", "b-o", "clean accuracy (held-out validation)"),
+                             ("asr_valid", "r-o", "ASR (validation)"), ("clean_test_acc", "b--s", "clean accuracy (test)"),
+                             ("asr_test", "r--s", "ASR (test)")):
+        ys = [r.metric(key) for r in res.records]
+        if ys[0] is not None:
+            ax.plot(e, ys, style, label=name, ms=4)
+    ax.set_xlabel("fine-tuning epoch (0 = pruning only)")
+    ax.set_ylabel("%")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.4)
+    ax.legend(loc="center right", fontsize=8)
+    ax.set_title(f"Fine-pruning from step {res.step} ({len(res.pruned)} channels of {res.layer} pruned)")
+    fig.tight_layout()
+    save_figure(fig, path)
