@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.io.datasets import ROLE_TITLES, ROLES
 from engine.core.errors import PruneLabError, UnsafeModelError
+from engine.models.scale import ScaleDecision
 from guiapp import tasks
 from guiapp.session import Session, SlotBusy
 from guiapp.worker import Worker
@@ -34,6 +35,7 @@ class Controller(QObject):
     fileOpened = Signal(object)  # Path, for the recent-files menu
     inputsReady = Signal()  # everything a demo or a drop asked to open has arrived (or failed)
     sweepStarted = Signal(object)  # tasks.SweepStarted
+    inputScale = Signal(str)  # "pixels / 255 (detected)": the model's input convention for this run
     rankingRecord = Signal(str, object)  # ranking name, StepRecord (several criteria at once)
     rankingsFinished = Signal(object)  # tasks.RankingsDone
     rankingPicked = Signal(str, object, int)  # name, its SweepResult, the step to show
@@ -292,7 +294,7 @@ class Controller(QObject):
 
     # ------------------------------------------------------------------ the sweep
     def start_sweep(self, layer: str | None, thresholds, step_size: int | str = 1,
-                    rankings=("activation",), random_seeds: int = 1) -> bool:
+                    rankings=("activation",), random_seeds: int = 1, input_scale: str = "auto") -> bool:
         s = self.session
         if s.model is None:
             self.error.emit("Open a model first (File ▸ Open model, or the demo)")
@@ -303,7 +305,11 @@ class Controller(QObject):
         model, datasets = s.model, dict(s.datasets)
 
         def record(ev):
-            if isinstance(ev, tasks.SweepStarted):
+            if isinstance(ev, ScaleDecision):
+                self.inputScale.emit(ev.text)
+                if ev.source == "detected":
+                    self.message.emit(ev.line())
+            elif isinstance(ev, tasks.SweepStarted):
                 if ev.fallback_reason:
                     self.warning.emit(f"naive loop (no fast path): {ev.fallback_reason}")
                 self.sweepStarted.emit(ev)
@@ -327,10 +333,11 @@ class Controller(QObject):
 
         names = list(rankings)
         if names == ["activation"] and random_seeds == 1:
-            task = lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size)  # noqa: E731
+            task = lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size,  # noqa: E731
+                                              input_scale)
         else:
             task = lambda st: tasks.run_rankings(model, datasets, names, layer, thresholds,  # noqa: E731
-                                                 random_seeds, step_size, st)
+                                                 random_seeds, step_size, st, input_scale)
 
         started = self.run("sweep", task, roles=tuple(datasets), on_yield=record, on_return=finished,
                            on_abort=self.sweepCancelled.emit, busy="computing activations…") is not None
@@ -338,6 +345,21 @@ class Controller(QObject):
             s.set_result(None)  # the previous sweep no longer describes what is on screen
             s.rankings = None
         return started
+
+    def set_input_scale(self, choice: str) -> None:
+        """A convention the user picked applies at once (maps, photos); ``auto`` is measured at the
+        next sweep, when clean validation data is there."""
+        from engine.models.scale import decide
+
+        m = self.session.model
+        if m is None:
+            return
+        if choice == "auto":
+            self.inputScale.emit("auto (measured when the sweep starts)")
+            return
+        self.inputScale.emit(decide(m, choice, None, say=False).text)
+        if self.session.result is not None:
+            self.message.emit("Input scale changed: start a new sweep (Ctrl+R) to see its results")
 
     def pick_ranking(self, name: str) -> None:
         """Make one criterion's sweep the result that the cursor, saves and fine-tuning act on."""

@@ -86,6 +86,8 @@ class MainWindow(QMainWindow):
             slot.browse.connect(lambda r: self.open_data(r))
             slot.cleared.connect(c.clear_data)
         self.model_panel.showLayers.connect(self.show_layers)
+        self.model_panel.scaleChanged.connect(self.ctl.set_input_scale)
+        self.ctl.inputScale.connect(self.model_panel.show_scale)
         for sig in (self.model_panel.layerChanged, self.model_panel.thresholdsChanged):
             sig.connect(lambda _: self._invalidate())
         self.checkpoints.saveRequested.connect(self.save_model)
@@ -175,6 +177,7 @@ class MainWindow(QMainWindow):
 
     def _model_opened(self, opened) -> None:
         self.model_panel.show_model(opened.model, opened.default_layer, opened.layers)
+        self.ctl.set_input_scale(self.model_panel.scale_choice())
         self.setWindowTitle(f"PruneLab — {opened.model.name}")
         self._invalidate()
 
@@ -210,7 +213,8 @@ class MainWindow(QMainWindow):
         step_size = int(step_size) if step_size.isdigit() else step_size
         rp = self.ranking_panel
         if self.ctl.start_sweep(self.model_panel.layer.currentText() or None, thresholds, step_size,
-                                rp.names() or ["activation"], rp.random_seeds()):
+                                rp.names() or ["activation"], rp.random_seeds(),
+                                self.model_panel.scale_choice()):
             self._t_start = time.perf_counter()
             self.curves.clear(0, thresholds=thresholds)
             self.checkpoints.show_checkpoints(None)

@@ -45,7 +45,7 @@ def build_menus(win) -> None:
     for i, name in enumerate(TABS):
         act(vm, name, lambda i=i: win.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
     act(vm, "Model layers…", win.show_layers)
-    act(mb.addMenu("&Help"), "&About PruneLab", lambda: QMessageBox.about(win, "About PruneLab", dialogs.ABOUT))
+    act(mb.addMenu("&Help"), "&About PruneLab", lambda: QMessageBox.about(win, "About PruneLab", dialogs.about_text()))
     tb = win.addToolBar("Main")
     tb.setObjectName("mainToolbar")
     tb.setMovable(False)

@@ -73,12 +73,21 @@ def prepare_demo(variant: str, state: JobState):
     return demo_paths(variant)
 
 
+def settle_input_scale(model, choice: str, datasets: dict):
+    """The model's input convention for this run (``auto`` measures it on clean validation data):
+    an ``engine.models.scale.ScaleDecision`` the window shows in the model panel."""
+    from engine.models.scale import decide
+
+    return decide(model, choice, datasets.get("clean_valid"))
+
+
 def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobState,
-              step_size: int | str = 1) -> Iterator:
-    """Yield a :class:`SweepStarted`, then the sweep's Progress and StepRecord values;
-    return the finished SweepResult."""
+              step_size: int | str = 1, input_scale: str = "auto") -> Iterator:
+    """Yield the input-scale decision and a :class:`SweepStarted`, then the sweep's Progress and
+    StepRecord values; return the finished SweepResult."""
     from engine.pruning.sweep import Progress, Sweep
 
+    yield settle_input_scale(model, input_scale, datasets)
     sweep = Sweep(model, datasets, layer, thresholds, state=state, step_size=step_size)
     announced = False
     for ev in sweep.events():
@@ -107,9 +116,11 @@ class RankingsDone:
 
 
 def run_rankings(model, datasets: dict, names, layer, thresholds, random_seeds: int, step_size,
-                 state: JobState) -> Iterator:
-    """Several criteria, one exact sweep each: yield a :class:`SweepStarted`, then Progress and
-    ``RankingStep(name, record)`` values; return :class:`RankingsDone`."""
+                 state: JobState, input_scale: str = "auto") -> Iterator:
+    """Several criteria, one exact sweep each: yield the input-scale decision, a
+    :class:`SweepStarted`, then Progress and ``RankingStep(name, record)`` values; return
+    :class:`RankingsDone`."""
+    yield settle_input_scale(model, input_scale, datasets)
     from engine.report.compare import comparison_table
     from engine.pruning.criteria import RankingSweeps
 
@@ -195,7 +206,7 @@ class PhotoVerdicts:
 
 
 def route_files(paths, state: JobState) -> FileRoute:
-    from engine.io.images import sniff_image
+    from engine.io.imagefiles import sniff_image
     from engine.models.loading import sniff
 
     models, weights, data, photos, bad = [], [], [], [], []

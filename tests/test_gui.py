@@ -366,3 +366,28 @@ def test_maps_on_thumbnails_large_view_mean_and_channel(qtbot, win):
         win.activations.channelMapsWanted.emit()
     assert set(got.args[0].by_role) == {"clean_valid", "poisoned_valid"}
     assert "Channel 48 of conv_3" in win.activations.map_title.text()
+
+
+def test_model_panel_shows_and_changes_the_input_scale(qtbot, win, small_lab, tmp_path):
+    """The /255 twin of the small lab's network: 'auto' detects it when the sweep starts; the
+    user's pick applies to the model at once."""
+    lm = load_model(small_lab.model)
+    conv = lm.model.get_layer("conv_1")
+    k, b = conv.get_weights()
+    conv.set_weights([k * np.float32(255.0), b])
+    unit = tmp_path / "unit_net.keras"
+    lm.model.save(str(unit))
+    with qtbot.waitSignal(win.ctl.modelOpened, timeout=LONG):
+        win.ctl.open_model(unit)
+    with qtbot.waitSignal(win.ctl.datasetChanged, timeout=LONG):
+        win.ctl.open_data(small_lab.files["clean_valid"], role="clean_valid")
+    panel = win.model_panel
+    assert panel.scale_choice() == "auto" and "auto" in panel.scale_state.text()
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG):
+        win.start_sweep()
+    assert panel.scale_state.text() == "input: pixels / 255 (detected)"
+    assert win.session.model.input_scale == 1.0
+    assert win.session.result.records[0].clean_valid_acc > 80
+    panel.scale.setCurrentIndex(panel.scale.findData("255"))
+    assert panel.scale_state.text() == "input: raw pixels 0–255 (given)"
+    assert win.session.model.input_scale == 255.0

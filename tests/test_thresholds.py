@@ -51,3 +51,4 @@ def test_validate_sorts_and_refuses_duplicates():
 
 def test_file_name_label():
     assert label(2.0) == "2" and label(2.5) == "2_5" and label(10) == "10"
+

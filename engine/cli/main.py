@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+from engine.cli.common import settle_input_scale
 from engine.core.errors import Cancelled, PruneLabError, PruneLabWarning
 
 PROG = "prunelab"
@@ -94,10 +95,12 @@ def _rankings(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.core.version import version
+
     p = argparse.ArgumentParser(prog=PROG, description="Prune a backdoored Keras classifier and build "
                                 "a backdoor detector. Without a command (or with 'gui [FILES]'), "
                                 "prunelab opens its window.")
-    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
+    p.add_argument("--version", action="version", version=f"{PROG} {version()}")
     sub = p.add_subparsers(dest="command")
 
     s = sub.add_parser("sweep", help="rank the channels, prune them one by one, save B'/G and a report")
@@ -186,15 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _input_scale(args, model, clean) -> None:
-    """Settle the model's input convention (one line on stderr unless quiet)."""
-    from engine.models.scale import decide
-
-    d = decide(model, getattr(args, "input_scale", "auto"), clean)
-    if not getattr(args, "quiet", False) and d.source in ("detected", "given"):
-        print(d.line(), file=sys.stderr)
-
-
 # ----------------------------------------------------------------------------- commands
 def _open_datasets(args) -> dict:
     """Open (and check) the data files before the model: bad data fails fast, without
@@ -235,12 +229,11 @@ def cmd_sweep(args) -> int:
     model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
     inputs = model.input_files() + [d.path for d in datasets.values()]
     atomic.protect(inputs)
-    datasets["clean_valid"].expect(model.input_hwc)
-    _input_scale(args, model, datasets["clean_valid"])
     if args.rankings != ["activation"] or args.random_seeds != 1:
         return _sweep_rankings(args, model, datasets, inputs)
     sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,
                   use_cache=not args.no_cache, step_size=args.step_size)
+    settle_input_scale(args, model, datasets["clean_valid"])  # after the layer and the data are checked
     if sweep.fallback_reason and not args.quiet:
         print(f"naive loop (no fast path): {sweep.fallback_reason}", file=sys.stderr)
     bar = ProgressPrinter(quiet=args.quiet)
@@ -262,6 +255,7 @@ def _sweep_rankings(args, model, datasets, inputs) -> int:
 
     rs = RankingSweeps(model, datasets, args.rankings, args.layer, args.thresholds, random_seeds=args.random_seeds,
                        method=args.method, use_cache=not args.no_cache, step_size=args.step_size)
+    settle_input_scale(args, model, datasets["clean_valid"])  # after the layer and the data are checked
     bar = ProgressPrinter(quiet=args.quiet)
     for ev in rs.events():
         if isinstance(ev, Progress):
@@ -320,7 +314,7 @@ def cmd_eval(args) -> int:
         if labelled and ds.label_max >= n_real:
             raise PruneLabError(path, f"labels go up to {ds.label_max} but the model has only {n_real} classes")
         if not scale_set:
-            _input_scale(args, model, ds if labelled and not (ds.single_target and ds.n > 1) else None)
+            settle_input_scale(args, model, ds if labelled and not (ds.single_target and ds.n > 1) else None)
             scale_set = True
         pred = predict_dataset_labels(model, ds)
         for i, f in enumerate(getattr(ds, "files", ())):  # images: one line each
@@ -396,7 +390,7 @@ def cmd_finetune(args) -> int:
     datasets = {r: open_dataset(p, model.input_hwc) for r, p in summary["datasets"].items()}
     if args.input_scale == "auto" and summary.get("input_scale"):
         args.input_scale = f"{float(summary['input_scale']):g}"  # the sweep's own convention
-    _input_scale(args, model, datasets.get("clean_valid"))
+    settle_input_scale(args, model, datasets.get("clean_valid"))
     inputs = model.input_files() + [d.path for d in datasets.values()]
     atomic.protect(inputs)
     cfg = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,

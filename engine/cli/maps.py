@@ -94,9 +94,9 @@ def run_maps_cli(args, bar) -> int:
     lm = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
     for d in datasets + ([poisoned] if poisoned else []):
         d.expect(lm.input_hwc)
-    from engine.cli.main import _input_scale
+    from engine.cli.common import settle_input_scale
 
-    _input_scale(args, lm, next((d for d in datasets if d.has_labels and not d.single_target), None))
+    settle_input_scale(args, lm, next((d for d in datasets if d.has_labels and not d.single_target), None))
     inputs = lm.input_files() + [d.path for d in datasets] + ([poisoned.path] if poisoned else [])
     atomic.protect(inputs)
     if poisoned is not None:

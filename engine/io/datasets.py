@@ -250,7 +250,8 @@ def open_dataset(path_or_paths, expected_hwc: tuple[int, int, int] | None = None
     """Open whatever the user gave as data: a lab HDF5 file (:class:`LabDataset`) or PNG/JPEG
     images — one file, several, or a folder (:class:`engine.io.images.ImageSet`). ``resize``,
     ``progress(done, total)`` and ``state`` concern images only (HDF5 opens at once)."""
-    from engine.io.images import ImageSet, is_image_path, sniff_image
+    from engine.io.imagefiles import is_image_path, sniff_image
+    from engine.io.images import ImageSet
 
     hdf5_suffixes = (".h5", ".hdf5", ".hdf", ".he5")
     if not isinstance(path_or_paths, (str, os.PathLike)):

@@ -3,7 +3,7 @@
 The challenge judged each team by one command — a PNG/JPEG in, one class in [0, N] out, N for
 a poisoned image. The script written here is that command for a PruneLab G, standalone: it
 needs TensorFlow/Keras, numpy and Pillow, never PruneLab, so it can be handed to anyone. It
-reads images exactly as :func:`engine.io.images.decode` does (tests compare the two), checks
+reads images exactly as :func:`engine.io.imagefiles.decode` does (tests compare the two), checks
 each image's size before loading TensorFlow, and loads G in Keras' safe mode."""
 
 from __future__ import annotations

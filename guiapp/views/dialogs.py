@@ -7,9 +7,11 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFormL
                                QLabel, QMessageBox, QSpinBox, QTableWidget, QTableWidgetItem,
                                QVBoxLayout)
 
-ABOUT = ("<b>PruneLab</b> 0.1.0<br>Defends image classifiers against BadNet backdoors by pruning "
-         "(Liu, Dolan-Gavitt &amp; Garg, Fine-Pruning, RAID 2018) and turns the result into a "
-         "backdoor detector G.")
+def about_text() -> str:
+    from engine.core.version import version
+
+    return (f"<b>PruneLab</b> {version()}<br>Finds, removes and detects BadNet backdoors in image classifiers: "
+            "pruning (Liu, Dolan-Gavitt &amp; Garg, Fine-Pruning, RAID 2018) and the backdoor detector G.")
 
 
 class FineTuneDialog(QDialog):

@@ -85,8 +85,13 @@ class DataSlot(QFrame):
             self.fileDropped.emit(self.role, paths[0])
 
 
+SCALE_CHOICES = (("auto", "auto (measure on clean validation)"), ("255", "raw pixels 0–255 (the lab)"),
+                 ("1", "pixels / 255 (CSAW-HackML-2020)"))
+
+
 class ModelPanel(QGroupBox):
     layerChanged = Signal(str)
+    scaleChanged = Signal(str)  # "auto" | "255" | "1"
     thresholdsChanged = Signal(tuple)
     showLayers = Signal()
 
@@ -124,9 +129,31 @@ class ModelPanel(QGroupBox):
                                   "checkpoints are still found channel by channel")
         row2.addWidget(self.step_size)
         lay.addLayout(row2)
+        row3 = QHBoxLayout()
+        row3.addWidget(QLabel("Input"))
+        self.scale = QComboBox()
+        self.scale.setObjectName("inputScaleCombo")
+        for key, text in SCALE_CHOICES:
+            self.scale.addItem(text, key)
+        self.scale.setToolTip("What the model was trained on. The lab's bd_net takes raw pixels; the CSAW-HackML-2020\n"
+                              "models take pixels / 255. 'auto' compares clean accuracy both ways when the sweep starts.")
+        row3.addWidget(self.scale, 1)
+        lay.addLayout(row3)
+        self.scale_state = QLabel("")
+        self.scale_state.setObjectName("inputScaleState")
+        self.scale_state.setStyleSheet("color:#555")
+        lay.addWidget(self.scale_state)
+        self.scale.currentIndexChanged.connect(lambda i: self.scaleChanged.emit(self.scale.itemData(i)))
         self.layer.currentTextChanged.connect(lambda t: t and self.layerChanged.emit(t))
         self.layers_btn.clicked.connect(self.showLayers)
         self.thresholds.editingFinished.connect(self._thresholds_edited)
+
+    def scale_choice(self) -> str:
+        return self.scale.currentData() or "auto"
+
+    def show_scale(self, text: str) -> None:
+        """``text``: "pixels / 255 (detected)" — what the model is fed."""
+        self.scale_state.setText(f"input: {text}" if text else "")
 
     def show_model(self, lm, default_layer: str | None, layers=()) -> None:
         """``layers``: the prunable layers (Conv2D and hidden Dense) to choose from."""
