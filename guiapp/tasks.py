@@ -85,7 +85,8 @@ def run_sweep(model, datasets: dict, layer: str | None, thresholds, state: JobSt
               step_size: int | str = 1, input_scale: str = "auto") -> Iterator:
     """Yield the input-scale decision and a :class:`SweepStarted`, then the sweep's Progress and
     StepRecord values; return the finished SweepResult."""
-    from engine.pruning.sweep import Progress, Sweep
+    from engine.core.state import Progress
+    from engine.pruning.sweep import Sweep
 
     yield settle_input_scale(model, input_scale, datasets)
     sweep = Sweep(model, datasets, layer, thresholds, state=state, step_size=step_size)

@@ -212,7 +212,8 @@ def cmd_sweep(args) -> int:
     from engine.io import atomic
     from engine.models.loading import load_model
     from engine.report.outputs import write_sweep_outputs
-    from engine.pruning.sweep import Progress, Sweep
+    from engine.core.state import Progress
+    from engine.pruning.sweep import Sweep
 
     if args.demo:
         from engine.demo.generate import demo_paths
@@ -251,7 +252,7 @@ def cmd_sweep(args) -> int:
 def _sweep_rankings(args, model, datasets, inputs) -> int:
     from engine.report.compare import comparison_table, summary_lines, write_rankings_sweep
     from engine.pruning.criteria import RankingSweeps
-    from engine.pruning.sweep import Progress
+    from engine.core.state import Progress
 
     rs = RankingSweeps(model, datasets, args.rankings, args.layer, args.thresholds, random_seeds=args.random_seeds,
                        method=args.method, use_cache=not args.no_cache, step_size=args.step_size)

@@ -4,9 +4,22 @@ flags, so the same generator runs under the CLI, in a QThread, or in a plain tes
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Callable
 
 from engine.core.errors import Cancelled
+
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What every long job yields between units of work: the phase ("activations", "steps",
+    "ranking", "fine-tuning", "scan" …), units done of total, and a line for people."""
+
+    phase: str
+    done: int
+    total: int
+    text: str = ""
 
 
 class JobState:

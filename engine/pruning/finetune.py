@@ -19,7 +19,8 @@ from engine.io.memory import check_fits
 from engine.models.loading import LoadedModel
 from engine.core.state import JobState
 from engine.pruning.rules import channel_mask, evaluate_labels, goodnet_labels, pct
-from engine.pruning.sweep import METRICS, ROLE_METRIC, Progress
+from engine.core.state import Progress
+from engine.pruning.sweep import METRICS, ROLE_METRIC
 
 
 @dataclass

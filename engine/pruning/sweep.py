@@ -27,7 +27,8 @@ from engine.core.errors import PruneLabError, warn
 from engine.io.memory import check_fits
 from engine.models.loading import LoadedModel
 from engine.pruning.rules import evaluate_labels, goodnet_labels, pct, zeroed_weights
-from engine.core.state import JobState
+from engine.core.state import JobState, Progress
+from engine.pruning.criteria.activation import lab_order
 from engine.pruning.thresholds import DEFAULT_THRESHOLDS, reached, validate_thresholds
 
 METRICS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
@@ -36,13 +37,6 @@ FRONTIER_KEY = "frontier"  # cache entries of the tensors before the cut that th
 PREFIX_BATCH = 256  # small: conv_1's output for 1024 images alone is ~190 MB
 HEAD_BATCH = 2048  # the head is cheap per image; big batches keep every core busy
 
-
-@dataclass(frozen=True)
-class Progress:
-    phase: str  # "activations" | "steps"
-    done: int
-    total: int
-    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -361,8 +355,7 @@ class Sweep:
 
         if "clean_valid" not in mean_act:
             yield from load_acts("clean_valid")
-        order = self.order if self.order is not None else \
-            [int(i) for i in np.argsort(mean_act["clean_valid"], kind="stable")]
+        order = self.order if self.order is not None else lab_order(mean_act["clean_valid"])
         labels = {r: self.datasets[r].labels for r in roles}
         preds = {r: np.zeros((self.max_rows, self.datasets[r].n), np.int32) for r in roles}
         # a finished sweep's answers are cached per dataset (keyed by content, layer, order, and

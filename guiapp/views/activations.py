@@ -174,7 +174,9 @@ def headline(clean: np.ndarray, poison: np.ndarray | None, k: int = 3) -> str:
     Empty without a poisoned set."""
     if poison is None:
         return ""
-    diff = np.asarray(poison, np.float64) - np.asarray(clean, np.float64)
+    from engine.pruning.criteria.difference import difference_scores
+
+    diff = difference_scores({"clean_valid": clean, "poisoned_valid": poison})
     top = np.argsort(-np.abs(diff), kind="stable")[:k]
     top = [int(c) for c in top if diff[c] != 0]
     if not top:

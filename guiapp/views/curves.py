@@ -18,9 +18,12 @@ CURSOR_PEN = pg.mkPen("#2a9d3a", width=2)
 
 SPLITS = {"valid": ("Validation", "clean_valid_acc", "asr_valid"),
           "test": ("Test", "clean_test_acc", "asr_test")}
-# one colour per pruning criterion (clean accuracy solid, ASR dashed); random orders share a band
-RANKING_COLOURS = {"activation": "#1f5fd1", "l1": "#8e44ad", "clp": "#16a085", "anp": "#e67e22",
-                   "difference": "#7f8c8d", "random": "#b0b0b0"}
+def ranking_colour(name: str) -> str:
+    """A criterion's colour, from the criteria registry (``random-3`` is ``random``'s)."""
+    from engine.pruning.criteria import REGISTRY
+
+    crit = REGISTRY.get(name.split("-")[0])
+    return crit.colour if crit else "#444444"
 
 
 def series(records, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +197,7 @@ class CurvesView(QWidget):
         """The pair of curves of criterion ``name`` on plot ``p``, made once."""
         if name not in p.overlay:
             base = name.split("-")[0]
-            colour = RANKING_COLOURS.get(base, "#444")
+            colour = ranking_colour(base)
             width = 1 if base == "random" else 2
             acc = p.plot([], [], pen=pg.mkPen(colour, width=width))
             asr = p.plot([], [], pen=pg.mkPen(colour, width=width, style=Qt.DashLine))
@@ -258,7 +261,7 @@ class CurvesView(QWidget):
                 if step is None or step >= len(recs) or recs[step].metric(p.acc_key) is None:
                     continue
                 x, y = recs[step].fraction_pruned * 100, recs[step].metric(p.acc_key)
-                colour = RANKING_COLOURS.get(name.split("-")[0], "#444")
+                colour = ranking_colour(name)
                 dot = pg.ScatterPlotItem([x], [y], size=11, symbol="d", brush=pg.mkBrush(colour), pen=pg.mkPen("w"))
                 label = pg.TextItem(text, color=colour, anchor=(0, 1))
                 label.setPos(x, y)
@@ -284,11 +287,11 @@ class CurvesView(QWidget):
     def _show_key(self) -> None:
         """One line under the plots naming each criterion's colour (a legend inside the plots
         would cover the ends of the curves, where the comparison is decided)."""
-        from engine.pruning.criteria import TITLES
+        from engine.pruning.criteria import REGISTRY
 
         bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
-        parts = [f"<span style='color:{RANKING_COLOURS.get(b, '#444')}'>■</span> "
-                 f"{TITLES.get(b, b)}" + (f" (band and mean of {sum(n.startswith('random') for n in self.by_ranking)}"
+        parts = [f"<span style='color:{ranking_colour(b)}'>■</span> "
+                 f"{REGISTRY[b].title if b in REGISTRY else b}" + (f" (band and mean of {sum(n.startswith('random') for n in self.by_ranking)}"
                                           " orders)" if b == "random" and "random" not in self.by_ranking else "")
                  for b in bases]
         self.key.setText("Criteria — clean accuracy solid, ASR dashed; the thick blue/red pair is the picked one "

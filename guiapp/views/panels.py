@@ -339,21 +339,19 @@ class RankingPanel(QGroupBox):
     """Which pruning criteria to sweep (one exact sweep each, curves overlaid)."""
 
     def __init__(self, parent=None):
-        from engine.pruning.criteria import NEEDS, RANKINGS, TITLES
+        from engine.pruning.criteria import REGISTRY
 
         super().__init__("Pruning criteria", parent)
         lay = QGridLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
         lay.setVerticalSpacing(1)
         self.boxes: dict[str, QCheckBox] = {}
-        short = {"activation": "activation (lab)", "l1": "L1 norm", "clp": "CLP", "anp": "ANP",
-                 "random": "random", "difference": "difference ⚠"}
-        for i, name in enumerate(RANKINGS):
-            box = QCheckBox(short.get(name, name))
+        for i, (name, crit) in enumerate(REGISTRY.items()):
+            box = QCheckBox(crit.short or name)
             box.setObjectName(f"ranking_{name}")
-            needs = ", ".join(ROLE_TITLES[r].lower() for r in NEEDS[name]) or "no data (weights only)"
-            box.setToolTip(f"{TITLES[name]} — needs {needs}" + ("\nuses the trigger: a diagnostic, never a defense"
-                                                                if name == "difference" else ""))
+            needs = ", ".join(ROLE_TITLES[r].lower() for r in crit.needs) or "no data (weights only)"
+            box.setToolTip(f"{crit.title} — needs {needs}" + ("\nuses the trigger: a diagnostic, never a defense"
+                                                              if crit.diagnostic else ""))
             box.setChecked(name == "activation")
             lay.addWidget(box, i // 2, i % 2)
             self.boxes[name] = box
@@ -368,10 +366,10 @@ class RankingPanel(QGroupBox):
 
     def set_roles(self, roles) -> None:
         """Criteria whose data is missing are greyed out (they keep their tick for later)."""
-        from engine.pruning.criteria import NEEDS
+        from engine.pruning.criteria import criterion
 
         for name, box in self.boxes.items():
-            box.setEnabled(all(r in roles for r in NEEDS[name]))
+            box.setEnabled(all(r in roles for r in criterion(name).needs))
 
     def names(self) -> list[str]:
         """The ticked criteria that can run on the data now open."""

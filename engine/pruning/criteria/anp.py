@@ -1,0 +1,197 @@
+"""Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021) on clean validation data only: per-channel
+masks trained against adversarial multiplicative noise; lowest mask first. Cached by content."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from engine.core.errors import PruneLabError
+from engine.pruning.criteria.base import Criterion, Inputs, Ranking, register
+
+
+@dataclass(frozen=True)
+class ANPConfig:
+    """The paper's settings by default. ``momentum`` is that of the authors' mask optimiser."""
+
+    eps: float = 0.4
+    alpha: float = 0.2
+    lr: float = 0.2
+    momentum: float = 0.9
+    iterations: int = 2000
+    batch_size: int = 128
+    images: int = 500
+    seed: int = 0
+
+    def check(self) -> None:
+        if not (0 <= self.eps < 1) or not (0 <= self.alpha <= 1) or not (0 < self.lr < 100):
+            raise PruneLabError(None, "ANP needs 0 ≤ eps < 1, 0 ≤ alpha ≤ 1 and a positive learning rate")
+        if self.iterations < 1 or self.batch_size < 1 or self.images < 1:
+            raise PruneLabError(None, "ANP needs at least one iteration, one image and a batch of one")
+
+
+def _anp_cache_key(model, dataset, layer: str, cfg: ANPConfig) -> str:
+    from dataclasses import astuple
+
+    from engine.io import cache
+
+    base = cache.activation_key([model.path, model.weights_path], layer, "anp", dataset.path, 0)
+    return cache.derived_key("anp", base, *astuple(cfg))
+
+
+def anp_ranking(model, dataset, layer: str | None = None, config: ANPConfig | None = None, *,
+                use_cache: bool = True, state=None,
+                progress: Callable[[int, int], None] | None = None) -> Ranking:
+    """Train ANP's masks on ``dataset`` (clean validation; nothing else is read)."""
+    gen = anp_events(model, dataset, layer, config, use_cache=use_cache, state=state)
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(ev.done, ev.total)
+
+
+def anp_events(model, dataset, layer: str | None = None, config: ANPConfig | None = None, *,
+               use_cache: bool = True, state=None) -> Iterator:
+    """ANP as a generator: yields Progress("ranking", …) between iterations and returns the
+    Ranking (``StopIteration.value``; ``yield from`` hands it over). Cached by file content."""
+    from engine.io import cache
+    from engine.pruning.graph import make_split
+
+    cfg = config or ANPConfig()
+    cfg.check()
+    split = make_split(model.model, layer, model.path)
+    if split.head is None:
+        raise PruneLabError(model.path, f"the 'anp' ranking needs the network after '{split.layer}' to "
+                            f"depend on it alone ({split.head_problem})")
+    if dataset.label_max >= model.n_classes:
+        raise PruneLabError(dataset.path, f"labels go up to {dataset.label_max} but the model has only "
+                            f"{model.n_classes} classes")
+    info = {"config": asdict(cfg)}
+    key = None
+    if use_cache:
+        try:
+            key = _anp_cache_key(model, dataset, split.layer, cfg)
+        except OSError:
+            key = None
+        hit = cache.load(key) if key else None
+        if hit is not None and hit.shape == (split.n_channels + 1,):
+            masks = np.array(hit[:-1], np.float64)
+            return ANP().ranking(masks, 0.0, cached=True, seed=cfg.seed, extra=dict(info, train_s=float(hit[-1])))
+    t0 = time.perf_counter()
+    masks = yield from _train_anp_masks(model, dataset, split, cfg, state)
+    cost = time.perf_counter() - t0
+    if key:
+        cache.store(key, np.concatenate([masks, [cost]]))
+    return ANP().ranking(masks, cost, seed=cfg.seed, extra=dict(info, train_s=cost))
+
+
+def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
+    """The ANP loop on the layer: z = (m+δ)·(W∗x) + (1+ξ)·b per channel. Per batch: one
+    signed-gradient ascent step on the noise (δ, ξ from uniform [−ε, ε], clipped there), then
+    one SGD step with momentum on the masks for α·CE(clean) + (1−α)·CE(perturbed), clipped
+    to [0, 1]. The layers before the pruned one are fixed, so their output is computed once."""
+    from engine.models.runner import Runner
+    from engine.pruning.graph import Graph
+    from engine.core.state import Progress
+    from engine.core.tfsetup import keras, tf
+
+    t, k = tf(), keras()
+    rng = np.random.default_rng(cfg.seed)
+    n = min(cfg.images, dataset.n)
+    pick = np.sort(rng.choice(dataset.n, n, replace=False))
+    x_img = model.model_input(dataset.take(pick))
+    labels = dataset.labels[pick].astype(np.int32)
+    conv = split.conv
+    # the layer's input and the tensors before the cut that the head also reads (skip
+    # connections) do not depend on the masks: computed once
+    graph = Graph(model.model)
+    node = graph.nodes_of(conv)[0]
+    fixed = [node.input_tensors[0]] + list(split.frontier)
+    feed = Runner(k.Model(model.model.inputs, fixed))
+    parts = [feed(x_img[s:s + 256]) for s in range(0, n, 256)]
+    parts = [p if isinstance(p, list) else [p] for p in parts]
+    x_in, *x_front = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(fixed))]
+    del x_img, parts
+    chain = []
+    for c in graph.chain(node.output_tensors[0]):
+        chain.append(c.operation)
+        if c.output_tensors[0] is split.cut_tensor:
+            break
+    head = split.head
+    last = model.model.layers[-1]
+    softmax_out = getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+    kernel = t.constant(np.asarray(conv.get_weights()[0], np.float32))
+    bias = t.constant(np.asarray(conv.get_weights()[1], np.float32)) if conv.use_bias else None
+    c = split.n_channels
+    mask = t.Variable(t.ones(c, t.float32))
+    vel = t.Variable(t.zeros(c, t.float32))
+    eps, alpha, lr, mom = (float(v) for v in (cfg.eps, cfg.alpha, cfg.lr, cfg.momentum))
+
+    def forward(x, front, scale, bias_scale):
+        z = (conv.convolution_op(x, kernel) if kernel.shape.rank == 4 else t.matmul(x, kernel)) * scale
+        if bias is not None:
+            z = z + bias * bias_scale
+        a = conv.activation(z) if conv.activation is not None else z
+        for layer in chain:
+            a = layer(a, training=False)
+        out = head([a] + list(front) if front else a, training=False)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+    def ce(out, y):
+        if softmax_out:
+            p = t.gather(out, y, axis=1, batch_dims=1)
+            return -t.reduce_mean(t.math.log(t.clip_by_value(p, 1e-12, 1.0)))
+        return t.reduce_mean(t.nn.sparse_softmax_cross_entropy_with_logits(y, out))
+
+    @t.function(reduce_retracing=True)
+    def step(x, front, y, delta0, xi0):
+        with t.GradientTape() as tape:
+            tape.watch([delta0, xi0])
+            loss = ce(forward(x, front, mask + delta0, 1.0 + xi0), y)
+        gd, gx = tape.gradient(loss, [delta0, xi0])
+        delta = t.clip_by_value(delta0 + eps * t.sign(gd), -eps, eps)
+        xi = t.clip_by_value(xi0 + eps * t.sign(gx), -eps, eps) if gx is not None else xi0
+        with t.GradientTape() as tape:
+            loss = alpha * ce(forward(x, front, mask, 1.0), y) + \
+                (1 - alpha) * ce(forward(x, front, mask + delta, 1.0 + xi), y)
+        g = tape.gradient(loss, mask)
+        vel.assign(mom * vel + g)
+        mask.assign(t.clip_by_value(mask - lr * vel, 0.0, 1.0))
+        return loss
+
+    x_t = t.constant(x_in, t.float32)
+    front_t = [t.constant(f) for f in x_front]
+    y_t = t.constant(labels, t.int32)
+    batches: list[np.ndarray] = []
+    for it in range(cfg.iterations):
+        if state is not None:
+            state.cancel_point()
+        if not batches:  # a fresh seeded shuffle per pass over the images
+            perm = rng.permutation(n)
+            batches = [perm[s:s + cfg.batch_size] for s in range(0, n, cfg.batch_size)][::-1]
+        idx = t.constant(np.sort(batches.pop()), t.int32)
+        noise = rng.uniform(-eps, eps, (2, c)).astype(np.float32)
+        step(t.gather(x_t, idx), [t.gather(f, idx) for f in front_t], t.gather(y_t, idx), t.constant(noise[0]),
+             t.constant(noise[1]))
+        if it + 1 == cfg.iterations or (it + 1) % 20 == 0:
+            yield Progress("ranking", it + 1, cfg.iterations, f"anp: training masks {it + 1}/{cfg.iterations}")
+    return np.asarray(mask.numpy(), np.float64)
+
+
+@register
+class ANP(Criterion):
+    name = "anp"
+    title = "ANP (adversarial masks)"
+    short = "ANP"
+    needs = ("clean_valid",)
+    colour = "#e67e22"
+
+    def rankings(self, inp: Inputs) -> Iterator:
+        return [(yield from anp_events(inp.model, inp.datasets["clean_valid"], inp.layer, inp.anp,
+                                       use_cache=inp.use_cache, state=inp.state))]

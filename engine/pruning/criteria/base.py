@@ -1,0 +1,163 @@
+"""What every pruning criterion shares: the :class:`Ranking` it produces, the
+:class:`Criterion` interface (name, title, the data it needs, the order its scores are read in,
+``rankings(...)``) and the registry the CLI, the window's criteria box and the curves' colours
+read. Adding a criterion is one module in this package with one registered class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator, Sequence
+
+import numpy as np
+
+from engine.core.errors import PruneLabError
+
+OPTIONS = {"clean_valid": "--clean-valid", "poisoned_valid": "--poisoned-valid"}
+WORDS = {"clean_valid": "clean validation", "poisoned_valid": "poisoned validation"}
+
+REGISTRY: dict[str, "Criterion"] = {}
+
+
+def register(cls):
+    """Class decorator: one instance of the criterion, under its name, in registration order."""
+    inst = cls()
+    if inst.name in REGISTRY:
+        raise ValueError(f"criterion '{inst.name}' is registered twice")
+    REGISTRY[inst.name] = inst
+    return cls
+
+
+def order_of(scores: np.ndarray, direction: str) -> tuple[int, ...]:
+    """Channels in pruning order: ``"lowest"`` or ``"highest"`` score first (ties by channel)."""
+    s = np.asarray(scores, np.float64)
+    if direction not in ("lowest", "highest"):
+        raise ValueError(direction)
+    return tuple(int(i) for i in np.argsort(s if direction == "lowest" else -s, kind="stable"))
+
+
+@dataclass
+class Inputs:
+    """What a criterion may read. ``means``: per-role mean |activation| per channel at the cut
+    (filled by a sweep before a criterion that ``needs_activations`` runs)."""
+
+    model: object  # engine.models.loading.LoadedModel
+    layer: str
+    n_channels: int
+    datasets: dict
+    means: dict = field(default_factory=dict)
+    activation_cost_s: float = 0.0
+    seed: int = 0
+    random_seeds: int = 1
+    use_cache: bool = True
+    state: object = None
+    anp: object = None  # engine.pruning.criteria.anp.ANPConfig
+
+
+class Criterion:
+    """One pruning criterion. ``rankings`` is a generator (it may yield Progress) returning a list
+    of :class:`Ranking` — one, or several for seeded families such as ``random``."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    short: ClassVar[str] = ""          # the window's check box
+    needs: ClassVar[tuple[str, ...]] = ()
+    direction: ClassVar[str] = "lowest"
+    diagnostic: ClassVar[bool] = False  # uses the trigger: shows where the backdoor lives, never a defense
+    needs_activations: ClassVar[bool] = False
+    colour: ClassVar[str] = "#444444"
+
+    def scores(self, inp: Inputs) -> np.ndarray:
+        """One number per channel; pruned in ``direction`` order."""
+        raise NotImplementedError
+
+    def rankings(self, inp: Inputs) -> Iterator:
+        """Yield Progress while working; return the criterion's rankings."""
+        import time
+
+        t = time.perf_counter()
+        s = self.scores(inp)
+        cost = time.perf_counter() - t + (inp.activation_cost_s if self.needs_activations else 0.0)
+        return [self.ranking(s, cost)]
+        yield  # a generator, like the criteria that report progress
+
+    def ranking(self, scores, cost_s: float, **kw) -> "Ranking":
+        s = np.asarray(scores, np.float64)
+        return Ranking(kw.pop("name", self.name), self.name, self.needs, s, order_of(s, self.direction), cost_s,
+                       diagnostic=self.diagnostic, **kw)
+
+
+@dataclass(frozen=True, eq=False)
+class Ranking:
+    """One criterion's verdict on the layer's channels.
+
+    ``order`` is the pruning order (channel indices); ``scores`` the per-channel numbers it
+    was sorted by; ``cost_s`` the seconds this process spent computing the scores (a cache
+    hit is cheap: ``cached`` says so); ``threshold_step`` is clp's own operating point (the
+    number of channels above mean + u·std, pruned first)."""
+
+    name: str
+    method: str  # a registered criterion's name; several ``random-k`` rankings share "random"
+    needs: tuple[str, ...]
+    scores: np.ndarray
+    order: tuple[int, ...]
+    cost_s: float = 0.0
+    diagnostic: bool = False
+    threshold_step: int | None = None
+    seed: int | None = None
+    cached: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        c = REGISTRY.get(self.method)
+        t = c.title if c else self.name
+        if self.method == "random" and self.seed is not None:
+            return f"{t} (seed {self.seed})"
+        return t if self.name == self.method else f"{t} ({self.name})"
+
+    def summary(self) -> dict:
+        """JSON-ready description (order, scores and where they came from)."""
+        out = {"method": self.method, "needs": list(self.needs), "order": [int(c) for c in self.order],
+               "scores": [float(s) for s in self.scores], "cost_s": round(float(self.cost_s), 4),
+               "diagnostic": self.diagnostic, "cached": self.cached}
+        if self.threshold_step is not None:
+            out["threshold_step"] = self.threshold_step
+        if self.seed is not None:
+            out["seed"] = self.seed
+        out.update(self.extra)
+        return out
+
+
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def criterion(name: str) -> Criterion:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise PruneLabError(None, f"unknown ranking '{name}' (choose from {', '.join(REGISTRY)})") from None
+
+
+def parse_rankings(text: str) -> list[str]:
+    """``"activation,clp"`` → names, checked; one-line error on an unknown or repeated name."""
+    got = [t.strip().lower() for t in str(text).split(",") if t.strip()]
+    if not got:
+        raise PruneLabError(None, "--rankings needs at least one name (" + ", ".join(REGISTRY) + ")")
+    for n in got:
+        criterion(n)
+    if len(set(got)) != len(got):
+        raise PruneLabError(None, f"a ranking is named twice in '{text}'")
+    return got
+
+
+def check_available(names_: Sequence[str], roles) -> None:
+    """Raise a one-line error naming the data a ranking needs but was not given."""
+    roles = set(roles)
+    for n in names_:
+        missing = [r for r in criterion(n).needs if r not in roles]
+        if missing:
+            what = " and ".join(f"{WORDS.get(r, r)} data ({OPTIONS.get(r, r)})" for r in missing)
+            raise PruneLabError(None, f"the '{n}' ranking needs {what}")
