@@ -173,10 +173,7 @@ class Controller(QObject):
             self._arrived()
 
     def _model_opened(self, opened: tasks.OpenedModel) -> None:
-        from engine.io import atomic
-
         lm = opened.model
-        atomic.protect(lm.input_files())
         for role, why in self.session.set_model(lm, opened.default_layer):
             self.datasetChanged.emit(role, None)
             self.error.emit(why)
@@ -204,8 +201,6 @@ class Controller(QObject):
                  on_error=lambda e: self._arrived())
 
     def _data_opened(self, path: Path, role: str | None, ds, guessed: str | None) -> None:
-        from engine.io import atomic
-
         role = role or self.session.role_for(guessed)
         try:
             if role is None:
@@ -216,7 +211,6 @@ class Controller(QObject):
             self.error.emit(str(e))
             self._arrived()
             return
-        atomic.protect([path])
         self.fileOpened.emit(path)
         self.message.emit(f"{ROLE_TITLES[role]}: {ds.describe()}")
         self.datasetChanged.emit(role, ds)

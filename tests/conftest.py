@@ -28,13 +28,6 @@ def _private_cache(tmp_path_factory):
         os.environ["PRUNELAB_CACHE_DIR"] = old
 
 
-@pytest.fixture(autouse=True)
-def _no_protected_leak():
-    yield
-    from engine.io import atomic
-
-    atomic.unprotect_all()
-
 
 @pytest.fixture(scope="session")
 def small_lab(tmp_path_factory):

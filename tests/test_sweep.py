@@ -178,3 +178,18 @@ def test_fast_sweep_equals_the_naive_loop_on_the_shipped_demo():
         ref = naive_sweep_predictions(lm.model, fast.layer, fast.order, d.read(0, d.n), steps)
         for s, pred in ref.items():
             assert np.array_equal(fast.predictions[role][s], pred), (role, s)
+
+
+def test_the_naive_loop_never_touches_the_users_model(small_lab):
+    """The window may draw maps with the model while a naive sweep runs: the sweep zeroes
+    channels in a copy, so the user's weights are the same at every step, not only at the end."""
+    lm = load_model(small_lab.model)
+    ds = open_all(small_lab, lm)
+    before = [w.copy() for w in lm.model.get_weights()]
+    sweep = Sweep(lm, ds, method="naive", use_cache=False, max_steps=4)
+    seen = 0
+    for ev in sweep.events():
+        if isinstance(ev, StepRecord) and ev.step > 0:
+            seen += 1
+            assert all(np.array_equal(a, b) for a, b in zip(before, lm.model.get_weights())), ev.step
+    assert seen >= 4

@@ -209,7 +209,6 @@ def _open_datasets(args) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    from engine.io import atomic
     from engine.models.loading import load_model
     from engine.report.outputs import write_sweep_outputs
     from engine.core.state import Progress
@@ -229,7 +228,6 @@ def cmd_sweep(args) -> int:
     check_available(args.rankings, datasets)  # before paying for TensorFlow
     model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
     inputs = model.input_files() + [d.path for d in datasets.values()]
-    atomic.protect(inputs)
     if args.rankings != ["activation"] or args.random_seeds != 1:
         return _sweep_rankings(args, model, datasets, inputs)
     sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,
@@ -375,7 +373,6 @@ def cmd_cache(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from engine.io import atomic
     from engine.io.datasets import open_dataset
     from engine.pruning.finetune import EpochRecord, FineTune, FineTuneConfig
     from engine.models.loading import load_model
@@ -393,7 +390,6 @@ def cmd_finetune(args) -> int:
         args.input_scale = f"{float(summary['input_scale']):g}"  # the sweep's own convention
     settle_input_scale(args, model, datasets.get("clean_valid"))
     inputs = model.input_files() + [d.path for d in datasets.values()]
-    atomic.protect(inputs)
     cfg = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                          holdout=args.holdout, seed=args.seed)
     ft = FineTune(model, datasets, summary["layer"], summary["ranking"]["order"][:step], step, cfg)

@@ -71,7 +71,6 @@ def run_maps_cli(args, bar) -> int:
     """``prunelab maps``: check every input first, then map each --data file into --out."""
     import zipfile
 
-    from engine.io import atomic
     from engine.io.datasets import open_dataset
     from engine.report.outputs import staged_output
     from engine.models.loading import load_model
@@ -98,7 +97,6 @@ def run_maps_cli(args, bar) -> int:
 
     settle_input_scale(args, lm, next((d for d in datasets if d.has_labels and not d.single_target), None))
     inputs = lm.input_files() + [d.path for d in datasets] + ([poisoned.path] if poisoned else [])
-    atomic.protect(inputs)
     if poisoned is not None:
         ppath = Path(poisoned.path).resolve()
         clean = next((d for d in datasets if Path(d.path).resolve() != ppath), None)

@@ -1,5 +1,6 @@
 """Atomic saves: write a temporary file in the same folder, then rename over the target.
-A cancelled or failed save leaves nothing behind; an opened input is never overwritten."""
+A cancelled or failed save leaves nothing behind; an opened input is never overwritten: every
+save takes the files the job read as ``inputs`` (no hidden, process-wide list)."""
 
 from __future__ import annotations
 
@@ -12,28 +13,13 @@ from typing import Iterable, Iterator
 
 from engine.core.errors import PruneLabError
 
-_protected: set[str] = set()
-
-
-def protect(paths: Iterable[str | os.PathLike | None]) -> None:
-    """Remember files the user opened as inputs; saves refuse to replace them."""
-    for p in paths:
-        if p:
-            _protected.add(_key(p))
-
-
-def unprotect_all() -> None:
-    _protected.clear()
-
-
 def _key(p) -> str:
     return os.path.realpath(os.fspath(p))
 
 
-def check_not_input(path: str | os.PathLike, extra: Iterable = ()) -> None:
-    key = _key(path)
-    keys = set(_protected) | {_key(e) for e in extra if e}
-    if key in keys:
+def check_not_input(path: str | os.PathLike, inputs: Iterable = ()) -> None:
+    """Refuse to write over one of ``inputs`` (the files the job read)."""
+    if _key(path) in {_key(e) for e in inputs if e}:
         raise PruneLabError(path, "is one of the opened input files; refusing to overwrite it")
 
 

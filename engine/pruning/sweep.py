@@ -592,11 +592,15 @@ class Sweep:
     def _naive_steps(self, order, preds, labels, found) -> Iterator[tuple[None, int, int, int]]:
         """Zero the weights, run the whole model over every dataset: the reference loop,
         used when the fast path is impossible (and to measure it)."""
+        from engine.core.tfsetup import keras
         from engine.models.runner import Runner
 
-        conv = self.split.conv
+        # a copy of the user's model: the window may be drawing maps with the original meanwhile
+        copy = keras().models.clone_model(self.model.model)
+        copy.set_weights(self.model.model.get_weights())
+        conv = copy.get_layer(self.split.layer)
         original = [w.copy() for w in conv.get_weights()]
-        run = Runner(self.model.model)
+        run = Runner(copy)
 
         def evaluate(prev, p_prev, p):
             conv.set_weights(zeroed_weights(original, order[:p]))
