@@ -9,7 +9,8 @@ Three methods, all at input resolution, non-negative, each image's map scaled to
   pruned layer: ``ReLU(Σ_k w_k A_k)`` with ``w_k`` the spatial mean of ``∂y_c/∂A_k``. ``y_c``
   is the class score *before* the softmax: on a confidently poisoned image the softmax is
   saturated, its gradient is ~0 and the map would be empty.
-* ``occlusion`` — the drop of the predicted class's probability when a grey patch hides each
+* ``occlusion`` — the drop of the predicted class's logit margin (its logit minus the best other
+  logit; a probability saturates at 1 and would not drop) when a grey patch hides each
   part of the image. Model-agnostic and the most faithful for a patch trigger, but it costs one
   forward pass per patch position, so it is for a few images, not a dataset.
 
@@ -59,41 +60,11 @@ def _tf_normalise(t, m):
     return t.math.divide_no_nan(m, top)
 
 
-def _output_layer(model):
-    """The layer that produces the model's (first) output."""
-    out = model.outputs[0]
-    hist = getattr(out, "_keras_history", None)
-    op = getattr(hist, "operation", None) if hist is not None else None
-    if op is None and isinstance(hist, tuple) and hist:
-        op = hist[0]
-    return op if op is not None else model.layers[-1]
-
-
-def _is_softmax(fn) -> bool:
-    return getattr(fn, "__name__", "") == "softmax"
-
-
 def score_spec(model):
-    """Where the pre-softmax class scores come from: ``(tensor, kind, layer)``.
+    """Where the pre-softmax class scores come from: the one rule of :mod:`engine.logits`."""
+    from engine.logits import logits_of
 
-    ``kind`` is ``"dense"`` (a Dense layer with a softmax activation: scores are
-    ``kernel·x + bias`` of its input, computed with the layer's own weights), ``"input"`` (a
-    separate Softmax/Activation layer: scores are its input) or ``"output"`` (no softmax at the
-    end: the output already is the score)."""
-    last = _output_layer(model)
-    kind = type(last).__name__
-    if kind == "Dense" and _is_softmax(getattr(last, "activation", None)):
-        return last.input, "dense", last
-    if kind == "Softmax" or (kind == "Activation" and _is_softmax(getattr(last, "activation", None))):
-        return last.input, "input", last
-    return model.outputs[0], "output", last
-
-
-def _scores(ops, kind, layer, t):
-    if kind == "dense":
-        z = ops.matmul(t, layer.kernel)
-        return z + layer.bias if getattr(layer, "use_bias", True) and layer.bias is not None else z
-    return t
+    return logits_of(model)
 
 
 def conv_layer(model, layer: str | None, path=None):
@@ -135,7 +106,9 @@ class MapMaker:
         conv = conv_layer(self.model, self.layer, self.path)
         self.layer = conv.name
         self._input = self.model.inputs[0]  # one tensor, not a list: Keras warns on every call otherwise
-        self.n_channels = int(conv.filters)
+        from engine.split import layer_channels
+
+        self.n_channels = layer_channels(conv)
         if any(d is None for d in tuple(self._input.shape[1:]) + tuple(conv.output.shape[1:3])):
             raise PruneLabError(self.path, "the model's input size is not fixed; maps need a fixed image size")
         self.input_hw = tuple(int(d) for d in self._input.shape[1:3])
@@ -156,8 +129,8 @@ class MapMaker:
 
             self._fn = t.function(fn, input_signature=sig)
             return
-        tensor, kind, last = score_spec(self.model)
-        ops = k.ops
+        spec = score_spec(self.model)
+        tensor = spec.tensor
         if self.method == "gradcam":
             both = k.Model(self._input, [conv.output, tensor], name="prunelab_maps_grad")
 
@@ -165,7 +138,7 @@ class MapMaker:
                 with t.GradientTape() as tape:
                     a, h = both(x, training=False)
                     tape.watch(a)
-                    z = _scores(ops, kind, last, h)
+                    z = spec.apply(h)
                     c = t.where(cls < 0, t.cast(t.argmax(z, axis=1), t.int32), cls)
                     y = t.reduce_sum(t.gather(z, c, axis=1, batch_dims=1))
                 g = tape.gradient(y, a)  # rows are independent: d(sum)/dA_i = dy_i/dA_i
@@ -184,16 +157,26 @@ class MapMaker:
         cover = t.constant(np.maximum(masks.sum(axis=0), 1.0))  # H×W: patches over each pixel
         grey = float(self.grey)
 
+        def margin(z, c):
+            """The explained class's logit minus the best other logit: unlike its softmax
+            probability, it does not saturate at 1 on a confident answer (a saturated
+            probability drops by exactly 0 wherever the patch is, and the map came out empty)."""
+            zc = t.gather(z, c, axis=-1, batch_dims=1)
+            others = t.where(t.one_hot(c, t.shape(z)[-1], on_value=True, off_value=False, dtype=t.bool),
+                             t.constant(-np.inf, z.dtype), z)
+            return zc - t.reduce_max(others, axis=-1)
+
         def fn(x, cls):
             n = t.shape(x)[0]
-            p0 = t.nn.softmax(_scores(ops, kind, last, scorer(x, training=False)), axis=-1)
-            c = t.where(cls < 0, t.cast(t.argmax(p0, axis=1), t.int32), cls)
-            base = t.gather(p0, c, axis=1, batch_dims=1)  # n
+            z0 = spec.apply(scorer(x, training=False))
+            c = t.where(cls < 0, t.cast(t.argmax(z0, axis=1), t.int32), cls)
+            base = margin(z0, c)  # n
             xo = x[:, None] * (1.0 - m_t[None]) + grey * m_t[None]  # n×P×H×W×C
             xo = t.reshape(xo, t.concat([[-1], t.shape(x)[1:]], 0))
-            p = t.nn.softmax(_scores(ops, kind, last, scorer(xo, training=False)), axis=-1)
-            p = t.reshape(p, [n, self.n_patches, -1])
-            pc = t.gather(p, c, axis=2, batch_dims=1)  # n×P
+            z = spec.apply(scorer(xo, training=False))
+            z = t.reshape(z, [n, self.n_patches, -1])
+            cp = t.repeat(c, self.n_patches)
+            pc = t.reshape(margin(t.reshape(z, [n * self.n_patches, -1]), cp), [n, self.n_patches])
             drop = t.nn.relu(base[:, None] - pc)
             m = t.einsum("np,phw->nhw", drop, m_t[..., 0]) / cover
             return _tf_normalise(t, m), c
@@ -513,23 +496,104 @@ METHOD_TITLES = {"channels": "activation of the chosen channels", "gradcam": "Gr
                  "occlusion": "occlusion map"}
 
 
+MAP_SAMPLE = 512  # images per set behind a sweep's backdoor_map.png (a mean needs no more)
+MAP_SEED = 0
+
+
+def sample_indices(n: int, size: int | None = MAP_SAMPLE, seed: int = MAP_SEED) -> np.ndarray:
+    """Up to ``size`` of ``n`` image indices, drawn without replacement by a seeded generator,
+    in file order (all of them when ``size`` is None or ``n`` ≤ ``size``)."""
+    if size is None or n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, int(size), replace=False))
+
+
+class _Sample:
+    """A dataset's sampled images, in memory, read like a dataset by :func:`iter_maps`."""
+
+    def __init__(self, ds, idx: np.ndarray):
+        self.path = getattr(ds, "path", None)
+        self.x = ds.take(idx) if len(idx) != ds.n else ds.read(0, ds.n)
+        self.n = len(self.x)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.x[start:stop]
+
+
+def sampled_mean_map(maker: MapMaker, ds, *, key_parts=None, sample: int | None = MAP_SAMPLE,
+                     seed: int = MAP_SEED, state=None, progress: Progress | None = None) -> MeanMap:
+    """The mean map of a bounded, seeded sample of ``ds`` (``sample`` images; all when None).
+    With ``key_parts`` (what identifies the model and the map: file digests, layer, method) it
+    is cached by content like the activations: the data file's digest, the sample and the
+    seed complete the key, so a repeated sweep draws it without a forward pass."""
+    from engine import cache
+
+    idx = sample_indices(ds.n, sample, seed)
+    if len(idx) == 0:
+        raise PruneLabError(getattr(ds, "path", None), "holds no images to map")
+    key = None
+    if key_parts is not None:
+        try:
+            key = cache.derived_key("mean_map", cache.CACHE_VERSION, *key_parts, maker.layer, maker.method,
+                                    tuple(maker.channels or ()), cache.file_digest(ds.path), len(idx), ds.n, seed)
+        except (OSError, TypeError):
+            key = None
+    if key is not None:
+        hit = cache.load(key)
+        if hit is not None and hit.shape[:2] == maker.input_hw and hit.ndim == 3:
+            if progress:
+                progress(len(idx), len(idx))
+            return MeanMap(np.array(hit[..., 0], np.float32), np.array(hit[..., 1:], np.float32), len(idx),
+                           maker.method)
+    mm = mean_map(maker, _Sample(ds, idx), state=state, progress=progress)
+    if key is not None:
+        cache.store(key, np.concatenate([mm.map[..., None], mm.image.reshape(mm.map.shape + (-1,))],
+                                        axis=-1).astype(np.float32))
+    return mm
+
+
+def model_key_parts(loaded) -> tuple | None:
+    """What identifies a :class:`LoadedModel`'s weights for the map cache (file digests and
+    the input scale); None for a model not read from files (nothing to key it by)."""
+    from engine import cache
+    from engine.models import LoadedModel
+
+    if not isinstance(loaded, LoadedModel) or not loaded.input_files():
+        return None
+    try:
+        return tuple(cache.file_digest(p) for p in loaded.input_files()) + (loaded.input_scale,)
+    except OSError:
+        return None
+
+
 def write_backdoor_map(model, layer: str | None, clean_ds, poisoned_ds, path: str | os.PathLike,
                        state=None, *, method: str = "gradcam", channels: Sequence[int] | None = None,
                        limit: int | None = None, mask: np.ndarray | None = None,
                        names: tuple[str, str] = ("clean validation", "poisoned validation"),
-                       progress: Progress | None = None) -> Path:
+                       progress: Progress | None = None, sample: int | None = None,
+                       use_cache: bool = False) -> Path:
     """``backdoor_map.png``: mean maps over clean and poisoned (validation) data, side by side,
-    written atomically. ``method='channels'`` without ``channels`` uses the top trigger channels."""
+    written atomically. ``method='channels'`` without ``channels`` uses the top trigger channels.
+    ``sample``: map a seeded sample of that many images per set (see :func:`sampled_mean_map`),
+    cached by content when ``use_cache`` (and ``model`` is a LoadedModel read from files)."""
     from engine.report import save_figure
 
     km = _keras_model(model)
     if method == "channels" and not channels:
         channels = trigger_channels(km, layer, clean_ds, poisoned_ds, limit=limit, state=state).channels
     maker = MapMaker(km, layer, method, channels)
-    nc, npz = _limited(clean_ds, limit), _limited(poisoned_ds, limit)
-    step = (lambda off: (lambda d, n: progress(off + d, nc + npz))) if progress else (lambda off: None)
-    c = mean_map(maker, clean_ds, limit=limit, mask=mask, state=state, progress=step(0))
-    p = mean_map(maker, poisoned_ds, limit=limit, mask=mask, state=state, progress=step(nc))
+    if sample is not None and mask is None and limit is None:
+        parts = model_key_parts(model) if use_cache else None
+        nc = len(sample_indices(clean_ds.n, sample))
+        both = nc + len(sample_indices(poisoned_ds.n, sample))
+        step = (lambda off: (lambda d, n: progress(off + d, both))) if progress else (lambda off: None)
+        c = sampled_mean_map(maker, clean_ds, key_parts=parts, sample=sample, state=state, progress=step(0))
+        p = sampled_mean_map(maker, poisoned_ds, key_parts=parts, sample=sample, state=state, progress=step(nc))
+    else:
+        nc, npz = _limited(clean_ds, limit), _limited(poisoned_ds, limit)
+        step = (lambda off: (lambda d, n: progress(off + d, nc + npz))) if progress else (lambda off: None)
+        c = mean_map(maker, clean_ds, limit=limit, mask=mask, state=state, progress=step(0))
+        p = mean_map(maker, poisoned_ds, limit=limit, mask=mask, state=state, progress=step(nc))
     title = f"Where {maker.layer} looks: mean {METHOD_TITLES[method]}"
     if method == "channels":
         title += f" (channels {', '.join(map(str, maker.channels))})"
@@ -641,9 +705,11 @@ def run_maps_cli(args, bar) -> int:
     from engine import atomic
     from engine.data import open_dataset
     from engine.outputs import staged_output
-    from engine.models import load_model
     from engine.report import save_figure
 
+    from engine.outputs import check_output_folder
+
+    check_output_folder(args.out)
     if args.limit is not None and args.limit < 1:
         raise PruneLabError(None, f"--limit must be at least 1 (got {args.limit})")
     chans = parse_channels(args.channels)
@@ -658,7 +724,9 @@ def run_maps_cli(args, bar) -> int:
                             "(not with --channels)")
     datasets = [open_dataset(p) for p in args.data]  # bad data fails before TensorFlow starts
     poisoned = open_dataset(args.poisoned) if args.poisoned is not None and chans is None else None
-    lm = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
+    from engine.cli import open_model
+
+    lm = open_model(args)
     for d in datasets + ([poisoned] if poisoned else []):
         d.expect(lm.input_hwc)
     inputs = lm.input_files() + [d.path for d in datasets] + ([poisoned.path] if poisoned else [])
@@ -672,7 +740,7 @@ def run_maps_cli(args, bar) -> int:
                               progress=lambda d, n: bar.update("channels", d, n, "ranking channels"))
         bar.close()
         chans = tc.channels
-    maker = MapMaker(lm, args.layer, args.method, chans, path=args.model)
+    maker = MapMaker(lm, args.layer, args.method, chans, path=lm.path)
     names = array_names([d.path for d in datasets])
     how = args.method if args.method == "occlusion" else f"{args.method} at {maker.layer}"
     how += f" (channels {','.join(map(str, chans))})" if chans else ""
