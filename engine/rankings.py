@@ -321,8 +321,12 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
     from engine.logits import logits_of
 
     spec = logits_of(model.model)
-    head = k.Model([split.cut_tensor] + list(split.frontier) if split.frontier else split.cut_tensor,
-                   spec.tensor, name="prunelab_anp_logits")
+    if spec.tensor is split.cut_tensor:  # the pruned layer feeds the output layer directly
+        def head(inputs, training=False):
+            return inputs[0] if isinstance(inputs, list) else inputs
+    else:
+        head = k.Model([split.cut_tensor] + list(split.frontier) if split.frontier else split.cut_tensor,
+                       spec.tensor, name="prunelab_anp_logits")
     kernel = t.constant(np.asarray(conv.get_weights()[0], np.float32))
     bias = t.constant(np.asarray(conv.get_weights()[1], np.float32)) if conv.use_bias else None
     c = split.n_channels
