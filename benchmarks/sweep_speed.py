@@ -16,6 +16,12 @@ network for the images a step can affect (one forward pass + those images × the
 
     python benchmarks/sweep_speed.py [--model random|trained] [--naive-steps 2] [--keep DIR]
                                      [--rankings activation,clp,l1,anp,random,difference] [--quick]
+                                     [--whole-process report|models|skip] [--only-whole-process]
+
+Whole sweep processes (what a user waits for: TensorFlow's start, the sweep, the report,
+backdoor_map.png, and with ``--whole-process models`` B′/G) are timed cold and warm, with and without poisoned validation
+data, as multiples of one forward pass (issue 20's goal: warm ≤ 0.3 x, cold the exact path's
+own cost).
 
 Then, with the activations cached by the cold sweep, the other pruning criteria in a fresh
 process: for each ranking beyond the first, the time to compute its scores and run its exact
@@ -83,8 +89,15 @@ ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
 t1 = time.perf_counter()
 res = Sweep(lm, ds, method=spec.get("method", "auto")).run()
 t2 = time.perf_counter()
+outputs_s = 0.0
+if spec.get("outputs"):  # what `prunelab sweep` writes after the sweep (report, figures, map, B'/G)
+    import tempfile
+    from engine.report.outputs import write_sweep_outputs
+    write_sweep_outputs(res, lm, tempfile.mkdtemp(prefix="prunelab-bench-out-"), datasets=ds,
+                        with_models=spec["outputs"] == "models")
+    outputs_s = time.perf_counter() - t2
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]  # peak RSS of *this* process
-print(json.dumps({"sweep_s": t2 - t1, "process_s": t2 - t0, "load_s": t1 - t0,
+print(json.dumps({"sweep_s": t2 - t1, "process_s": t2 - t0 + outputs_s, "load_s": t1 - t0, "outputs_s": outputs_s,
                   "rss_mb": int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "timings": res.timings, "recomputed": [r.recomputed for r in res.records],
                   "images": sum(d.n for d in ds.values())}))
@@ -122,6 +135,30 @@ def run_child(spec: dict, cache: str, code: str = CHILD) -> dict:
     if r.returncode:
         raise SystemExit(r.stderr[-3000:])
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def print_whole_process(spec: dict, forward: float, models: bool) -> None:
+    """Whole sweep processes — from the fresh process's first line (TensorFlow's import
+    included) to its last output file: the sweep, metrics.csv, summary.json, the figures,
+    backdoor_map.png when there is poisoned validation data, and B′/G when ``models`` — cold
+    (empty cache) and warm (repeated), with and without poisoned validation, as multiples of
+    one forward pass over the four sets."""
+    print(f"whole sweep process (TensorFlow import, load, sweep, report, figures, map"
+          f"{', B′/G files' if models else ''}; cold = empty cache, warm = repeated):")
+    for poisoned in (False, True):
+        cache = tempfile.mkdtemp(prefix="prunelab-bench-cache-")
+        data = {r: p for r, p in spec["data"].items() if poisoned or r != "poisoned_valid"}
+        child = dict(spec, data=data, outputs="models" if models else "report")
+        cold, warm = run_child(child, cache), run_child(child, cache)
+        what = "with poisoned validation (map)" if poisoned else "without poisoned validation   "
+        print(f"  {what}  cold {cold['process_s']:6.2f} s = {cold['process_s'] / forward:5.2f} x, "
+              f"warm {warm['process_s']:6.2f} s = {warm['process_s'] / forward:5.2f} x forward pass   "
+              f"(warm: start+load {warm['load_s']:.2f} s, sweep {warm['sweep_s']:.2f} s, "
+              f"outputs {warm['outputs_s']:.2f} s)")
+        for name, r in (("cold", cold), ("warm", warm)):
+            after = r["sweep_s"] + r["outputs_s"]
+            print(f"      {name}, after TensorFlow's start and loading: sweep + outputs {after:6.2f} s = "
+                  f"{after / forward:5.2f} x forward pass")
 
 
 def describe(spec: dict) -> str:
@@ -169,6 +206,11 @@ def main() -> None:
                     help="pruning criteria to time after the sweep (the first is the baseline)")
     ap.add_argument("--anp-iterations", type=int, default=2000)
     ap.add_argument("--quick", action="store_true", help="10 %% of the data, 1 naive step, 200 ANP iterations")
+    ap.add_argument("--whole-process", choices=("report", "models", "skip"), default="report",
+                    help="also time whole sweep processes with their outputs, cold and warm, with and without "
+                    "poisoned validation data (report: metrics, figures, map; models: also B'/G)")
+    ap.add_argument("--only-whole-process", action="store_true",
+                    help="measure the forward pass and the whole-process sweeps only")
     args = ap.parse_args()
     if args.quick:
         args.scale, args.naive_steps, args.anp_iterations = 0.1, 1, 200
@@ -210,6 +252,11 @@ def main() -> None:
         predict_dataset_labels(lm.model, d, batch_size=256)
     forward = time.perf_counter() - t
 
+    if args.only_whole_process:
+        print(f"data: {n_images:,} images in 4 HDF5 files, {describe(spec)}")
+        print(f"one plain forward pass, 4 sets        {forward:8.2f} s")
+        print_whole_process(spec, forward, args.whole_process == "models")
+        return
     os.environ["PRUNELAB_CACHE_DIR"] = cache
     naive = Sweep(lm, ds, method="naive", use_cache=False, max_steps=args.naive_steps)
     stamps = []
@@ -244,6 +291,8 @@ def main() -> None:
     print(f"ratio naive 60 steps / cold sweep     {naive_total / cold['sweep_s']:8.1f} x")
     print(f"ratio cold sweep / forward pass       {cold['sweep_s'] / forward:8.2f}")
     print(f"ratio warm sweep / forward pass       {warm['sweep_s'] / forward:8.2f}")
+    if args.whole_process != "skip":
+        print_whole_process(spec, forward, args.whole_process == "models")
     if args.rankings:
         print_rankings(run_child(dict(spec, rankings=args.rankings.split(","), anp_iterations=args.anp_iterations),
                                  cache, RANKINGS_CHILD), forward, n_images, args.anp_iterations)

@@ -56,7 +56,34 @@ def gui_main(argv: list[str] | None = None) -> int:
     return open_window(gui_parser("prunelab-gui").parse_args(argv), first_launch=not argv)
 
 
+NO_DISPLAY = ("prunelab: error: no display (DISPLAY and WAYLAND_DISPLAY are unset): run the headless form, e.g. "
+              "'prunelab sweep --demo --out demo-run', or the window under 'xvfb-run prunelab' (it needs the xcb "
+              "libraries the README lists)")
+
+
+def display_problem(env=None, platform: str | None = None) -> str | None:
+    """On Linux, the one-line reason the window cannot open (no X11/Wayland display and no
+    off-screen Qt platform asked for), else None. Decided before Qt starts: Qt itself would
+    abort the process with a message our silenced stderr hides."""
+    import os
+
+    env = os.environ if env is None else env
+    platform = sys.platform if platform is None else platform
+    if not platform.startswith("linux"):
+        return None
+    qpa = env.get("QT_QPA_PLATFORM", "").split(":")[0].strip().lower()
+    if qpa in ("offscreen", "minimal", "vnc", "eglfs", "linuxfb"):
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return NO_DISPLAY
+
+
 def open_window(args: argparse.Namespace, first_launch: bool = False) -> int:
+    problem = display_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     try:
         from guiapp.app import run_window
     except ImportError as e:

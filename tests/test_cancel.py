@@ -67,11 +67,13 @@ def test_existing_output_folder_keeps_its_files_when_cancelled(small_lab, tmp_pa
     import engine.report.figures as report
 
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
+    out.mkdir()  # a previous run's folder: a new run would replace its files, a cancelled one does not
+    (out / "summary.json").write_text("{}")
+    (out / "old.png").write_text("old")
     monkeypatch.setattr(report, "save_figure", lambda fig, path: (_ for _ in ()).throw(KeyboardInterrupt))
     assert main(lab_args(small_lab, out)) == 130
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["old.png", "summary.json"]
+    assert (out / "summary.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -1,6 +1,7 @@
 """Fine-pruning: pruned channels stay zero, held-out images never train, cancel, and on the
 tiny demo it lowers the attack success rate that pruning alone leaves."""
 
+import csv
 import json
 
 import numpy as np
@@ -91,3 +92,51 @@ def test_cli_finetune_writes_models_and_comparison(small_lab, tmp_path):
         assert (ft_dir / name).is_file()
     g = load_model(ft_dir / "G_finetuned_step20.keras")
     assert g.is_goodnet
+
+
+def test_finetune_step_with_a_step_size_above_one_prunes_the_records_channels(small_lab, tmp_path):
+    """With --step-size 10, record k prunes more than k channels: finetune --step (a record or
+    a checkpoint) prunes exactly the channels the sweep's record (and its B′) prunes."""
+    from engine.cli.main import main
+
+    sweep_dir = tmp_path / "sweep"
+    f = small_lab.files
+    assert main(["sweep", "--model", str(small_lab.model), "--clean-valid", str(f["clean_valid"]),
+                 "--step-size", "10", "--thresholds", "4", "--out", str(sweep_dir), "-q"]) == 0
+    s = json.loads((sweep_dir / "summary.json").read_text())
+    rows = list(csv.DictReader((sweep_dir / "metrics.csv").open()))
+    pruned = [int(r["pruned"]) for r in rows]  # metrics.csv and summary.json carry the same counts
+    assert pruned == s["pruned"] and pruned[:3] == [0, 10, 20] and s["step_size"] == 10
+    order = s["ranking"]["order"]
+    ft = tmp_path / "ft"
+    assert main(["finetune", "--from-sweep", str(sweep_dir), "--step", "2", "--epochs", "1",
+                 "--out", str(ft), "-q"]) == 0
+    assert json.loads((ft / "summary.json").read_text())["pruned_channels"] == order[:20]
+    cp = s["checkpoints"][0]
+    if cp["step"] is not None:  # the checkpoint's B′ and finetune --step 4% prune the same channels
+        assert cp["pruned"] == len(cp["pruned_channels"]) == pruned[cp["step"]]
+        ft4 = tmp_path / "ft4"
+        assert main(["finetune", "--from-sweep", str(sweep_dir), "--step", "4%", "--epochs", "1",
+                     "--out", str(ft4), "-q"]) == 0
+        assert json.loads((ft4 / "summary.json").read_text())["pruned_channels"] == cp["pruned_channels"]
+
+
+def test_a_dense_layer_sweeps_and_fine_tunes_end_to_end(small_lab, tmp_path):
+    """A hidden Dense layer with poisoned validation data: the sweep finishes with its backdoor
+    map (drawn at the last Conv2D before the layer), and finetune keeps the neurons pruned."""
+    from engine.cli.main import main
+
+    sweep_dir, ft = tmp_path / "sweep", tmp_path / "ft"
+    f = small_lab.files
+    assert main(["sweep", "--model", str(small_lab.model), "--layer", "fc_2", "--clean-valid",
+                 str(f["clean_valid"]), "--poisoned-valid", str(f["poisoned_valid"]), "--step-size", "20",
+                 "--no-models", "--out", str(sweep_dir), "-q"]) == 0
+    assert (sweep_dir / "backdoor_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    s = json.loads((sweep_dir / "summary.json").read_text())
+    assert s["layer"] == "fc_2" and s["pruned"][-1] == 160
+    assert main(["finetune", "--from-sweep", str(sweep_dir), "--step", "3", "--epochs", "1",
+                 "--out", str(ft), "-q"]) == 0
+    got = json.loads((ft / "summary.json").read_text())["pruned_channels"]
+    assert got == s["ranking"]["order"][:s["pruned"][3]] and len(got) == s["pruned"][3]
+    bp = load_model(ft / "B_prime_finetuned_step3.h5").model.get_layer("fc_2").get_weights()
+    assert not np.any(bp[0][:, got]) and not np.any(bp[1][got])  # still exactly zero after training

@@ -304,3 +304,72 @@ def test_cli_maps_refuses_a_bad_data_file_before_loading_anything(demo, tmp_path
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith(f"prunelab: error: {bad}: ") and len(err.splitlines()) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["faces.h5"]
+
+
+# ----------------------------------------------------------------------------- issue 20
+def test_occlusion_sees_a_saturated_softmax():
+    """A confident model (softmax at exactly 1.0 in float32, as the lab's BadNet on real faces):
+    hiding a part of the image lowers the answer's logit margin, never its probability — the
+    maps must not come out all zero."""
+    from tests.test_logits import HWC, build
+
+    m = build("dense_softmax", scale=400.0)
+    x = np.random.default_rng(1).integers(0, 256, (6,) + HWC).astype(np.float32)
+    p = m.predict(x, verbose=0)
+    assert (p.max(axis=1) == 1.0).all()  # saturated
+    got, cls = maps.MapMaker(m, "conv", "occlusion", patch=4, stride=2).explain(x)
+    assert np.array_equal(cls, p.argmax(axis=1))
+    assert (got.reshape(len(x), -1).max(axis=1) == 1.0).all()  # every image's map has a peak
+
+
+def test_dense_layers_map_at_the_last_conv2d_before_them_or_skip_with_a_warning(small_lab, tmp_path):
+    from engine.models.loading import load_model
+    from engine.pruning.graph import conv_before
+    from engine.core.tfsetup import keras
+
+    lm = load_model(small_lab.model)
+    assert conv_before(lm.model, "fc_1") == "conv_3" and conv_before(lm.model, "fc_2") == "conv_4"
+    assert conv_before(lm.model, "conv_2") == "conv_2"
+    # a network without Conv2D: the sweep's folder is written, without the map, with one warning
+    from engine.report.outputs import write_sweep_outputs
+    from engine.pruning.sweep import Sweep
+    from tests.helpers import random_images, write_dataset
+
+    k = keras()
+    x = k.Input((8, 6, 3))
+    h = k.layers.Dense(12, activation="relu", name="penult")(k.layers.Flatten()(x))
+    net = k.Model(x, k.layers.Dense(4, activation="softmax", name="out")(h))
+    path = tmp_path / "mlp.keras"
+    net.save(path)
+    mlp = load_model(path)
+    rng = np.random.default_rng(0)
+    imgs = random_images(rng, 40, (8, 6, 3))
+    ds = {"clean_valid": LabDataset(write_dataset(tmp_path / "cv.h5", imgs, rng.integers(0, 4, 40)), (8, 6, 3)),
+          "poisoned_valid": LabDataset(write_dataset(tmp_path / "pv.h5", imgs, np.zeros(40)), (8, 6, 3))}
+    res = Sweep(mlp, ds, "penult", use_cache=False).run()
+    with pytest.warns(Warning, match="no backdoor_map.png"):
+        write_sweep_outputs(res, mlp, tmp_path / "out", datasets=ds, with_models=False)
+    assert (tmp_path / "out" / "metrics.csv").is_file() and not (tmp_path / "out" / "backdoor_map.png").exists()
+
+
+def test_a_sweeps_backdoor_map_is_sampled_and_cached(demo, tmp_path, monkeypatch):
+    """backdoor_map.png maps a bounded, seeded sample of each set; a repeated sweep draws the
+    same figure from the cache without running the model."""
+    lm, files = demo
+    clean, poisoned = open_sets(lm, files)
+    seen = []
+    real = maps.mean_map
+    monkeypatch.setattr(maps, "mean_map", lambda mk, ds, **kw: seen.append(ds.n) or real(mk, ds, **kw))
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    maps.write_backdoor_map(lm, None, clean, poisoned, a, sample=40, use_cache=True)
+    assert seen == [40, 40]  # 40 of the 96 images of each set
+    idx = maps.sample_indices(clean.n, 40)
+    assert np.array_equal(idx, maps.sample_indices(clean.n, 40)) and len(set(idx)) == 40
+    maps.write_backdoor_map(lm, None, clean, poisoned, b, sample=40, use_cache=True)
+    assert seen == [40, 40]  # no forward pass the second time
+    assert a.read_bytes() == b.read_bytes()
+    # the sample's mean map is the mean of those images' own maps
+    mk = maps.MapMaker(lm, None, "gradcam")
+    want = mk(clean.take(idx)).mean(axis=0)
+    got = maps.sampled_mean_map(mk, clean, sample=40)
+    np.testing.assert_allclose(got.map, want, atol=1e-5)

@@ -157,3 +157,49 @@ def test_mean_maps_share_one_scale_up_to_the_brighter_peak(qtbot):
     assert np.allclose([poisoned.red(), poisoned.green(), poisoned.blue()], want_p, atol=2)
     assert np.allclose([clean.red(), clean.green(), clean.blue()], want_c, atol=2)
     assert any(lab.text() == "0 – 0.50" for lab in dlg.findChildren(QLabel))
+
+
+def stepped_records(pruned=(0, 10, 20, 21, 22, 30, 40), n=40):
+    """A sweep with a step size of 10 over 40 channels, refined channel by channel after 20:
+    record k prunes ``pruned[k]`` channels, not k."""
+    return [StepRecord(k, None if k == 0 else p - 1, p / n, clean_valid_acc=90.0 - p, asr_valid=100.0 - 2 * p,
+                       total_steps=4, pruned=p) for k, p in enumerate(pruned)]
+
+
+def test_cursor_and_clicks_follow_channels_pruned_with_a_step_size_above_one(qtbot):
+    from guiapp.views.curves import CurvesView
+
+    v = CurvesView()
+    qtbot.addWidget(v)
+    v.start(40, thresholds=(2.0,))
+    v.set_records(stepped_records(), (2.0,), [])
+    v.set_step(2)  # record 2 prunes 20 of 40 channels: the cursor sits at 50 %, on the curve's point
+    assert v.plots["valid"].cursor.value() == pytest.approx(50.0)
+    assert v.plots["valid"].acc.getData()[0][2] == pytest.approx(50.0)
+    # a click or a drag snaps to the record nearest to where it lands (by % removed)
+    assert v.step_at(50.0) == 2 and v.step_at(52.4) == 3 and v.step_at(74.0) == 5 and v.step_at(99.0) == 6
+    assert v.step_at(11.0) == 0 and v.step_at(14.0) == 1  # record 1 sits at 25 %
+    qtbot.keyClick(v, Qt.Key_Right)
+    assert v.step == 3 and v.plots["test"].cursor.value() == pytest.approx(52.5)
+    # fine-tuning from record 5 is drawn where record 5 is (30 of 40 channels: 75 %)
+    from engine.pruning.finetune import EpochRecord
+
+    v.set_fine_tune(5, [EpochRecord(0, None, clean_valid_acc=60.0, asr_valid=10.0)])
+    assert v.plots["valid"].ft_acc.getData()[0][0] == pytest.approx(75.0)
+
+
+def test_activations_grey_the_channels_the_record_prunes(qtbot):
+    from engine.pruning.sweep import SweepResult
+    from guiapp.views.activations import ActivationsView
+
+    recs = stepped_records()
+    order = list(range(39, -1, -1))  # channel 39 first
+    res = SweepResult("m.h5", "conv_3", "pool_3", 40, 5, order,
+                      {"clean_valid": np.linspace(1, 2, 40), "poisoned_valid": np.linspace(2, 1, 40)}, recs, {}, {},
+                      (2.0,), [Checkpoint(2.0, None)], "fast", step_size=10)
+    v = ActivationsView()
+    qtbot.addWidget(v)
+    v.show_result(res, 2)
+    assert "20 of 40 channels pruned" in v.info.text()
+    grey = [i for i, b in enumerate(v.clean_bars.opts["brushes"]) if b.color().getRgb()[:3] == (190, 190, 190)]
+    assert grey == list(range(20, 40))  # by channel: the first 20 of the order (39 … 20) are grey

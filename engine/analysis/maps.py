@@ -9,7 +9,8 @@ Three methods, all at input resolution, non-negative, each image's map scaled to
   pruned layer: ``ReLU(Σ_k w_k A_k)`` with ``w_k`` the spatial mean of ``∂y_c/∂A_k``. ``y_c``
   is the class score *before* the softmax: on a confidently poisoned image the softmax is
   saturated, its gradient is ~0 and the map would be empty.
-* ``occlusion`` — the drop of the predicted class's probability when a grey patch hides each
+* ``occlusion`` — the drop of the predicted class's logit margin (its logit minus the best other
+  logit; a probability saturates at 1 and would not drop) when a grey patch hides each
   part of the image. Model-agnostic and the most faithful for a patch trigger, but it costs one
   forward pass per patch position, so it is for a few images, not a dataset.
 
@@ -62,41 +63,11 @@ def _tf_normalise(t, m):
     return t.math.divide_no_nan(m, top)
 
 
-def _output_layer(model):
-    """The layer that produces the model's (first) output."""
-    out = model.outputs[0]
-    hist = getattr(out, "_keras_history", None)
-    op = getattr(hist, "operation", None) if hist is not None else None
-    if op is None and isinstance(hist, tuple) and hist:
-        op = hist[0]
-    return op if op is not None else model.layers[-1]
-
-
-def _is_softmax(fn) -> bool:
-    return getattr(fn, "__name__", "") == "softmax"
-
-
 def score_spec(model):
-    """Where the pre-softmax class scores come from: ``(tensor, kind, layer)``.
+    """Where the pre-softmax class scores come from: the one rule of :mod:`engine.models.logits`."""
+    from engine.models.logits import logits_of
 
-    ``kind`` is ``"dense"`` (a Dense layer with a softmax activation: scores are
-    ``kernel·x + bias`` of its input, computed with the layer's own weights), ``"input"`` (a
-    separate Softmax/Activation layer: scores are its input) or ``"output"`` (no softmax at the
-    end: the output already is the score)."""
-    last = _output_layer(model)
-    kind = type(last).__name__
-    if kind == "Dense" and _is_softmax(getattr(last, "activation", None)):
-        return last.input, "dense", last
-    if kind == "Softmax" or (kind == "Activation" and _is_softmax(getattr(last, "activation", None))):
-        return last.input, "input", last
-    return model.outputs[0], "output", last
-
-
-def _scores(ops, kind, layer, t):
-    if kind == "dense":
-        z = ops.matmul(t, layer.kernel)
-        return z + layer.bias if getattr(layer, "use_bias", True) and layer.bias is not None else z
-    return t
+    return logits_of(model)
 
 
 def conv_layer(model, layer: str | None, path=None):
@@ -141,7 +112,9 @@ class MapMaker:
         conv = conv_layer(self.model, self.layer, self.path)
         self.layer = conv.name
         self._input = self.model.inputs[0]  # one tensor, not a list: Keras warns on every call otherwise
-        self.n_channels = int(conv.filters)
+        from engine.pruning.graph import layer_channels
+
+        self.n_channels = layer_channels(conv)
         if any(d is None for d in tuple(self._input.shape[1:]) + tuple(conv.output.shape[1:3])):
             raise PruneLabError(self.path, "the model's input size is not fixed; maps need a fixed image size")
         self.input_hw = tuple(int(d) for d in self._input.shape[1:3])
@@ -162,8 +135,8 @@ class MapMaker:
 
             self._fn = t.function(fn, input_signature=sig)
             return
-        tensor, kind, last = score_spec(self.model)
-        ops = k.ops
+        spec = score_spec(self.model)
+        tensor = spec.tensor
         if self.method == "gradcam":
             both = k.Model(self._input, [conv.output, tensor], name="prunelab_maps_grad")
 
@@ -171,7 +144,7 @@ class MapMaker:
                 with t.GradientTape() as tape:
                     a, h = both(x, training=False)
                     tape.watch(a)
-                    z = _scores(ops, kind, last, h)
+                    z = spec.apply(h)
                     c = t.where(cls < 0, t.cast(t.argmax(z, axis=1), t.int32), cls)
                     y = t.reduce_sum(t.gather(z, c, axis=1, batch_dims=1))
                 g = tape.gradient(y, a)  # rows are independent: d(sum)/dA_i = dy_i/dA_i
@@ -190,16 +163,26 @@ class MapMaker:
         cover = t.constant(np.maximum(masks.sum(axis=0), 1.0))  # H×W: patches over each pixel
         grey = float(to_model_input(np.float32(self.grey), self.input_scale))
 
+        def margin(z, c):
+            """The explained class's logit minus the best other logit: unlike its softmax
+            probability, it does not saturate at 1 on a confident answer (a saturated
+            probability drops by exactly 0 wherever the patch is, and the map came out empty)."""
+            zc = t.gather(z, c, axis=-1, batch_dims=1)
+            others = t.where(t.one_hot(c, t.shape(z)[-1], on_value=True, off_value=False, dtype=t.bool),
+                             t.constant(-np.inf, z.dtype), z)
+            return zc - t.reduce_max(others, axis=-1)
+
         def fn(x, cls):
             n = t.shape(x)[0]
-            p0 = t.nn.softmax(_scores(ops, kind, last, scorer(x, training=False)), axis=-1)
-            c = t.where(cls < 0, t.cast(t.argmax(p0, axis=1), t.int32), cls)
-            base = t.gather(p0, c, axis=1, batch_dims=1)  # n
+            z0 = spec.apply(scorer(x, training=False))
+            c = t.where(cls < 0, t.cast(t.argmax(z0, axis=1), t.int32), cls)
+            base = margin(z0, c)  # n
             xo = x[:, None] * (1.0 - m_t[None]) + grey * m_t[None]  # n×P×H×W×C
             xo = t.reshape(xo, t.concat([[-1], t.shape(x)[1:]], 0))
-            p = t.nn.softmax(_scores(ops, kind, last, scorer(xo, training=False)), axis=-1)
-            p = t.reshape(p, [n, self.n_patches, -1])
-            pc = t.gather(p, c, axis=2, batch_dims=1)  # n×P
+            z = spec.apply(scorer(xo, training=False))
+            z = t.reshape(z, [n, self.n_patches, -1])
+            cp = t.repeat(c, self.n_patches)
+            pc = t.reshape(margin(t.reshape(z, [n * self.n_patches, -1]), cp), [n, self.n_patches])
             drop = t.nn.relu(base[:, None] - pc)
             m = t.einsum("np,phw->nhw", drop, m_t[..., 0]) / cover
             return _tf_normalise(t, m), c
@@ -485,3 +468,74 @@ def top_difference_channels(mean_activation: dict, k: int = DEFAULT_TOP) -> list
     if "clean_valid" not in mean_activation or "poisoned_valid" not in mean_activation:
         return None
     return list(order_of(difference_scores(mean_activation), "highest")[:k])
+
+
+# ----------------------------------------------------------------------------- sampled, cached mean maps
+MAP_SAMPLE = 512  # images per set behind a sweep's backdoor_map.png (a mean needs no more)
+MAP_SEED = 0
+
+
+def sample_indices(n: int, size: int | None = MAP_SAMPLE, seed: int = MAP_SEED) -> np.ndarray:
+    """Up to ``size`` of ``n`` image indices, drawn without replacement by a seeded generator,
+    in file order (all of them when ``size`` is None or ``n`` ≤ ``size``)."""
+    if size is None or n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, int(size), replace=False))
+
+
+class _Sample:
+    """A dataset's sampled images, in memory, read like a dataset by :func:`iter_maps`."""
+
+    def __init__(self, ds, idx: np.ndarray):
+        self.path = getattr(ds, "path", None)
+        self.x = ds.take(idx) if len(idx) != ds.n else ds.read(0, ds.n)
+        self.n = len(self.x)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.x[start:stop]
+
+
+def sampled_mean_map(maker: MapMaker, ds, *, key_parts=None, sample: int | None = MAP_SAMPLE,
+                     seed: int = MAP_SEED, state=None, progress: Progress | None = None) -> MeanMap:
+    """The mean map of a bounded, seeded sample of ``ds`` (``sample`` images; all when None).
+    With ``key_parts`` (what identifies the model and the map: file digests, layer, method) it
+    is cached by content like the activations: the data file's digest, the sample and the
+    seed complete the key, so a repeated sweep draws it without a forward pass."""
+    from engine.io import cache
+
+    idx = sample_indices(ds.n, sample, seed)
+    if len(idx) == 0:
+        raise PruneLabError(getattr(ds, "path", None), "holds no images to map")
+    key = None
+    if key_parts is not None:
+        try:
+            key = cache.derived_key("mean_map", cache.CACHE_VERSION, *key_parts, maker.layer, maker.method,
+                                    tuple(maker.channels or ()), cache.file_digest(ds.path), len(idx), ds.n, seed)
+        except (OSError, TypeError):
+            key = None
+    if key is not None:
+        hit = cache.load(key)
+        if hit is not None and hit.shape[:2] == maker.input_hw and hit.ndim == 3:
+            if progress:
+                progress(len(idx), len(idx))
+            return MeanMap(np.array(hit[..., 0], np.float32), np.array(hit[..., 1:], np.float32), len(idx),
+                           maker.method)
+    mm = mean_map(maker, _Sample(ds, idx), state=state, progress=progress)
+    if key is not None:
+        cache.store(key, np.concatenate([mm.map[..., None], mm.image.reshape(mm.map.shape + (-1,))],
+                                        axis=-1).astype(np.float32))
+    return mm
+
+
+def model_key_parts(loaded) -> tuple | None:
+    """What identifies a :class:`LoadedModel`'s weights for the map cache (file digests and
+    the input scale); None for a model not read from files (nothing to key it by)."""
+    from engine.io import cache
+    from engine.models.loading import LoadedModel
+
+    if not isinstance(loaded, LoadedModel) or not loaded.input_files():
+        return None
+    try:
+        return tuple(cache.file_digest(p) for p in loaded.input_files()) + (loaded.input_scale,)
+    except OSError:
+        return None

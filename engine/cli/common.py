@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+from engine.core.errors import PruneLabError
 
 
 def settle_input_scale(args, model, clean) -> None:
@@ -12,3 +15,30 @@ def settle_input_scale(args, model, clean) -> None:
     d = decide(model, getattr(args, "input_scale", "auto"), clean)
     if not getattr(args, "quiet", False) and d.source in ("detected", "given"):
         print(d.line(), file=sys.stderr)
+
+
+def add_model_args(parser, model_group=None) -> None:
+    """The one way a command names its model: ``--model M`` (Keras 2 .h5, .keras or weights .h5),
+    ``--weights W`` (into M; alone: into the lab's DeepID), ``--allow-unsafe-model``.
+    ``model_group``: where ``--model`` goes (sweep's --demo excludes it)."""
+    (model_group or parser).add_argument("--model", type=Path, metavar="M",
+                                         help="model file: Keras 2 .h5, Keras 3 .keras, or weights .h5")
+    parser.add_argument("--weights", type=Path, metavar="W",
+                        help="weights .h5 to load into the model (the lab's bd_weights.h5); alone, into the lab's DeepID")
+    parser.add_argument("--allow-unsafe-model", action="store_true",
+                        help="load models with Lambda layers or foreign code (only for files you trust)")
+
+
+def open_model(args, summary: dict | None = None):
+    """The one loader call of the commands: ``--model``/``--weights`` as given, or (``finetune``)
+    the model a sweep's ``summary.json`` names when neither is given."""
+    from engine.models.loading import load_model
+
+    model, weights = getattr(args, "model", None), getattr(args, "weights", None)
+    if model is None and weights is None and summary is not None:
+        model, weights = summary.get("model"), summary.get("weights")
+        if model is not None and weights is not None and Path(model) == Path(weights):
+            model = None  # a sweep made with --weights alone: the DeepID with those weights
+    if model is None and weights is None:
+        raise PruneLabError(None, "give a model: --model M, --weights W (the lab's DeepID), or both")
+    return load_model(model, weights, allow_unsafe=args.allow_unsafe_model)

@@ -14,7 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
-from engine.cli.common import settle_input_scale
+from engine.cli.common import add_model_args, open_model, settle_input_scale
 from engine.core.errors import Cancelled, PruneLabError, PruneLabWarning
 
 PROG = "prunelab"
@@ -94,10 +94,18 @@ def _rankings(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals as one line, like every other refusal (no usage block), exit 2.
+    Sub-command parsers are made with the same class."""
+
+    def error(self, message):
+        self.exit(EXIT_INPUT, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine.core.version import version
 
-    p = argparse.ArgumentParser(prog=PROG, description="Prune a backdoored Keras classifier and build "
+    p = OneLineParser(prog=PROG, description="Prune a backdoored Keras classifier and build "
                                 "a backdoor detector. Without a command (or with 'gui [FILES]'), "
                                 "prunelab opens its window.")
     p.add_argument("--version", action="version", version=f"{PROG} {version()}")
@@ -107,9 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = s.add_mutually_exclusive_group()
     src.add_argument("--demo", nargs="?", const="badnet", choices=["badnet", "pruning-aware"],
                      help="use the bundled demo BadNet and its data (no download)")
-    src.add_argument("--model", type=Path, help="model file: Keras 2 .h5, Keras 3 .keras, or weights .h5")
-    s.add_argument("--weights", type=Path, help="weights .h5 to load into the model (the lab's bd_weights.h5); "
-                   "alone, into the lab's DeepID")
+    add_model_args(s, src)
     for role in ("clean-valid", "poisoned-valid", "clean-test", "poisoned-test"):
         s.add_argument(f"--{role}", type=Path, metavar="F")
     s.add_argument("--layer", help="Conv2D or hidden Dense layer to prune (default: the last Conv2D feeding "
@@ -118,11 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative drops of clean validation accuracy (%%) at which B'/G are kept; "
                    "each value once")
     s.add_argument("--out", type=Path, required=True, metavar="DIR")
-    s.add_argument("--allow-unsafe-model", action="store_true",
-                   help="load models with Lambda layers or foreign code (only for files you trust)")
     s.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
     s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
-    s.add_argument("--step-size", default="1", metavar="K|P%%", help="channels pruned per step, or a share of the layer such as 10%% (drops are still found channel by channel)")
+    s.add_argument("--step-size", default="1", metavar="K|P%", help="channels pruned per step, or a share of the layer such as 10%% (drops are still found channel by channel)")
     s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
     s.add_argument("--rankings", type=_rankings, default=["activation"], metavar="NAMES",
                    help="pruning criteria to compare, the first one's files at the top: activation (default), "
@@ -132,14 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
 
     e = sub.add_parser("eval", help="a model's answers, accuracy (and, for G, the flagged share) on data or images")
-    e.add_argument("--model", type=Path, required=True)
-    e.add_argument("--weights", type=Path)
+    add_model_args(e)
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, action="append", metavar="F", help="HDF5 file or image folder (repeatable)")
     src.add_argument("--image", type=Path, nargs="+", metavar="F", help="PNG/JPEG files: one line each")
     e.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
     e.add_argument("--json", action="store_true", help="write JSON lines instead of text")
-    e.add_argument("--allow-unsafe-model", action="store_true")
 
     d = sub.add_parser("demo", help="generate the synthetic demo BadNet and its data")
     d.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -164,12 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--holdout", type=float, default=0.2, help="share of clean validation never trained on")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", type=Path, required=True, metavar="DIR")
-    f.add_argument("--allow-unsafe-model", action="store_true")
+    add_model_args(f)  # default: the model the sweep's summary.json names
     f.add_argument("-q", "--quiet", action="store_true")
 
     m = sub.add_parser("maps", help="maps of where the model looks (channels, Grad-CAM, occlusion) per image")
-    m.add_argument("--model", type=Path, required=True)
-    m.add_argument("--weights", type=Path)
+    add_model_args(m)
     m.add_argument("--data", type=Path, action="append", required=True, metavar="F")
     m.add_argument("--layer", help="Conv2D layer (default: the one the sweep prunes)")
     m.add_argument("--method", choices=["channels", "gradcam", "occlusion"], default="gradcam")
@@ -179,7 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--poisoned", type=Path, metavar="F", help="poisoned data that picks the --top channels")
     m.add_argument("--limit", type=int, metavar="N", help="map only the first N images of each file")
     m.add_argument("--out", type=Path, required=True, metavar="DIR")
-    m.add_argument("--allow-unsafe-model", action="store_true")
     m.add_argument("-q", "--quiet", action="store_true")
 
     for cmd in (s, e, f, m):
@@ -222,11 +222,14 @@ def cmd_sweep(args) -> int:
         for role, pth in paths.datasets.items():
             if getattr(args, role) is None:
                 setattr(args, role, pth)
+    from engine.report.outputs import check_output_folder
+
+    check_output_folder(args.out)  # before the sweep: a refused folder wastes no work
     datasets = _open_datasets(args)
     from engine.pruning.criteria import check_available
 
     check_available(args.rankings, datasets)  # before paying for TensorFlow
-    model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
+    model = open_model(args)
     inputs = model.input_files() + [d.path for d in datasets.values()]
     if args.rankings != ["activation"] or args.random_seeds != 1:
         return _sweep_rankings(args, model, datasets, inputs)
@@ -241,7 +244,7 @@ def cmd_sweep(args) -> int:
             bar.update("pruning" if ev.phase == "steps" else "activations", ev.done, ev.total, ev.text)
     bar.close()
     write_sweep_outputs(sweep.result, model, args.out, inputs=inputs, with_models=not args.no_models,
-                        datasets=datasets)
+                        datasets=datasets, use_cache=not args.no_cache)
     if not args.quiet:
         _print_summary(sweep.result, args.out)
     return 0
@@ -297,7 +300,7 @@ def cmd_eval(args) -> int:
     from engine.models.loading import load_model
     from engine.models.runner import predict_dataset_labels
 
-    model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
+    model = open_model(args)
     flag = model.n_classes - 1 if model.is_goodnet else None
     n_real = model.n_classes - 1 if model.is_goodnet else model.n_classes
 
@@ -382,9 +385,15 @@ def cmd_finetune(args) -> int:
         from engine.report.compare import ranking_folder
 
         args.from_sweep = ranking_folder(args.from_sweep, args.ranking)
+    from engine.pruning.sweep import pruned_count, summary_pruned_per_record
+
+    from engine.report.outputs import check_output_folder
+
+    check_output_folder(args.out)
     summary = read_sweep_summary(args.from_sweep)
     step = resolve_step(summary, args.step)
-    model = load_model(summary["model"], summary.get("weights"), allow_unsafe=args.allow_unsafe_model)
+    n_pruned = pruned_count(summary_pruned_per_record(summary), step)
+    model = open_model(args, summary)
     datasets = {r: open_dataset(p, model.input_hwc) for r, p in summary["datasets"].items()}
     if args.input_scale == "auto" and summary.get("input_scale"):
         args.input_scale = f"{float(summary['input_scale']):g}"  # the sweep's own convention
@@ -392,7 +401,7 @@ def cmd_finetune(args) -> int:
     inputs = model.input_files() + [d.path for d in datasets.values()]
     cfg = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                          holdout=args.holdout, seed=args.seed)
-    ft = FineTune(model, datasets, summary["layer"], summary["ranking"]["order"][:step], step, cfg)
+    ft = FineTune(model, datasets, summary["layer"], summary["ranking"]["order"][:n_pruned], step, cfg)
     bar = ProgressPrinter(quiet=args.quiet)
     for ev in ft.events():
         if isinstance(ev, EpochRecord):
@@ -402,7 +411,7 @@ def cmd_finetune(args) -> int:
             bar.update("fine-tuning", ev.epoch, cfg.epochs, txt)
     bar.close()
     res = ft.result
-    write_finetune_outputs(res, model, args.from_sweep, args.out, inputs=inputs, source_model=summary["model"])
+    write_finetune_outputs(res, model, args.from_sweep, args.out, inputs=inputs, source_model=str(model.path))
     if not args.quiet:
         def fmt(r):
             return ", ".join(f"{n} {v:.2f} %" for n, v in (("clean val (held-out)", r.clean_valid_acc),

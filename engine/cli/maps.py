@@ -71,11 +71,12 @@ def run_maps_cli(args, bar) -> int:
     """``prunelab maps``: check every input first, then map each --data file into --out."""
     import zipfile
 
+    from engine.cli.common import open_model, settle_input_scale
     from engine.io.datasets import open_dataset
-    from engine.report.outputs import staged_output
-    from engine.models.loading import load_model
     from engine.report.figures import save_figure
+    from engine.report.outputs import check_output_folder, staged_output
 
+    check_output_folder(args.out)
     if args.limit is not None and args.limit < 1:
         raise PruneLabError(None, f"--limit must be at least 1 (got {args.limit})")
     chans = parse_channels(args.channels)
@@ -90,11 +91,9 @@ def run_maps_cli(args, bar) -> int:
                             "(not with --channels)")
     datasets = [open_dataset(p) for p in args.data]  # bad data fails before TensorFlow starts
     poisoned = open_dataset(args.poisoned) if args.poisoned is not None and chans is None else None
-    lm = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
+    lm = open_model(args)
     for d in datasets + ([poisoned] if poisoned else []):
         d.expect(lm.input_hwc)
-    from engine.cli.common import settle_input_scale
-
     settle_input_scale(args, lm, next((d for d in datasets if d.has_labels and not d.single_target), None))
     inputs = lm.input_files() + [d.path for d in datasets] + ([poisoned.path] if poisoned else [])
     if poisoned is not None:
@@ -106,7 +105,7 @@ def run_maps_cli(args, bar) -> int:
                               progress=lambda d, n: bar.update("channels", d, n, "ranking channels"))
         bar.close()
         chans = tc.channels
-    maker = MapMaker(lm, args.layer, args.method, chans, path=args.model)
+    maker = MapMaker(lm, args.layer, args.method, chans, path=lm.path)
     names = array_names([d.path for d in datasets])
     how = args.method if args.method == "occlusion" else f"{args.method} at {maker.layer}"
     how += f" (channels {','.join(map(str, chans))})" if chans else ""

@@ -156,7 +156,9 @@ class FineTune:
         res.model = net
         conv = net.get_layer(self.layer)
         kernel, bias = conv.kernel, (conv.bias if conv.use_bias else None)
-        mask = channel_mask(int(conv.filters), self.pruned)
+        from engine.pruning.graph import layer_channels
+
+        mask = channel_mask(layer_channels(conv), self.pruned)
 
         def rezero():
             kernel.assign(kernel.numpy() * mask)

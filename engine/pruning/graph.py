@@ -141,6 +141,42 @@ def _prunable(graph: Graph, layer) -> bool:
     return len(nodes) == 1 and not graph.feeds_output(nodes[0].output_tensors[0])
 
 
+def layer_channels(layer) -> int:
+    """THE rule for how many channels a prunable layer has: a Conv2D's filters, a Dense
+    layer's neurons (units) — the last axis of its kernel either way."""
+    kind = type(layer).__name__
+    if kind == "Conv2D":
+        return int(layer.filters)
+    if kind == "Dense":
+        return int(layer.units)
+    raise PruneLabError(None, f"layer '{layer.name}' is a {kind}, not a {' or '.join(PRUNABLE)} layer")
+
+
+def conv_before(model, name: str) -> str | None:
+    """The Conv2D whose maps stand for layer ``name``: the layer itself when it is a Conv2D,
+    else (a hidden Dense layer) the last Conv2D, in model order, that it is computed from;
+    None when there is none (a model without convolutions before it)."""
+    layer = model.get_layer(name)
+    if type(layer).__name__ == "Conv2D":
+        return layer.name
+    graph = Graph(model)
+    nodes = graph.nodes_of(layer)
+    if not nodes:
+        return None
+    seen, stack, found = set(), list(nodes[0].input_tensors), set()
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        node = graph._producer(t)
+        if type(node.operation).__name__ == "Conv2D":
+            found.add(id(node.operation))
+        stack.extend(node.input_tensors)
+    convs = [l for l in model.layers if id(l) in found]
+    return convs[-1].name if convs else None
+
+
 def prunable_layers(model) -> list:
     """The layers the sweep can prune, in model order: Conv2D (channels_last) and Dense layers
     called once, except the output layer. The window's layer chooser lists their names."""
@@ -271,7 +307,7 @@ def make_split(model, layer_name: str | None, path=None) -> PruneSplit:
             head = k.Model([cut_t] + frontier if frontier else cut_t, model.outputs, name="prunelab_head")
         except Exception as e:  # noqa: BLE001 - any Keras refusal means: no fast path
             head, problem = None, f"the rest of the network cannot be cut at '{cut_node.operation.name}' ({e})"
-    n_channels = int(layer.filters if kind == "Conv2D" else layer.units)
+    n_channels = layer_channels(layer)
     z = np.zeros((1,) + tuple(int(d) for d in out.shape[1:]), np.float32)
     t = layer.activation(z) if getattr(layer, "activation", None) is not None else z
     for node in chain:

@@ -74,9 +74,9 @@ def make_goodnet(badnet, bprime, name: str = GOODNET_NAME, input_scale: float = 
     x = k.Input(shape=shape, name="image")
     p = _single(b(x))
     q = _single(bp(x))
-    last = badnet.layers[-1]
-    act = getattr(getattr(last, "activation", None), "__name__", "")
-    if act != "softmax":
+    from engine.models.logits import answers_probabilities
+
+    if not answers_probabilities(badnet):  # the one rule: a softmax in any form, or logits
         p = k.layers.Softmax(name="badnet_scores")(p)
     agree = ops.cast(ops.equal(ops.argmax(p, axis=-1), ops.argmax(q, axis=-1)), "float32")
     agree = ops.expand_dims(agree, -1)

@@ -70,7 +70,7 @@ class StepRecord:
 
         return [str(self.step), "" if self.channel is None else str(self.channel),
                 f"{self.fraction_pruned:.6f}".rstrip("0").rstrip(".") if self.fraction_pruned else "0"] + \
-               [cell(self.metric(m)) for m in METRICS]
+               [cell(self.metric(m)) for m in METRICS] + [str(self.pruned)]
 
 
 @dataclass
@@ -113,10 +113,16 @@ class SweepResult:
     def flag_class(self) -> int:
         return self.n_classes
 
+    def pruned_at(self, step: int) -> int:
+        """How many channels record ``step`` prunes (see :func:`pruned_count`)."""
+        return pruned_count(self.pruned_per_record(), step)
+
+    def pruned_per_record(self) -> list[int]:
+        return [int(r.pruned) for r in self.records]
+
     def pruned_channels(self, step: int) -> list[int]:
         """The channels pruned at record ``step`` (its ``pruned`` first channels of the order)."""
-        n = self.records[step].pruned if step < len(self.records) else step
-        return list(self.order[:n])
+        return list(self.order[:self.pruned_at(step)])
 
     def bprime_labels(self, role: str, step: int) -> np.ndarray:
         return self.predictions[role][step]
@@ -135,6 +141,33 @@ class SweepResult:
             if c.threshold == threshold:
                 return c.step
         return None
+
+
+def pruned_count(pruned_per_record: Sequence[int] | None, step: int) -> int:
+    """THE rule "record → channels pruned": record ``step`` prunes ``pruned_per_record[step]``
+    channels (the first ones of the pruning order). With a step size above 1 this is not
+    ``step``; only without a per-record list (a sweep of step size 1) is it ``step`` itself.
+    Every place that turns a record (a checkpoint, ``finetune --step``, the window's cursor)
+    into pruned channels goes through here."""
+    step = int(step)
+    if pruned_per_record is None:
+        return step
+    if not 0 <= step < len(pruned_per_record):
+        raise PruneLabError(None, f"step {step} is outside the sweep (0–{len(pruned_per_record) - 1})")
+    return int(pruned_per_record[step])
+
+
+def summary_pruned_per_record(summary: dict) -> list[int] | None:
+    """The per-record channel counts a sweep's ``summary.json`` carries (``pruned``); for a
+    summary written before they were recorded: None when its step size was 1 (record =
+    count), else an error naming what is missing."""
+    per = summary.get("pruned")
+    if per is not None:
+        return [int(v) for v in per]
+    if int(summary.get("step_size", 1)) == 1:
+        return None
+    raise PruneLabError(None, "this sweep's summary.json has no 'pruned' list (channels pruned per "
+                        "record); run the sweep again")
 
 
 def mean_abs_per_channel(a: np.ndarray, chunk: int = 2048) -> np.ndarray:

@@ -69,7 +69,7 @@ def curve_of(name: str, result: SweepResult) -> Curve:
     vals = {k: np.array([np.nan if r.metric(k) is None else r.metric(k) for r in result.records], np.float64)
             for k in CURVE_KEYS}
     frac = np.array([r.fraction_pruned for r in result.records], np.float64)
-    pruned = np.array([r.step if getattr(r, "pruned", None) is None else r.pruned for r in result.records], np.int64)
+    pruned = np.array(result.pruned_per_record(), np.int64)  # the sweep's rule: record -> channels pruned
     return Curve(name, frac, vals, {c.threshold: c.step for c in result.checkpoints}, pruned,
                  np.arange(len(result.records)))
 

@@ -13,7 +13,8 @@ import numpy as np
 from engine.io.atomic import atomic_path, atomic_write_text
 from engine.pruning.sweep import METRICS, SweepResult
 
-CSV_HEADER = ["step", "channel", "fraction_pruned"] + list(METRICS)
+# ``pruned`` (channels pruned at the row) comes last so the lab's column prefix stays
+CSV_HEADER = ["step", "channel", "fraction_pruned"] + list(METRICS) + ["pruned"]
 FIGURES = {"curves_valid": "curves_valid.png", "curves_test": "curves_test.png",
            "bprime_bars": "bprime_bars.png", "goodnet_bars": "goodnet_bars.png"}
 
@@ -35,7 +36,7 @@ def summary_dict(result: SweepResult, checkpoint_files: dict | None = None, extr
         entry = {"threshold": cp.threshold, "step": cp.step, "b_prime": None, "goodnet": None}
         if cp.step is not None:
             rec = result.records[cp.step]
-            entry.update({"fraction_pruned": rec.fraction_pruned,
+            entry.update({"pruned": result.pruned_at(cp.step), "fraction_pruned": rec.fraction_pruned,
                           "pruned_channels": result.pruned_channels(cp.step),
                           "metrics": {m: rec.metric(m) for m in METRICS},
                           "evaluation": result.evaluate_step(cp.step)})
@@ -57,6 +58,8 @@ def summary_dict(result: SweepResult, checkpoint_files: dict | None = None, extr
                     "mean_activation": {r: [float(v) for v in a] for r, a in result.mean_activation.items()}},
         "checkpoints": cps,
         "steps": result.steps,
+        "step_size": result.step_size,
+        "pruned": result.pruned_per_record(),  # channels pruned at each record (row of metrics.csv)
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
     }
     if extra:

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.analysis.maps import (MapMaker, MeanMap, Progress, _keras_model, _limited, mean_map,
-                                  trigger_channels)
+                                  model_key_parts, sample_indices, sampled_mean_map, trigger_channels)
 
 def _overlay(ax, image, m, vmax, cmap="inferno"):
     grey = np.asarray(image, np.float32)
@@ -50,9 +50,12 @@ def write_backdoor_map(model, layer: str | None, clean_ds, poisoned_ds, path: st
                        state=None, *, method: str = "gradcam", channels: Sequence[int] | None = None,
                        limit: int | None = None, mask: np.ndarray | None = None,
                        names: tuple[str, str] = ("clean validation", "poisoned validation"),
-                       progress: Progress | None = None) -> Path:
+                       progress: Progress | None = None, sample: int | None = None,
+                       use_cache: bool = False) -> Path:
     """``backdoor_map.png``: mean maps over clean and poisoned (validation) data, side by side,
-    written atomically. ``method='channels'`` without ``channels`` uses the top trigger channels."""
+    written atomically. ``method='channels'`` without ``channels`` uses the top trigger channels.
+    ``sample``: map a seeded sample of that many images per set (see :func:`sampled_mean_map`),
+    cached by content when ``use_cache`` (and ``model`` is a LoadedModel read from files)."""
     from engine.report.figures import save_figure
 
     scale = float(getattr(model, "input_scale", 255.0))
@@ -60,10 +63,18 @@ def write_backdoor_map(model, layer: str | None, clean_ds, poisoned_ds, path: st
     if method == "channels" and not channels:
         channels = trigger_channels(model, layer, clean_ds, poisoned_ds, limit=limit, state=state).channels
     maker = MapMaker(km, layer, method, channels, input_scale=scale)
-    nc, npz = _limited(clean_ds, limit), _limited(poisoned_ds, limit)
-    step = (lambda off: (lambda d, n: progress(off + d, nc + npz))) if progress else (lambda off: None)
-    c = mean_map(maker, clean_ds, limit=limit, mask=mask, state=state, progress=step(0))
-    p = mean_map(maker, poisoned_ds, limit=limit, mask=mask, state=state, progress=step(nc))
+    if sample is not None and mask is None and limit is None:
+        parts = model_key_parts(model) if use_cache else None
+        nc = len(sample_indices(clean_ds.n, sample))
+        both = nc + len(sample_indices(poisoned_ds.n, sample))
+        step = (lambda off: (lambda d, n: progress(off + d, both))) if progress else (lambda off: None)
+        c = sampled_mean_map(maker, clean_ds, key_parts=parts, sample=sample, state=state, progress=step(0))
+        p = sampled_mean_map(maker, poisoned_ds, key_parts=parts, sample=sample, state=state, progress=step(nc))
+    else:
+        nc, npz = _limited(clean_ds, limit), _limited(poisoned_ds, limit)
+        step = (lambda off: (lambda d, n: progress(off + d, nc + npz))) if progress else (lambda off: None)
+        c = mean_map(maker, clean_ds, limit=limit, mask=mask, state=state, progress=step(0))
+        p = mean_map(maker, poisoned_ds, limit=limit, mask=mask, state=state, progress=step(nc))
     title = f"Where {maker.layer} looks: mean {METHOD_TITLES[method]}"
     if method == "channels":
         title += f" (channels {', '.join(map(str, maker.channels))})"

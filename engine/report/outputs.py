@@ -20,27 +20,68 @@ from engine.core.state import JobState
 from engine.pruning.thresholds import label as tname
 
 
-@contextlib.contextmanager
-def staged_output(out: str | os.PathLike, inputs: Iterable = ()) -> Iterator[Path]:
-    """Yield a hidden staging folder; on success move its files into ``out``."""
-    from engine.io.atomic import check_not_input
+# files by which a folder is known as a previous PruneLab output (sweep/finetune, maps, demo)
+OUTPUT_MARKERS = ("summary.json", "maps.npz", "demo.json")
 
+
+def check_output_folder(out: str | os.PathLike) -> None:
+    """``out`` may receive a run's files: it does not exist yet (its parent does), is empty, or
+    is a previous PruneLab output folder (its files are then replaced by the new run's). A
+    folder holding anything else is refused, so a user's own files are never deleted."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PruneLabError(out, "exists and is not a folder")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
         raise PruneLabError(out, "its parent folder does not exist")
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in OUTPUT_MARKERS):
+        raise PruneLabError(out, "holds files that PruneLab did not write; give a new or empty folder "
+                            "(or a previous PruneLab output folder, whose files are replaced)")
+
+
+def _holds_input(path: Path, inputs: set[str]) -> bool:
+    key = os.path.realpath(path)
+    return any(i == key or i.startswith(key.rstrip(os.sep) + os.sep) for i in inputs)
+
+
+@contextlib.contextmanager
+def staged_output(out: str | os.PathLike, inputs: Iterable = ()) -> Iterator[Path]:
+    """Yield a hidden staging folder; on success the folder ``out`` holds exactly its files:
+    a previous run's files are replaced (never an input file, nor a folder holding one)."""
+    from engine.io.atomic import check_not_input
+
+    out = Path(out)
+    inputs = list(inputs)
+    check_output_folder(out)
+    parent = out.parent if str(out.parent) else Path(".")
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.prunelab-", dir=parent))
+    trash = None
     try:
         yield stage
         for f in stage.iterdir():
             check_not_input(out / f.name, inputs)
+        check_output_folder(out)  # still ours (nobody put files there while we ran)
         out.mkdir(exist_ok=True)
-        for f in sorted(stage.iterdir()):
-            os.replace(f, out / f.name)
+        keep = {os.path.realpath(os.fspath(p)) for p in inputs if p}
+        old = [f for f in out.iterdir() if not _holds_input(f, keep)]
+        if old:  # the previous run's files move aside first, and are deleted once the new ones are in
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.prunelab-old-", dir=parent))
+            for f in old:
+                os.replace(f, trash / f.name)
+        try:
+            for f in sorted(stage.iterdir()):
+                os.replace(f, out / f.name)
+        except BaseException:
+            if trash is not None:  # put the previous run back where the new files are not
+                for f in trash.iterdir():
+                    if not (out / f.name).exists():
+                        with contextlib.suppress(OSError):
+                            os.replace(f, out / f.name)
+            raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 @dataclass
@@ -59,7 +100,7 @@ def checkpoint_file_names(threshold: float) -> dict[str, str]:
 def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterable = (),
                         with_models: bool = True, extra: dict | None = None,
                         datasets: dict | None = None, state: JobState | None = None,
-                        log: Callable[[str], None] | None = None) -> SweepOutputs:
+                        log: Callable[[str], None] | None = None, use_cache: bool = True) -> SweepOutputs:
     """A sweep's folder: ``metrics.csv``, ``summary.json``, the figures, B′ and G (with its
     ``G_<t>_eval.py``) at every checkpoint that was reached (``with_models``), and — when
     ``datasets`` holds clean and poisoned validation data — ``backdoor_map.png``, the mean
@@ -89,12 +130,7 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
         state.cancel_point()
         datasets = datasets or {}
         if "clean_valid" in datasets and "poisoned_valid" in datasets:
-            from engine.report.maps import write_backdoor_map
-
-            if log:
-                log("drawing the backdoor map (mean Grad-CAM, clean vs poisoned validation)")
-            write_backdoor_map(model, result.layer, datasets["clean_valid"], datasets["poisoned_valid"],
-                               stage / "backdoor_map.png", state)
+            _backdoor_map(result, model, datasets, stage / "backdoor_map.png", state, log, use_cache)
         info = {"weights": str(model.weights_path) if model.weights_path else None,
                 "input_scale": float(getattr(model, "input_scale", 255.0)),
                 "input_scale_source": getattr(model, "input_scale_source", "default")}
@@ -102,6 +138,37 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
         write_report(result, stage, written.models, extra=info)
         state.cancel_point()
     return written
+
+
+def _backdoor_map(result, model, datasets, path: Path, state, log, use_cache: bool) -> None:
+    """``backdoor_map.png`` of a sweep, at the pruned layer or, for a hidden Dense layer, at the
+    last Conv2D before it; mean Grad-CAM over a seeded sample of each validation set, cached.
+    A figure never loses a sweep: when it cannot be drawn, one warning line says why."""
+    from engine.core.errors import Cancelled, warn
+    from engine.analysis.maps import MAP_SAMPLE
+    from engine.report.maps import write_backdoor_map
+    from engine.pruning.graph import conv_before
+
+    layer = conv_before(model.model, result.layer)
+    if layer is None:
+        warn(None, f"no backdoor_map.png: the maps are drawn at a Conv2D layer and '{result.layer}' has "
+             "none before it")
+        return
+    if log:
+        where = layer if layer == result.layer else f"{layer}, the last Conv2D before {result.layer}"
+        log(f"drawing the backdoor map (mean Grad-CAM at {where}, clean vs poisoned validation)")
+    try:
+        write_backdoor_map(model, layer, datasets["clean_valid"], datasets["poisoned_valid"], path, state,
+                           sample=MAP_SAMPLE, use_cache=use_cache)
+    except Cancelled:
+        raise
+    except Exception as e:  # noqa: BLE001 - the sweep's results are worth more than its figure
+        msg = e.message if isinstance(e, PruneLabError) else " ".join(str(e).split())[:200]
+        warn(None, f"no backdoor_map.png: {msg}")
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def write_finetune_outputs(result, model, sweep_dir: Path, out: str | os.PathLike, *,

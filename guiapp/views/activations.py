@@ -82,6 +82,13 @@ class ActivationsView(StepView, QWidget):
         self._where = f"{info.layer}, measured at {info.measured_at}"
         self._draw()
 
+    def pruned_count(self) -> int:
+        """Channels pruned at the shown record (the sweep's rule, not the record index)."""
+        r = self.result
+        if r is None or not r.records:
+            return 0
+        return r.pruned_at(min(self.step, len(r.records) - 1))
+
     def refresh(self) -> None:
         r = self.result
         if r is not None:
@@ -103,7 +110,8 @@ class ActivationsView(StepView, QWidget):
         channels = np.array(ranking.order if ranking is not None else self._order if by_rank else range(n))
         pos = np.arange(n)
         pruned = np.zeros(n, bool)
-        pruned[self._order[:self.step]] = True
+        n_pruned = self.pruned_count()
+        pruned[self._order[:n_pruned]] = True
         mask = pruned[channels]
         if ranking is not None:  # clean bars coloured by the criterion's score (dark = high)
             sc = np.asarray(ranking.scores, float)[channels]
@@ -131,7 +139,7 @@ class ActivationsView(StepView, QWidget):
         self.plot.setXRange(-1, n, padding=0)
         top = max(clean.max(), np.max(poison) if poison is not None else 0)
         self.plot.setYRange(0, float(top) * 1.05 + 1e-9, padding=0)
-        self.info.setText(f"{self._where} · {self.step} of {n} channels pruned" + headline(clean, poison))
+        self.info.setText(f"{self._where} · {n_pruned} of {n} channels pruned" + headline(clean, poison))
 
 
     # ------------------------------------------------------------------ a channel's maps

@@ -322,9 +322,9 @@ class CurvesView(QWidget):
         """A second set of curves (dashed): fine-tuning from ``step``, one point per epoch
         plotted at the same % removed, spread to the right by epoch for readability."""
         self._fine = list(epochs)
-        if not self.n_channels:
+        if not self.n_channels or not self.records:
             return
-        x0 = step / self.n_channels * 100
+        x0 = self.x_of(step)
         xs = np.array([x0 + 1.2 * i for i in range(len(epochs))], float)
         for p in self.plots.values():
             for item, key, name in ((p.ft_acc, p.acc_key, "fine-tuned: clean accuracy (per epoch)"),
@@ -337,17 +337,28 @@ class CurvesView(QWidget):
                     p.legend.addItem(item, name)
 
     # ------------------------------------------------------------------ cursor
+    def x_of(self, step: int) -> float:
+        """Where record ``step`` sits on the x axis: the % of channels it prunes (its
+        ``pruned`` count, the one rule of engine.pruning.sweep.pruned_count — not the record index)."""
+        from engine.pruning.sweep import pruned_count
+
+        if not self.records or not self.n_channels:
+            return 0.0
+        step = int(max(0, min(step, len(self.records) - 1)))
+        return pruned_count([r.pruned for r in self.records], step) / self.n_channels * 100
+
     def step_at(self, x_percent: float) -> int:
+        """The record nearest to ``x_percent`` % of channels removed (the first of equals)."""
         if not self.records:
             return 0
-        n = max(1, self.n_channels)
-        return int(min(len(self.records) - 1, max(0, round(x_percent / 100 * n))))
+        xs = np.array([self.x_of(i) for i in range(len(self.records))])
+        return int(np.argmin(np.abs(xs - x_percent)))
 
     def set_step(self, step: int, emit: bool = True) -> None:
         last = len(self.records) - 1
         step = int(max(0, min(step, last))) if last >= 0 else 0
         self.step = step
-        x = step / self.n_channels * 100 if self.n_channels else 0
+        x = self.x_of(step)
         for p in self.plots.values():
             p.cursor.blockSignals(True)
             p.cursor.setValue(x)

@@ -39,7 +39,7 @@ def _anp_cache_key(model, dataset, layer: str, cfg: ANPConfig) -> str:
     from engine.io import cache
 
     base = cache.activation_key([model.path, model.weights_path], layer, "anp", dataset.path, 0)
-    return cache.derived_key("anp", base, *astuple(cfg))
+    return cache.derived_key("anp", "logits-v2", base, *astuple(cfg))  # v2: the loss on the logits rule
 
 
 def anp_ranking(model, dataset, layer: str | None = None, config: ANPConfig | None = None, *,
@@ -123,9 +123,16 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
         chain.append(c.operation)
         if c.output_tensors[0] is split.cut_tensor:
             break
-    head = split.head
-    last = model.model.layers[-1]
-    softmax_out = getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+    # the loss is taken on the logits (the one rule of engine.models.logits): the head up to them
+    from engine.models.logits import logits_of
+
+    spec = logits_of(model.model)
+    if spec.tensor is split.cut_tensor:  # the pruned layer feeds the output layer directly
+        def head(inputs, training=False):
+            return inputs[0] if isinstance(inputs, list) else inputs
+    else:
+        head = k.Model([split.cut_tensor] + list(split.frontier) if split.frontier else split.cut_tensor,
+                       spec.tensor, name="prunelab_anp_logits")
     kernel = t.constant(np.asarray(conv.get_weights()[0], np.float32))
     bias = t.constant(np.asarray(conv.get_weights()[1], np.float32)) if conv.use_bias else None
     c = split.n_channels
@@ -141,13 +148,10 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
         for layer in chain:
             a = layer(a, training=False)
         out = head([a] + list(front) if front else a, training=False)
-        return out[0] if isinstance(out, (list, tuple)) else out
+        return spec.apply(out[0] if isinstance(out, (list, tuple)) else out)
 
-    def ce(out, y):
-        if softmax_out:
-            p = t.gather(out, y, axis=1, batch_dims=1)
-            return -t.reduce_mean(t.math.log(t.clip_by_value(p, 1e-12, 1.0)))
-        return t.reduce_mean(t.nn.sparse_softmax_cross_entropy_with_logits(y, out))
+    def ce(logits, y):
+        return t.reduce_mean(t.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
 
     @t.function(reduce_retracing=True)
     def step(x, front, y, delta0, xi0):
