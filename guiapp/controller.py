@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.io.datasets import ROLE_TITLES, ROLES
+from engine.core.vocabulary import ROLE_TITLES, ROLES
 from engine.core.errors import PruneLabError, UnsafeModelError
 from engine.models.scale import ScaleDecision
 from guiapp import tasks
@@ -39,8 +39,8 @@ class Controller(QObject):
     rankingRecord = Signal(str, object)  # ranking name, StepRecord (several criteria at once)
     rankingsFinished = Signal(object)  # tasks.RankingsDone
     rankingPicked = Signal(str, object, int)  # name, its SweepResult, the step to show
-    stepRecord = Signal(object)  # engine.pruning.sweep.StepRecord
-    sweepFinished = Signal(object)  # engine.pruning.sweep.SweepResult
+    stepRecord = Signal(object)  # engine.pruning.records.StepRecord
+    sweepFinished = Signal(object)  # engine.pruning.records.SweepResult
     sweepCancelled = Signal()
     fineTuneEpochs = Signal(int, list)  # step, EpochRecords so far
     fineTuneFinished = Signal(object)

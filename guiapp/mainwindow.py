@@ -11,7 +11,7 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (QDialog, QFileDialog, QMainWindow, QMessageBox, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from engine.io.datasets import ROLE_TITLES
+from engine.core.vocabulary import ROLE_TITLES
 from guiapp.controller import Controller
 from guiapp.menus import TABS, build_menus
 from guiapp.recent import Recent

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.io.datasets import ROLE_TITLES, ROLES
+from engine.core.vocabulary import ROLE_TITLES, ROLES
 
 
 class SlotBusy(Exception):
@@ -32,7 +32,7 @@ class Session:
     model: object = None  # engine.models.loading.LoadedModel
     default_layer: str | None = None
     datasets: dict = field(default_factory=dict)  # role -> dataset
-    result: object = None  # engine.pruning.sweep.SweepResult of the last finished sweep
+    result: object = None  # engine.pruning.records.SweepResult of the last finished sweep
     step: int = 0
     fine_tuned: list = field(default_factory=list)
     rankings: object = None  # tasks.RankingsDone when several criteria were swept

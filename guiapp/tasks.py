@@ -107,7 +107,7 @@ class RankingsDone:
     """Every ranking's scores and its sweep's result, in the order they were asked for."""
 
     rankings: dict  # name -> engine.pruning.criteria.Ranking
-    results: dict  # name -> engine.pruning.sweep.SweepResult
+    results: dict  # name -> engine.pruning.records.SweepResult
     table: tuple  # engine.report.compare.ComparisonRow, one per ranking (and the random band's mean)
 
     def own_points(self) -> dict:

@@ -266,7 +266,7 @@ def test_deepid_layers_beside_a_branch_take_the_fast_path(small_lab, layer):
 # ---------------------------------------------------------------- (c) step size
 def test_step_size_parsing():
     from engine.core.errors import PruneLabError
-    from engine.pruning.sweep import parse_step_size
+    from engine.pruning.schedule import parse_step_size
 
     assert parse_step_size(4, 60) == 4
     assert parse_step_size("10%", 60) == 6

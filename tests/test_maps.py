@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.analysis import maps
+from engine.analysis import maps, meanmaps
 from engine.demo import faces
 from engine.report import maps as mapfigures
 from engine.io.datasets import LabDataset
@@ -363,13 +363,13 @@ def test_a_sweeps_backdoor_map_is_sampled_and_cached(demo, tmp_path, monkeypatch
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     maps.write_backdoor_map(lm, None, clean, poisoned, a, sample=40, use_cache=True)
     assert seen == [40, 40]  # 40 of the 96 images of each set
-    idx = maps.sample_indices(clean.n, 40)
-    assert np.array_equal(idx, maps.sample_indices(clean.n, 40)) and len(set(idx)) == 40
+    idx = meanmaps.sample_indices(clean.n, 40)
+    assert np.array_equal(idx, meanmaps.sample_indices(clean.n, 40)) and len(set(idx)) == 40
     maps.write_backdoor_map(lm, None, clean, poisoned, b, sample=40, use_cache=True)
     assert seen == [40, 40]  # no forward pass the second time
     assert a.read_bytes() == b.read_bytes()
     # the sample's mean map is the mean of those images' own maps
     mk = maps.MapMaker(lm, None, "gradcam")
     want = mk(clean.take(idx)).mean(axis=0)
-    got = maps.sampled_mean_map(mk, clean, sample=40)
+    got = meanmaps.sampled_mean_map(mk, clean, sample=40)
     np.testing.assert_allclose(got.map, want, atol=1e-5)

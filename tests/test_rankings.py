@@ -12,7 +12,8 @@ from engine.models.loading import load_model
 from engine.pruning.criteria import (ANPConfig, RankingStep, RankingSweeps, anp_ranking, check_available, clp_ranking,
                              l1_ranking, parse_rankings, random_rankings)
 from engine.core.state import JobState
-from engine.pruning.sweep import Checkpoint, StepRecord, Sweep, SweepResult
+from engine.pruning.records import Checkpoint, StepRecord, SweepResult
+from engine.pruning.sweep import Sweep
 from tests.helpers import naive_sweep_predictions
 
 FEW = ANPConfig(iterations=12, images=96, batch_size=32, seed=3)

@@ -7,7 +7,9 @@ from engine.io.datasets import LabDataset
 from engine.core.errors import Cancelled, PruneLabError
 from engine.models.loading import load_model
 from engine.core.state import JobState
-from engine.pruning.sweep import Progress, StepRecord, Sweep
+from engine.core.state import Progress
+from engine.pruning.records import StepRecord
+from engine.pruning.sweep import Sweep
 from tests.helpers import naive_sweep_predictions
 
 

@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
-from engine.pruning.sweep import Checkpoint, StepRecord
+from engine.pruning.records import Checkpoint, StepRecord
 
 
 def records(n_steps=10, with_test=True):
@@ -189,7 +189,7 @@ def test_cursor_and_clicks_follow_channels_pruned_with_a_step_size_above_one(qtb
 
 
 def test_activations_grey_the_channels_the_record_prunes(qtbot):
-    from engine.pruning.sweep import SweepResult
+    from engine.pruning.records import SweepResult
     from guiapp.views.activations import ActivationsView
 
     recs = stepped_records()

@@ -209,7 +209,6 @@ def _open_datasets(args) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    from engine.models.loading import load_model
     from engine.report.outputs import write_sweep_outputs
     from engine.core.state import Progress
     from engine.pruning.sweep import Sweep
@@ -297,7 +296,6 @@ def cmd_eval(args) -> int:
     import json
 
     from engine.io.datasets import open_dataset
-    from engine.models.loading import load_model
     from engine.models.runner import predict_dataset_labels
 
     model = open_model(args)
@@ -378,14 +376,13 @@ def cmd_cache(args) -> int:
 def cmd_finetune(args) -> int:
     from engine.io.datasets import open_dataset
     from engine.pruning.finetune import EpochRecord, FineTune, FineTuneConfig
-    from engine.models.loading import load_model
     from engine.report.outputs import read_sweep_summary, resolve_step, write_finetune_outputs
 
     if args.ranking:
         from engine.report.compare import ranking_folder
 
         args.from_sweep = ranking_folder(args.from_sweep, args.ranking)
-    from engine.pruning.sweep import pruned_count, summary_pruned_per_record
+    from engine.pruning.records import pruned_count, summary_pruned_per_record
 
     from engine.report.outputs import check_output_folder
 

@@ -15,13 +15,6 @@ from engine.core.errors import PruneLabError, warn
 from engine.io.hdf5 import get_local_dataset, open_hdf5
 from engine.io.memory import check_fits
 
-ROLES = ("clean_valid", "poisoned_valid", "clean_test", "poisoned_test")
-ROLE_TITLES = {
-    "clean_valid": "Clean validation",
-    "poisoned_valid": "Poisoned validation",
-    "clean_test": "Clean test",
-    "poisoned_test": "Poisoned test",
-}
 CHANNEL_COUNTS = (1, 3, 4)
 DEFAULT_BATCH = 1024
 

@@ -20,7 +20,7 @@ from engine.models.loading import LoadedModel
 from engine.core.state import JobState
 from engine.pruning.rules import channel_mask, evaluate_labels, goodnet_labels, pct
 from engine.core.state import Progress
-from engine.pruning.sweep import METRICS, ROLE_METRIC
+from engine.core.vocabulary import METRICS, ROLE_METRIC
 
 
 @dataclass

@@ -15,188 +15,40 @@ changed, so its prediction is bit-for-bit what the naive loop would compute."""
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from engine.io.datasets import ROLES, LabDataset
+from engine.core.vocabulary import ROLE_METRIC, ROLES
+from engine.io.datasets import LabDataset
 from engine.core.errors import PruneLabError, warn
 from engine.io.memory import check_fits
 from engine.models.loading import LoadedModel
-from engine.pruning.rules import evaluate_labels, goodnet_labels, pct, zeroed_weights
+from engine.pruning.rules import pct, zeroed_weights
 from engine.core.state import JobState, Progress
+from engine.pruning.activations import PREFIX_BATCH, ActivationStore
 from engine.pruning.criteria.activation import lab_order
+from engine.pruning.records import Checkpoint, StepRecord, SweepResult
+from engine.pruning.schedule import parse_step_size, walk
 from engine.pruning.thresholds import DEFAULT_THRESHOLDS, reached, validate_thresholds
 
-METRICS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
-ROLE_METRIC = dict(zip(ROLES, METRICS))
-FRONTIER_KEY = "frontier"  # cache entries of the tensors before the cut that the head reads
-PREFIX_BATCH = 256  # small: conv_1's output for 1024 images alone is ~190 MB
 HEAD_BATCH = 2048  # the head is cheap per image; big batches keep every core busy
 
 
 
-@dataclass(frozen=True)
-class StepRecord:
-    """One step's metrics. Immutable: when another dataset's metrics for the same step
-    arrive, the sweep yields a new record for that step (the window replaces the old one)."""
-
-    step: int
-    channel: int | None
-    fraction_pruned: float
-    clean_valid_acc: float | None = None
-    asr_valid: float | None = None
-    clean_test_acc: float | None = None
-    asr_test: float | None = None
-    recomputed: int = 0  # images whose head was evaluated at this step (all roles)
-    reached: tuple[float, ...] = ()  # thresholds first reached at this step
-    total_steps: int = 0  # steps the sweep plans (without the channel-by-channel refinements)
-    pruned: int | None = None  # channels pruned (the first ``pruned`` of the order); None: ``step``
-    channels: tuple[int, ...] = ()  # channels pruned since the previous record (``channel``: the last)
-
-    def __post_init__(self):
-        if self.pruned is None:
-            object.__setattr__(self, "pruned", self.step)
-
-    def metric(self, key: str) -> float | None:
-        return getattr(self, key)
-
-    def csv_row(self) -> list[str]:
-        def cell(v):
-            return "" if v is None else f"{v:.6f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
-
-        return [str(self.step), "" if self.channel is None else str(self.channel),
-                f"{self.fraction_pruned:.6f}".rstrip("0").rstrip(".") if self.fraction_pruned else "0"] + \
-               [cell(self.metric(m)) for m in METRICS] + [str(self.pruned)]
-
-
 @dataclass
-class Checkpoint:
-    threshold: float
-    step: int | None  # the record (row) where the drop is first reached; None: never reached
-    pruned: int | None = None  # channels pruned there (equals ``step`` with step size 1)
+class _Prepared:
+    """What the steps of a sweep start from."""
 
-    @property
-    def label(self) -> str:
-        return f"{self.threshold:g} %"
-
-
-@dataclass
-class SweepResult:
-    model_path: str
-    layer: str
-    measured_at: str
-    n_channels: int
-    n_classes: int
-    order: list[int]
-    mean_activation: dict[str, np.ndarray]
-    records: list[StepRecord]
-    predictions: dict[str, np.ndarray]  # role -> (steps+1, N) int32
-    labels: dict[str, np.ndarray]
-    thresholds: tuple[float, ...]
-    checkpoints: list[Checkpoint]
-    method: str
-    timings: dict[str, float] = field(default_factory=dict)
-    dataset_paths: dict[str, str] = field(default_factory=dict)
-    complete: bool = True
-    step_size: int = 1  # channels pruned per planned step
-    fallback_reason: str | None = None  # why the naive loop ran although the fast path was asked for
-
-    @property
-    def steps(self) -> int:
-        return len(self.records) - 1
-
-    @property
-    def flag_class(self) -> int:
-        return self.n_classes
-
-    def pruned_at(self, step: int) -> int:
-        """How many channels record ``step`` prunes (see :func:`pruned_count`)."""
-        return pruned_count(self.pruned_per_record(), step)
-
-    def pruned_per_record(self) -> list[int]:
-        return [int(r.pruned) for r in self.records]
-
-    def pruned_channels(self, step: int) -> list[int]:
-        """The channels pruned at record ``step`` (its ``pruned`` first channels of the order)."""
-        return list(self.order[:self.pruned_at(step)])
-
-    def bprime_labels(self, role: str, step: int) -> np.ndarray:
-        return self.predictions[role][step]
-
-    def goodnet_labels(self, role: str, step: int) -> np.ndarray:
-        return goodnet_labels(self.predictions[role][0], self.predictions[role][step], self.flag_class)
-
-    def evaluate_step(self, step: int) -> dict[str, dict[str, float]]:
-        """B' and G at ``step`` on every loaded dataset: accuracy/ASR, flagged shares."""
-        return {role: evaluate_labels(self.predictions[role][0], self.predictions[role][step], y,
-                                      self.flag_class, role.startswith("poisoned"))
-                for role, y in self.labels.items()}
-
-    def checkpoint_step(self, threshold: float) -> int | None:
-        for c in self.checkpoints:
-            if c.threshold == threshold:
-                return c.step
-        return None
-
-
-def pruned_count(pruned_per_record: Sequence[int] | None, step: int) -> int:
-    """THE rule "record → channels pruned": record ``step`` prunes ``pruned_per_record[step]``
-    channels (the first ones of the pruning order). With a step size above 1 this is not
-    ``step``; only without a per-record list (a sweep of step size 1) is it ``step`` itself.
-    Every place that turns a record (a checkpoint, ``finetune --step``, the window's cursor)
-    into pruned channels goes through here."""
-    step = int(step)
-    if pruned_per_record is None:
-        return step
-    if not 0 <= step < len(pruned_per_record):
-        raise PruneLabError(None, f"step {step} is outside the sweep (0–{len(pruned_per_record) - 1})")
-    return int(pruned_per_record[step])
-
-
-def summary_pruned_per_record(summary: dict) -> list[int] | None:
-    """The per-record channel counts a sweep's ``summary.json`` carries (``pruned``); for a
-    summary written before they were recorded: None when its step size was 1 (record =
-    count), else an error naming what is missing."""
-    per = summary.get("pruned")
-    if per is not None:
-        return [int(v) for v in per]
-    if int(summary.get("step_size", 1)) == 1:
-        return None
-    raise PruneLabError(None, "this sweep's summary.json has no 'pruned' list (channels pruned per "
-                        "record); run the sweep again")
-
-
-def mean_abs_per_channel(a: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Mean |activation| per channel over images and positions, without a full-size temporary
-    (any rank: a Dense layer's output has no positions)."""
-    total = np.zeros(a.shape[-1], np.float64)
-    axes = tuple(range(a.ndim - 1))
-    for s in range(0, len(a), chunk):
-        total += np.abs(a[s:s + chunk]).sum(axis=axes, dtype=np.float64)
-    return total / max(1, int(np.prod(a.shape[:-1])))
-
-
-def parse_step_size(value, n_channels: int) -> int:
-    """Channels per step: a whole number K ≥ 1, or ``"P%"`` of the layer's channels (rounded
-    up, at least 1)."""
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            pct_ = float(text[:-1])
-            if not 0 < pct_ <= 100:
-                raise ValueError
-            return max(1, math.ceil(round(pct_ * n_channels / 100, 9)))
-        k = int(text)
-        if k < 1:
-            raise ValueError
-        return k
-    except ValueError:
-        raise PruneLabError(None, f"step size '{value}': give a whole number of channels (1 or more) or a "
-                            "percentage of the layer such as 10%") from None
+    store: ActivationStore
+    roles: list
+    order: list
+    labels: dict
+    preds: dict
+    todo: list  # datasets whose answers must be computed (the others came from the cache)
+    schedule: list | None  # pruned counts that get a record, when known before the steps
 
 
 class Sweep:
@@ -283,123 +135,42 @@ class Sweep:
             warn(ds.path, f"labels cover only classes 0–{ds.label_max} of the model's {n}; is this data "
                  "for this model?")
 
-    # ------------------------------------------------------------------ activations
-    def _keys(self, role: str):
-        """The cache key of a dataset's activations: a string when the files were hashed
-        before (a cache hit is possible), else a Future computing it in the background while
-        the activations are computed (a file nobody hashed cannot be in the cache yet)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from engine.io import cache
-
-        if not self.use_cache:
-            return None
-        files = [self.model.path, self.model.weights_path, self.datasets[role].path]
-
-        def key():
-            return cache.activation_key(files[:2], self.split.layer, self.split.measured_at, files[2], PREFIX_BATCH,
-                                        self.model.input_scale)
-
-        try:
-            if all(cache.known_digest(f) for f in files if f):
-                return key()
-        except OSError:
-            return None
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prunelab-hash")
-        fut = pool.submit(key)
-        pool.shutdown(wait=False)
-        return fut
-
-    @staticmethod
-    def _resolve(key):
-        if key is None or isinstance(key, str):
-            return key
-        try:
-            return key.result()
-        except OSError:
-            return None
-
-    def _activations(self, role: str, key: str | None) -> Iterator[Progress | tuple]:
-        """Yield progress, then ``(tensors, step0_predictions or None)`` for one dataset:
-        ``tensors`` is ``[cut]`` (naive path: for the ranking) or ``[cut, *frontier]`` (fast)."""
-        from engine.io import cache
-        from engine.models.runner import Runner
-
-        ds = self.datasets[role]
-        fast = self.method == "fast"
-        shapes = self.split.cached_shapes() if fast else self.split.cached_shapes()[:1]
-        if isinstance(key, str):
-            hits = [cache.load(key)] + [cache.load(cache.derived_key(FRONTIER_KEY, key, i))
-                                        for i in range(1, len(shapes))]
-            if all(h is not None and h.shape == (ds.n,) + s and h.dtype == d for h, (s, d) in zip(hits, shapes)):
-                yield Progress("activations", ds.n, ds.n, f"{role}: activations from cache")
-                yield hits, None
-                return
-        # one pass gives the cached tensors and the unpruned model's answers (step 0)
-        run = Runner(self.split.tensors_model(with_outputs=True) if fast else self.split.prefix)
-        out = [np.empty((ds.n,) + s, d) for s, d in shapes]
-        pred0 = np.empty(ds.n, np.int32) if fast else None
-        for start, x in ds.batches(PREFIX_BATCH, prefetch=True):
-            self.state.cancel_point()
-            y = run(self.model.model_input(x))
-            y = y if isinstance(y, list) else [y]
-            for arr, part in zip(out, y):
-                arr[start:start + len(x)] = part
-            if fast:
-                pred0[start:start + len(x)] = np.argmax(y[len(shapes)], axis=1)
-            yield Progress("activations", start + len(x), ds.n, f"{role}: activations")
-        key = self._resolve(key)
-        if key is not None:
-            cache.store(key, out[0])
-            for i, arr in enumerate(out[1:], 1):
-                cache.store(cache.derived_key(FRONTIER_KEY, key, i), arr)
-        yield out, pred0
-
     # ------------------------------------------------------------------ events
     def events(self) -> Iterator[Progress | StepRecord]:
+        """Yield Progress and StepRecord values; the result is in ``self.result`` meanwhile."""
+        t0 = time.perf_counter()
+        prep = yield from self._prepare()
+        self.result.timings["activations"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        yield from self._assemble(prep)
+        self._store_answers(prep)
+        self.result.timings["steps"] = time.perf_counter() - t1
+        self.result.timings["total"] = time.perf_counter() - t0
+        self.result.complete = True
+
+    def _prepare(self) -> Iterator:
+        """The activations (or the answers) each dataset needs, the pruning order and the
+        answers a previous sweep left in the cache; returns what the steps need."""
+        from engine.core.tfsetup import release_free_memory
         from engine.io import cache
 
-        t0 = time.perf_counter()
-        timings: dict[str, float] = {}
         roles = [r for r in ROLES if r in self.datasets]
-        steps = self.total_steps
-        keys = {r: self._keys(r) for r in roles}
-        mean_act: dict[str, np.ndarray] = {}
-        for r in roles:
-            if isinstance(keys[r], str):
-                m = cache.load(cache.derived_key("mean", keys[r]))
-                if m is not None and m.shape == (self.n_channels,):
-                    mean_act[r] = np.array(m, np.float64)
-        acts: dict[str, list] = {}
-        step0: dict[str, np.ndarray] = {}
-
-        def load_acts(role):
-            for ev in self._activations(role, keys[role]):
-                if isinstance(ev, Progress):
-                    yield ev
-                else:
-                    acts[role], p0 = ev
-                    if p0 is not None:
-                        step0[role] = p0
-                    mean_act[role] = mean_abs_per_channel(acts[role][0])
-                    keys[role] = self._resolve(keys[role])
-                    if keys[role] is not None:
-                        cache.store(cache.derived_key("mean", keys[role]), mean_act[role])
-
-        if "clean_valid" not in mean_act:
-            yield from load_acts("clean_valid")
-        order = self.order if self.order is not None else lab_order(mean_act["clean_valid"])
+        fast = self.method == "fast"
+        store = ActivationStore(self.model, self.split, self.datasets, fast, self.use_cache, self.state)
+        store.means_from_cache()
+        if "clean_valid" not in store.mean:
+            yield from store.load("clean_valid")
+        order = self.order if self.order is not None else lab_order(store.mean["clean_valid"])
         labels = {r: self.datasets[r].labels for r in roles}
         preds = {r: np.zeros((self.max_rows, self.datasets[r].n), np.int32) for r in roles}
         # a finished sweep's answers are cached per dataset (keyed by content, layer, order, and
         # with a step size above 1 the thresholds, which decide where steps are refined)
-        keys.update({r: self._resolve(k) for r, k in keys.items() if r in acts or isinstance(k, str)})
-        fast = self.method == "fast"
-        hist_keys = {r: (self._hist_key(keys[r], order) if isinstance(keys[r], str) and fast else None)
+        keys = {r: store.key(r) for r in roles if r in store.acts or isinstance(store.keys[r], str)}
+        hist_keys = {r: (self._hist_key(keys[r], order) if isinstance(keys.get(r), str) and fast else None)
                      for r in roles}
         # the pruned-channel counts that get a record: known up front with step size 1, else
         # decided by the clean validation answers (kept in the cache with them)
-        schedule = list(range(steps + 1)) if self.step_size == 1 else None
+        schedule = list(range(self.total_steps + 1)) if self.step_size == 1 else None
         if schedule is None and hist_keys.get("clean_valid"):
             hit = cache.load(cache.derived_key("schedule", hist_keys["clean_valid"]))
             schedule = [int(v) for v in hit] if hit is not None and hit.ndim == 1 else None
@@ -413,46 +184,52 @@ class Sweep:
                 todo.append(r)
         if fast and "clean_valid" in todo:
             schedule = None  # found again while clean validation is swept
-        timings["activations"] = time.perf_counter() - t0
-        from engine.core.tfsetup import release_free_memory
-
         release_free_memory()
-        result = SweepResult(
+        self.result = SweepResult(
             model_path=str(self.model.path), layer=self.split.layer, measured_at=self.split.measured_at,
             n_channels=self.n_channels, n_classes=self.model.n_classes, order=order,
-            mean_activation={r: m.astype(np.float64) for r, m in mean_act.items()}, records=[],
+            mean_activation={r: m.astype(np.float64) for r, m in store.mean.items()}, records=[],
             predictions=preds, labels=labels, thresholds=self.thresholds,
             checkpoints=[Checkpoint(t, None) for t in self.thresholds], method=self.method,
-            timings=timings, dataset_paths={r: str(d.path) for r, d in self.datasets.items()},
+            timings={}, dataset_paths={r: str(d.path) for r, d in self.datasets.items()},
             complete=False, step_size=self.step_size, fallback_reason=self.fallback_reason)
-        self.result = result
-        t1 = time.perf_counter()
-        found: list[int] = []  # the schedule as the sweep finds it
-        if fast:
-            # one dataset at a time: its activations are loaded (or computed) just before its
-            # steps and dropped after them, so only one dataset's activations are in memory
-            def fetch(role):
-                if role not in acts:
-                    yield from load_acts(role)
-                    result.mean_activation[role] = mean_act[role]
-                return acts.pop(role)
+        return _Prepared(store, roles, order, labels, preds, todo, schedule)
 
-            if todo:
-                self._masked_head()  # traced before any record is on screen to be kept smooth
-                stepper = self._fast_steps(todo, fetch, order, preds, step0, labels, schedule, found)
-            else:  # every dataset came from the cache
-                stepper = ((None, row, p, 0) for row, p in enumerate(schedule))
-        else:
-            stepper = self._naive_steps(order, preds, labels, found)
-        # records stream as soon as the clean validation answers of a step are known; the
-        # other datasets' metrics are filled into the same record objects as they arrive
-        # (dataset by dataset), so the validation curve and the checkpoints come first
+    def _stepper(self, prep: "_Prepared", found: list) -> Iterator:
+        """``(role, record, pruned, images re-run)`` per dataset and step, in the order the
+        records fill in (and Progress while a dataset's activations load)."""
+        if self.method != "fast":
+            return self._naive_steps(prep.order, prep.preds, prep.labels, found)
+        store, result = prep.store, self.result
+
+        # one dataset at a time: its activations are loaded (or computed) just before its
+        # steps and dropped after them, so only one dataset's activations are in memory
+        def fetch(role):
+            if role not in store.acts:
+                yield from store.load(role)
+                result.mean_activation[role] = store.mean[role]
+            return store.acts.pop(role)
+
+        if not prep.todo:  # every dataset came from the cache
+            return ((None, row, p, 0) for row, p in enumerate(prep.schedule))
+        self._masked_head()  # traced before any record is on screen to be kept smooth
+        return self._fast_steps(prep.todo, fetch, prep.order, prep.preds, store.step0, prep.labels,
+                                prep.schedule, found)
+
+    def _assemble(self, prep: "_Prepared") -> Iterator[Progress | StepRecord]:
+        """Turn the answers into records. Records stream as soon as the clean validation
+        answers of a step are known; the other datasets' metrics fill into the same record
+        (a new frozen record each time) as they arrive, so the validation curve and the
+        checkpoints come first."""
+        fast = self.method == "fast"
+        result, preds, labels, roles, todo = self.result, prep.preds, prep.labels, prep.roles, prep.todo
+        found: list[int] = []  # the schedule as the sweep finds it
         cached = [r for r in roles if r not in todo] if fast else []
         base = int(np.count_nonzero(preds["clean_valid"][0] == labels["clean_valid"])) if cached else None
         planned = self.planned_steps + 1
-        units = planned * (len(todo) if fast and todo else 1)
-        done = 0
-        for item in stepper:
+        per_step = len(todo) if fast and todo else 1
+        units, done = planned * per_step, 0
+        for item in self._stepper(prep, found):
             if isinstance(item, Progress):
                 yield item
                 continue
@@ -462,24 +239,10 @@ class Sweep:
             known = {ROLE_METRIC[r]: pct(preds[r][step] == labels[r])
                      for r in ([role] if role else roles) + (cached if created else [])}
             if created:  # clean validation is known for this step: first dataset, or cached
-                before = result.records[-1].pruned if result.records else 0
-                new = tuple(order[before:pruned])
-                rec = StepRecord(step, new[-1] if new else None, pruned / self.n_channels,
-                                 recomputed=recomputed, total_steps=planned - 1, pruned=pruned,
-                                 channels=new, **known)
-                correct = int(np.count_nonzero(preds["clean_valid"][step] == labels["clean_valid"]))
-                if step == 0:
-                    base = correct
-                else:
-                    now = tuple(cp.threshold for cp in result.checkpoints if cp.step is None and
-                                reached(base, correct, [cp.threshold]))
-                    for cp in result.checkpoints:
-                        if cp.threshold in now:
-                            cp.step, cp.pruned = step, pruned
-                    rec = replace(rec, reached=now)
+                rec, base = self._new_record(step, pruned, recomputed, planned, known, base, prep)
                 result.records.append(rec)
                 if len(result.records) > planned:
-                    units += len(todo) if fast and todo else 1
+                    units += per_step
             else:
                 old = result.records[step]
                 rec = replace(old, recomputed=old.recomputed + recomputed, **known)
@@ -487,20 +250,43 @@ class Sweep:
             yield rec
             yield Progress("steps", min(done, units), units,
                            f"{role or 'all datasets'}: step {step}/{max(planned, len(result.records)) - 1}")
+
+    def _new_record(self, step, pruned, recomputed, planned, known, base, prep):
+        """The record of a new step, and the checkpoints it reaches (``base``: step 0's count of
+        correct clean validation answers)."""
+        result = self.result
+        before = result.records[-1].pruned if result.records else 0
+        new = tuple(prep.order[before:pruned])
+        rec = StepRecord(step, new[-1] if new else None, pruned / self.n_channels, recomputed=recomputed,
+                         total_steps=planned - 1, pruned=pruned, channels=new, **known)
+        correct = int(np.count_nonzero(prep.preds["clean_valid"][step] == prep.labels["clean_valid"]))
+        if step == 0:
+            return rec, correct
+        now = tuple(cp.threshold for cp in result.checkpoints
+                    if cp.step is None and reached(base, correct, [cp.threshold]))
+        for cp in result.checkpoints:
+            if cp.threshold in now:
+                cp.step, cp.pruned = step, pruned
+        return replace(rec, reached=now), base
+
+    def _store_answers(self, prep: "_Prepared") -> None:
+        """Trim the answers to the records made, and cache them (and the schedule) by content."""
+        from engine.io import cache
+
+        result = self.result
         n_rows = len(result.records)
-        for r in roles:
-            result.predictions[r] = preds[r][:n_rows]
+        for r in prep.roles:
+            result.predictions[r] = prep.preds[r][:n_rows]
+        if self.method != "fast":
+            return
         schedule = [rec.pruned for rec in result.records]
-        for r in todo:  # keys of files hashed in the background are known by now
-            k = self._resolve(keys[r])
-            if k is not None and fast:
-                hk = self._hist_key(k, order)
+        for r in prep.todo:  # keys of files hashed in the background are known by now
+            k = prep.store.key(r)
+            if k is not None:
+                hk = self._hist_key(k, prep.order)
                 cache.store(hk, result.predictions[r])
                 if r == "clean_valid" and self.step_size > 1:
                     cache.store(cache.derived_key("schedule", hk), np.asarray(schedule, np.int64))
-        timings["steps"] = time.perf_counter() - t1
-        timings["total"] = time.perf_counter() - t0
-        result.complete = True
 
     def _hist_key(self, key: str, order) -> str:
         from engine.io import cache
@@ -514,42 +300,6 @@ class Sweep:
         for _ in self.events():
             pass
         return self.result
-
-    # ------------------------------------------------------------------ schedule
-    def _walk(self, evaluate, labels) -> Iterator[tuple[int, dict, int]]:
-        """Yield ``(pruned, predictions by role, images evaluated)`` in increasing order of
-        pruned channels: every ``step_size`` channels, and, inside a step that reaches a
-        threshold no earlier record reached, channel by channel until each such threshold's
-        first channel count is found — the checkpoints of step size 1. ``evaluate(prev,
-        prev_pruned, pruned)`` gives a count's answers from those at ``prev_pruned`` (``prev``).
-        A drop that is reached inside a step and gone again at its end is not seen."""
-        y = labels["clean_valid"]
-        K, total = self.step_size, self.total_steps
-
-        def correct(res):
-            return int(np.count_nonzero(res["clean_valid"] == y))
-
-        res_p, n = evaluate(None, 0, 0)
-        base = correct(res_p)
-        pending = set(self.thresholds)
-        yield 0, res_p, n
-        p = 0
-        while p < total:
-            q = min(total, p + K)
-            res_q, n_q = evaluate(res_p, p, q)
-            left = set(reached(base, correct(res_q), pending)) if q - p > 1 else set()
-            j, res_j = p, res_p
-            while left and j + 1 < q:
-                j += 1
-                res_j, n_j = evaluate(res_j, j - 1, j)
-                hit = set(reached(base, correct(res_j), pending))
-                pending -= hit
-                left -= hit
-                yield j, res_j, n_j
-            pending -= set(reached(base, correct(res_q), pending))
-            # answers at q from those at p: exact, and the images to re-run are counted at q
-            yield q, res_q, n_q
-            p, res_p = q, res_q
 
     # ------------------------------------------------------------------ fast path
     def _masked_head(self):
@@ -603,7 +353,7 @@ class Sweep:
                 return {role: cur}, len(idx)
 
             if schedule is None:  # the first dataset (clean validation) finds the schedule
-                for row, (p, res, n) in enumerate(self._walk(evaluate, {role: labels[role]})):
+                for row, (p, res, n) in enumerate(walk(evaluate, {role: labels[role]}, self.step_size, self.total_steps, self.thresholds)):
                     self.state.cancel_point()
                     preds[role][row] = res[role]
                     found.append(p)
@@ -647,7 +397,7 @@ class Sweep:
             return out, total
 
         try:
-            for row, (p, res, n) in enumerate(self._walk(evaluate, labels)):
+            for row, (p, res, n) in enumerate(walk(evaluate, labels, self.step_size, self.total_steps, self.thresholds)):
                 for role, pred in res.items():
                     preds[role][row] = pred
                 found.append(p)

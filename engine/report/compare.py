@@ -16,10 +16,10 @@ from typing import Sequence
 import numpy as np
 
 from engine.pruning.criteria import Ranking
-from engine.pruning.sweep import SweepResult
+from engine.pruning.records import SweepResult
 
 ASR_MAX = 10.0
-CURVE_KEYS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
+from engine.core.vocabulary import METRICS as CURVE_KEYS  # noqa: E402  (every curve a comparison draws)
 
 
 @dataclass(frozen=True)

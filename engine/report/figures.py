@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.io.atomic import atomic_path, atomic_write_text
-from engine.pruning.sweep import METRICS, SweepResult
+from engine.core.vocabulary import METRICS, SPLIT_KEYS
+from engine.pruning.records import SweepResult
 
 # ``pruned`` (channels pruned at the row) comes last so the lab's column prefix stays
 CSV_HEADER = ["step", "channel", "fraction_pruned"] + list(METRICS) + ["pruned"]
@@ -80,7 +81,7 @@ def _plt():
 def curve_figure(result: SweepResult, split: str):
     """The lab's figure: clean accuracy and ASR against % channels removed, threshold lines."""
     plt = _plt()
-    acc_key, asr_key = ("clean_valid_acc", "asr_valid") if split == "valid" else ("clean_test_acc", "asr_test")
+    acc_key, asr_key = SPLIT_KEYS[split]
     x = np.array([r.fraction_pruned * 100 for r in result.records])
     fig, ax = plt.subplots(figsize=(9, 6))
     acc = [r.metric(acc_key) for r in result.records]
@@ -193,7 +194,7 @@ def write_report(result: SweepResult, out: str | os.PathLike, checkpoint_files: 
 def epochs_csv(records) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["epoch", "loss", "clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test"])
+    w.writerow(["epoch", "loss", *METRICS])
     for r in records:
         w.writerow([r.epoch] + ["" if v is None else f"{v:.6f}".rstrip("0").rstrip(".")
                                 for v in (r.loss, r.clean_valid_acc, r.asr_valid, r.clean_test_acc, r.asr_test)])

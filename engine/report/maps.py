@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.analysis.maps import (MapMaker, MeanMap, Progress, _keras_model, _limited, mean_map,
-                                  model_key_parts, sample_indices, sampled_mean_map, trigger_channels)
+from engine.analysis.maps import MapMaker, MeanMap, Progress, _keras_model, _limited, mean_map, trigger_channels
+from engine.analysis.meanmaps import model_key_parts, sample_indices, sampled_mean_map
 
 def _overlay(ax, image, m, vmax, cmap="inferno"):
     grey = np.asarray(image, np.float32)

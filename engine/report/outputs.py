@@ -145,7 +145,7 @@ def _backdoor_map(result, model, datasets, path: Path, state, log, use_cache: bo
     last Conv2D before it; mean Grad-CAM over a seeded sample of each validation set, cached.
     A figure never loses a sweep: when it cannot be drawn, one warning line says why."""
     from engine.core.errors import Cancelled, warn
-    from engine.analysis.maps import MAP_SAMPLE
+    from engine.analysis.meanmaps import MAP_SAMPLE
     from engine.report.maps import write_backdoor_map
     from engine.pruning.graph import conv_before
 

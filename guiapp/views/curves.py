@@ -9,6 +9,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from engine.core.vocabulary import SPLIT_KEYS
+
 ACC_PEN = pg.mkPen("#1f5fd1", width=2)
 ASR_PEN = pg.mkPen("#d1341f", width=2)
 FT_ACC_PEN = pg.mkPen("#1f5fd1", width=2, style=Qt.DashLine)
@@ -16,8 +18,7 @@ FT_ASR_PEN = pg.mkPen("#d1341f", width=2, style=Qt.DashLine)
 THRESH_PEN = pg.mkPen("#444", width=1, style=Qt.DashLine)
 CURSOR_PEN = pg.mkPen("#2a9d3a", width=2)
 
-SPLITS = {"valid": ("Validation", "clean_valid_acc", "asr_valid"),
-          "test": ("Test", "clean_test_acc", "asr_test")}
+SPLITS = {"valid": ("Validation", *SPLIT_KEYS["valid"]), "test": ("Test", *SPLIT_KEYS["test"])}
 def ranking_colour(name: str) -> str:
     """A criterion's colour, from the criteria registry (``random-3`` is ``random``'s)."""
     from engine.pruning.criteria import REGISTRY
@@ -339,8 +340,8 @@ class CurvesView(QWidget):
     # ------------------------------------------------------------------ cursor
     def x_of(self, step: int) -> float:
         """Where record ``step`` sits on the x axis: the % of channels it prunes (its
-        ``pruned`` count, the one rule of engine.pruning.sweep.pruned_count — not the record index)."""
-        from engine.pruning.sweep import pruned_count
+        ``pruned`` count, the one rule of engine.pruning.records.pruned_count — not the record index)."""
+        from engine.pruning.records import pruned_count
 
         if not self.records or not self.n_channels:
             return 0.0

@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QListView, QPushButton,
                                QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
-from engine.io.datasets import ROLE_TITLES
+from engine.core.vocabulary import ROLE_TITLES
 from guiapp.views.colour import overlay, pixmap, scale_bar
 from guiapp.views.stepview import StepView
 

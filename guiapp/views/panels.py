@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QSpinBox
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from engine.io.datasets import ROLE_TITLES, ROLES
+from engine.core.vocabulary import ROLE_TITLES, ROLES
 
 
 def local_paths(mime) -> list[Path]:

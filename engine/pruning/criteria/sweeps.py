@@ -19,7 +19,7 @@ class RankingStep:
     """A step record of one ranking's sweep (the window routes it to that ranking's curve)."""
 
     name: str
-    record: object  # engine.pruning.sweep.StepRecord
+    record: object  # engine.pruning.records.StepRecord
 
 
 def expand_names(names: Sequence[str], random_seeds: int = 1) -> list[str]:
@@ -41,7 +41,7 @@ class RankingSweeps:
                  use_cache: bool = True, state=None, anp: ANPConfig | None = None,
                  max_steps: int | None = None, step_size: int | str = 1):
         from engine.core.state import JobState
-        from engine.pruning.sweep import DEFAULT_THRESHOLDS
+        from engine.pruning.thresholds import DEFAULT_THRESHOLDS
 
         self.model = model
         self.datasets = {r: d for r, d in datasets.items() if d is not None}

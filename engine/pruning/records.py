@@ -1,0 +1,145 @@
+"""What a sweep produces: one :class:`StepRecord` per record (step), the :class:`Checkpoint`\ s
+where the clean validation accuracy first dropped by each threshold, the :class:`SweepResult`
+holding every answer, and the one rule "record → channels pruned" (:func:`pruned_count`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from engine.core.errors import PruneLabError
+from engine.core.vocabulary import METRICS
+from engine.pruning.rules import evaluate_labels, goodnet_labels
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step's metrics. Immutable: when another dataset's metrics for the same step
+    arrive, the sweep yields a new record for that step (the window replaces the old one)."""
+
+    step: int
+    channel: int | None
+    fraction_pruned: float
+    clean_valid_acc: float | None = None
+    asr_valid: float | None = None
+    clean_test_acc: float | None = None
+    asr_test: float | None = None
+    recomputed: int = 0  # images whose head was evaluated at this step (all roles)
+    reached: tuple[float, ...] = ()  # thresholds first reached at this step
+    total_steps: int = 0  # steps the sweep plans (without the channel-by-channel refinements)
+    pruned: int | None = None  # channels pruned (the first ``pruned`` of the order); None: ``step``
+    channels: tuple[int, ...] = ()  # channels pruned since the previous record (``channel``: the last)
+
+    def __post_init__(self):
+        if self.pruned is None:
+            object.__setattr__(self, "pruned", self.step)
+
+    def metric(self, key: str) -> float | None:
+        return getattr(self, key)
+
+    def csv_row(self) -> list[str]:
+        def cell(v):
+            return "" if v is None else f"{v:.6f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+
+        return [str(self.step), "" if self.channel is None else str(self.channel),
+                f"{self.fraction_pruned:.6f}".rstrip("0").rstrip(".") if self.fraction_pruned else "0"] + \
+               [cell(self.metric(m)) for m in METRICS] + [str(self.pruned)]
+
+
+@dataclass
+class Checkpoint:
+    threshold: float
+    step: int | None  # the record (row) where the drop is first reached; None: never reached
+    pruned: int | None = None  # channels pruned there (equals ``step`` with step size 1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.threshold:g} %"
+
+
+@dataclass
+class SweepResult:
+    model_path: str
+    layer: str
+    measured_at: str
+    n_channels: int
+    n_classes: int
+    order: list[int]
+    mean_activation: dict[str, np.ndarray]
+    records: list[StepRecord]
+    predictions: dict[str, np.ndarray]  # role -> (steps+1, N) int32
+    labels: dict[str, np.ndarray]
+    thresholds: tuple[float, ...]
+    checkpoints: list[Checkpoint]
+    method: str
+    timings: dict[str, float] = field(default_factory=dict)
+    dataset_paths: dict[str, str] = field(default_factory=dict)
+    complete: bool = True
+    step_size: int = 1  # channels pruned per planned step
+    fallback_reason: str | None = None  # why the naive loop ran although the fast path was asked for
+
+    @property
+    def steps(self) -> int:
+        return len(self.records) - 1
+
+    @property
+    def flag_class(self) -> int:
+        return self.n_classes
+
+    def pruned_at(self, step: int) -> int:
+        """How many channels record ``step`` prunes (see :func:`pruned_count`)."""
+        return pruned_count(self.pruned_per_record(), step)
+
+    def pruned_per_record(self) -> list[int]:
+        return [int(r.pruned) for r in self.records]
+
+    def pruned_channels(self, step: int) -> list[int]:
+        """The channels pruned at record ``step`` (its ``pruned`` first channels of the order)."""
+        return list(self.order[:self.pruned_at(step)])
+
+    def bprime_labels(self, role: str, step: int) -> np.ndarray:
+        return self.predictions[role][step]
+
+    def goodnet_labels(self, role: str, step: int) -> np.ndarray:
+        return goodnet_labels(self.predictions[role][0], self.predictions[role][step], self.flag_class)
+
+    def evaluate_step(self, step: int) -> dict[str, dict[str, float]]:
+        """B' and G at ``step`` on every loaded dataset: accuracy/ASR, flagged shares."""
+        return {role: evaluate_labels(self.predictions[role][0], self.predictions[role][step], y,
+                                      self.flag_class, role.startswith("poisoned"))
+                for role, y in self.labels.items()}
+
+    def checkpoint_step(self, threshold: float) -> int | None:
+        for c in self.checkpoints:
+            if c.threshold == threshold:
+                return c.step
+        return None
+
+
+def pruned_count(pruned_per_record: Sequence[int] | None, step: int) -> int:
+    """THE rule "record → channels pruned": record ``step`` prunes ``pruned_per_record[step]``
+    channels (the first ones of the pruning order). With a step size above 1 this is not
+    ``step``; only without a per-record list (a sweep of step size 1) is it ``step`` itself.
+    Every place that turns a record (a checkpoint, ``finetune --step``, the window's cursor)
+    into pruned channels goes through here."""
+    step = int(step)
+    if pruned_per_record is None:
+        return step
+    if not 0 <= step < len(pruned_per_record):
+        raise PruneLabError(None, f"step {step} is outside the sweep (0–{len(pruned_per_record) - 1})")
+    return int(pruned_per_record[step])
+
+
+def summary_pruned_per_record(summary: dict) -> list[int] | None:
+    """The per-record channel counts a sweep's ``summary.json`` carries (``pruned``); for a
+    summary written before they were recorded: None when its step size was 1 (record =
+    count), else an error naming what is missing."""
+    per = summary.get("pruned")
+    if per is not None:
+        return [int(v) for v in per]
+    if int(summary.get("step_size", 1)) == 1:
+        return None
+    raise PruneLabError(None, "this sweep's summary.json has no 'pruned' list (channels pruned per "
+                        "record); run the sweep again")
