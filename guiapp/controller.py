@@ -182,7 +182,8 @@ class Controller(QObject):
         self.progress.emit("idle", 0, 1)
         self.message.emit(f"Opened {lm.name}: {lm.kind}, {lm.n_classes} classes")
         if opened.default_layer is None and not lm.is_goodnet:
-            self.error.emit(f"{lm.path}: the model has no Conv2D layer to prune")
+            self.error.emit(f"{lm.path}: the model has no layer to prune (no Conv2D layer and no hidden Dense layer); "
+                            "it can still be evaluated")
         self.modelOpened.emit(opened)
         self.photo_verdicts(self.session.step)
         self._arrived()

@@ -318,7 +318,7 @@ def build_corpus(root: Path, lab) -> list[Case]:
     dense_only = k.Model(x_in, k.layers.Dense(lab.n_classes, activation="softmax")(h))
     p = root / "no_conv.keras"
     dense_only.save(p)
-    add("no_conv", p, "model", "error", r"has no Conv2D layer to prune", "model with no Conv2D layer")
+    add("no_conv", p, "model", "error", r"has no layer to prune: no Conv2D layer and no hidden Dense layer", "model with no Conv2D layer")
     add("bad_layer", lab.model, "layer", "error", r"no layer named 'conv_9' \(Conv2D layers: conv_1, conv_2, conv_3, conv_4; Dense layers: fc_1, fc_2\)",
         "layer name that does not exist (--layer conv_9)", extra_args=["--layer", "conv_9"])
     add("bad_layer_kind", lab.model, "layer", "error", r"layer 'pool_3' is a MaxPooling2D, not a Conv2D",

@@ -358,14 +358,14 @@ def test_a_sweeps_backdoor_map_is_sampled_and_cached(demo, tmp_path, monkeypatch
     lm, files = demo
     clean, poisoned = open_sets(lm, files)
     seen = []
-    real = maps.mean_map
-    monkeypatch.setattr(maps, "mean_map", lambda mk, ds, **kw: seen.append(ds.n) or real(mk, ds, **kw))
+    real = meanmaps.mean_map
+    monkeypatch.setattr(meanmaps, "mean_map", lambda mk, ds, **kw: seen.append(ds.n) or real(mk, ds, **kw))
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    maps.write_backdoor_map(lm, None, clean, poisoned, a, sample=40, use_cache=True)
+    mapfigures.write_backdoor_map(lm, None, clean, poisoned, a, sample=40, use_cache=True)
     assert seen == [40, 40]  # 40 of the 96 images of each set
     idx = meanmaps.sample_indices(clean.n, 40)
     assert np.array_equal(idx, meanmaps.sample_indices(clean.n, 40)) and len(set(idx)) == 40
-    maps.write_backdoor_map(lm, None, clean, poisoned, b, sample=40, use_cache=True)
+    mapfigures.write_backdoor_map(lm, None, clean, poisoned, b, sample=40, use_cache=True)
     assert seen == [40, 40]  # no forward pass the second time
     assert a.read_bytes() == b.read_bytes()
     # the sample's mean map is the mean of those images' own maps

@@ -8,12 +8,24 @@ from pathlib import Path
 from engine.core.errors import PruneLabError
 
 
-def settle_input_scale(args, model, clean) -> None:
-    """Settle the model's input convention (one line on stderr unless quiet)."""
+def settle_input_scale(args, model, clean, *, say: bool = True):
+    """Settle the model's input convention; say it (one line on stderr unless quiet, or a
+    warning when it was assumed) now, or later with :func:`say_input_scale` once the command's
+    other inputs are checked (a refusal comes first, alone)."""
     from engine.models.scale import decide
 
-    d = decide(model, getattr(args, "input_scale", "auto"), clean)
-    if not getattr(args, "quiet", False) and d.source in ("detected", "given"):
+    d = decide(model, getattr(args, "input_scale", "auto"), clean, say=False)
+    if say:
+        say_input_scale(args, model, d)
+    return d
+
+
+def say_input_scale(args, model, d) -> None:
+    from engine.core.errors import warn
+
+    if d.warning:
+        warn(model.path, d.warning)
+    elif not getattr(args, "quiet", False) and d.source in ("detected", "given"):
         print(d.line(), file=sys.stderr)
 
 

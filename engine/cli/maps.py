@@ -71,7 +71,7 @@ def run_maps_cli(args, bar) -> int:
     """``prunelab maps``: check every input first, then map each --data file into --out."""
     import zipfile
 
-    from engine.cli.common import open_model, settle_input_scale
+    from engine.cli.common import open_model, say_input_scale, settle_input_scale
     from engine.io.datasets import open_dataset
     from engine.report.figures import save_figure
     from engine.report.outputs import check_output_folder, staged_output
@@ -94,7 +94,8 @@ def run_maps_cli(args, bar) -> int:
     lm = open_model(args)
     for d in datasets + ([poisoned] if poisoned else []):
         d.expect(lm.input_hwc)
-    settle_input_scale(args, lm, next((d for d in datasets if d.has_labels and not d.single_target), None))
+    scale = settle_input_scale(args, lm, next((d for d in datasets if d.has_labels and not d.single_target), None),
+                               say=False)  # said once the other inputs are checked
     inputs = lm.input_files() + [d.path for d in datasets] + ([poisoned.path] if poisoned else [])
     if poisoned is not None:
         ppath = Path(poisoned.path).resolve()
@@ -106,6 +107,7 @@ def run_maps_cli(args, bar) -> int:
         bar.close()
         chans = tc.channels
     maker = MapMaker(lm, args.layer, args.method, chans, path=lm.path)
+    say_input_scale(args, lm, scale)
     names = array_names([d.path for d in datasets])
     how = args.method if args.method == "occlusion" else f"{args.method} at {maker.layer}"
     how += f" (channels {','.join(map(str, chans))})" if chans else ""

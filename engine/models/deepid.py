@@ -6,8 +6,6 @@ from engine.core.tfsetup import keras
 
 LAB_INPUT = (55, 47, 3)
 LAB_CLASSES = 1283
-LAYER_NAMES = ["input", "conv_1", "pool_1", "conv_2", "pool_2", "conv_3", "pool_3", "conv_4",
-               "flatten_1", "flatten_2", "fc_1", "fc_2", "add_1", "activation_1", "output"]
 
 
 def build_deepid(n_classes: int = LAB_CLASSES, input_shape=LAB_INPUT, seed: int | None = None):

@@ -31,13 +31,6 @@ FORBIDDEN = {
     "__lambda__": "a serialised Python lambda",
 }
 
-SAFE_NESTED_PREFIXES = ("keras.initializers", "keras.regularizers", "keras.constraints",
-                        "keras.activations", "keras.layers", "keras.src.ops.", "keras.ops",
-                        "keras.src.models.", "keras.models", "keras.optimizers", "keras.losses",
-                        "keras.metrics", "keras.src.layers", "keras.src.initializers",
-                        "keras.src.regularizers", "keras.src.constraints", "keras.src.activations",
-                        "keras.dtype_policies", "keras.src.dtype_policies", "keras.saving", "keras")
-
 SAFE_ACTIVATIONS = frozenset("""relu relu6 sigmoid softmax softplus softsign tanh selu elu exponential
 linear hard_sigmoid hard_silu hard_swish silu swish gelu leaky_relu log_softmax mish celu glu
 sparse_plus squareplus soft_shrink hard_shrink tanh_shrink hard_tanh log_sigmoid sparsemax

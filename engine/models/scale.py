@@ -25,6 +25,7 @@ class ScaleDecision:
     acc_raw: float | None = None    # clean accuracy (%) on raw 0–255 pixels
     acc_unit: float | None = None   # clean accuracy (%) on pixels / 255
     sample: int = 0
+    warning: str | None = None      # what to tell the user when the convention was assumed
 
     @property
     def text(self) -> str:
@@ -89,11 +90,9 @@ def decide(loaded, wanted: str | float | None, clean_dataset=None, *, sample: in
     elif getattr(loaded, "input_scale_source", "") == "G":
         d = ScaleDecision(loaded.input_scale, "G")
     elif clean_dataset is None or not getattr(clean_dataset, "has_labels", True):
-        d = ScaleDecision(255.0, "default")
-        if say:
-            warn(loaded.path, "input scale: no labelled clean data to tell raw pixels from pixels / 255; "
-                 "assuming raw 0–255 pixels (the lab's convention) — give --input-scale 1 if the model "
-                 "was trained on x / 255")
+        d = ScaleDecision(255.0, "default", warning="input scale: no labelled clean data to tell raw pixels from "
+                          "pixels / 255; assuming raw 0–255 pixels (the lab's convention) — give --input-scale 1 "
+                          "if the model was trained on x / 255")
     else:
         raw, unit, n = measure(loaded.model, clean_dataset, sample, seed)
         if unit - raw >= CLEAR_MARGIN:
@@ -101,11 +100,12 @@ def decide(loaded, wanted: str | float | None, clean_dataset=None, *, sample: in
         elif raw - unit >= CLEAR_MARGIN:
             d = ScaleDecision(255.0, "detected", raw, unit, n)
         else:
-            d = ScaleDecision(255.0, "default", raw, unit, n)
-            if say:
-                warn(loaded.path, f"input scale: clean accuracy is {raw:.1f} % on raw pixels and {unit:.1f} % on "
-                     "pixels / 255 — too close to tell; assuming raw 0–255 pixels (give --input-scale to "
-                     "settle it)")
+            d = ScaleDecision(255.0, "default", raw, unit, n,
+                              warning=f"input scale: clean accuracy is {raw:.1f} % on raw pixels and {unit:.1f} % "
+                              "on pixels / 255 — too close to tell; assuming raw 0–255 pixels (give "
+                              "--input-scale to settle it)")
     loaded.input_scale = d.scale
     loaded.input_scale_source = d.source
+    if say and d.warning:
+        warn(loaded.path, d.warning)
     return d

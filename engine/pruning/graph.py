@@ -188,10 +188,6 @@ def prunable_layer_names(model) -> list[str]:
     return [l.name for l in prunable_layers(model)]
 
 
-def conv_layers(model) -> list:
-    return [l for l in model.layers if type(l).__name__ == "Conv2D"]
-
-
 def default_layer(model, path=None) -> str:
     """The lab's choice: the last Conv2D that feeds a pooling layer (``conv_3`` → ``pool_3``);
     the last Conv2D when none does; the last hidden Dense layer in a model without Conv2D."""
@@ -199,7 +195,8 @@ def default_layer(model, path=None) -> str:
     layers = [l for l in model.layers if _prunable(graph, l)]
     convs = [l for l in layers if type(l).__name__ == "Conv2D"]
     if not layers:
-        raise PruneLabError(path, "the model has no Conv2D layer to prune (nor a Dense layer before its output)")
+        raise PruneLabError(path, "the model has no layer to prune: no Conv2D layer and no hidden Dense layer "
+                            "(one before the output)")
     pooled = [c for c in convs if any(type(n.operation).__name__ in POOLS
                                       for n in graph.chain(graph.nodes_of(c)[0].output_tensors[0]))]
     return (pooled or convs or layers)[-1].name
@@ -213,7 +210,7 @@ def _layer_list(model) -> str:
 
 @dataclass
 class PruneSplit:
-    conv: object  # the layer being pruned (a Conv2D or a Dense layer)
+    target: object  # the layer being pruned: a Conv2D (channels) or a hidden Dense layer (neurons)
     cut: object  # last layer of the channel-wise chain (where activations are cached)
     prefix: object  # keras.Model: input -> cut output
     head: object | None  # keras.Model: [cut output] + frontier -> model output; None = naive fallback
@@ -226,7 +223,7 @@ class PruneSplit:
 
     @property
     def layer(self) -> str:
-        return self.conv.name
+        return self.target.name
 
     @property
     def measured_at(self) -> str:
@@ -234,7 +231,7 @@ class PruneSplit:
 
     @property
     def kind(self) -> str:
-        return type(self.conv).__name__
+        return type(self.target).__name__
 
     def cached_shapes(self) -> list[tuple[tuple[int, ...], np.dtype]]:
         """Per-image shape and dtype of every cached tensor: the cut, then the frontier."""
@@ -278,7 +275,7 @@ def make_split(model, layer_name: str | None, path=None) -> PruneSplit:
     k = keras()
     graph = Graph(model)
     layer = find_layer(model, layer_name, path)
-    name, kind = layer.name, type(layer).__name__
+    name = layer.name
     nodes = graph.nodes_of(layer)
     if len(nodes) != 1:
         raise PruneLabError(path, f"layer '{name}' is used {len(nodes)} times in the model; pruning needs a "

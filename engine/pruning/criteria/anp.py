@@ -107,7 +107,7 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
     pick = np.sort(rng.choice(dataset.n, n, replace=False))
     x_img = model.model_input(dataset.take(pick))
     labels = dataset.labels[pick].astype(np.int32)
-    conv = split.conv
+    conv = split.target
     # the layer's input and the tensors before the cut that the head also reads (skip
     # connections) do not depend on the masks: computed once
     graph = Graph(model.model)
