@@ -95,6 +95,10 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
             write_backdoor_map(model, result.layer, datasets["clean_valid"], datasets["poisoned_valid"],
                                stage / "backdoor_map.png", state)
         info = {"weights": str(model.weights_path) if model.weights_path else None}
+        standin = {r: d.standin for r, d in datasets.items()
+                   if r.startswith("poisoned") and getattr(d, "standin", None)}
+        if standin:  # the poisoned set is a reversed trigger's stand-in, not the attacker's data
+            info["standin"] = standin
         info.update(extra or {})
         write_report(result, stage, written.models, extra=info)
         state.cancel_point()

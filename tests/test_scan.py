@@ -1,0 +1,276 @@
+"""The blind scan (engine.scan), its folder (engine.scanreport) and the scan / stamp commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.helpers import random_images, write_dataset
+
+TARGET = 5
+BUDGET = 12 * 150  # every label of the tiny model, 150 steps each
+
+
+@pytest.fixture(scope="session")
+def tiny_badnet(tmp_path_factory):
+    """A tiny BadNet trained here in seconds: 12 identities, the corner-patch trigger → label 5."""
+    from engine.demo import DemoSpec, measure, render_data, train_badnet, write_data
+    from engine.legacy_h5 import write_keras2_model
+
+    out = tmp_path_factory.mktemp("tiny-badnet")
+    spec = DemoSpec(seed=11, identities=12, train_per_id=24, valid_per_id=10, test_per_id=4,
+                    poison_rate=0.15, target=TARGET, trigger="corner", epochs=8, learning_rate=2e-3)
+    data = render_data(spec)
+    write_data(spec, out, data)
+    model = train_badnet(spec, data, log=lambda t: None)
+    write_keras2_model(model, out / "bd_net.h5")
+    assert measure(model, data)["asr_valid"] > 90  # the backdoor was planted
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_scan(tiny_badnet, tmp_path_factory):
+    """The tiny BadNet scanned once through the CLI (folder) — shared by several tests."""
+    from engine.cli import main
+
+    out = tmp_path_factory.mktemp("scan-out") / "scan"
+    rc = main(["scan", "--model", str(tiny_badnet / "bd_net.h5"), "--clean-valid",
+               str(tiny_badnet / "cl" / "valid.h5"), "--labels", "all", "--budget", str(BUDGET),
+               "--out", str(out), "-q"])
+    assert rc == 0
+    return out
+
+
+def _open(tiny_badnet):
+    from engine.data import open_dataset
+    from engine.models import load_model
+
+    return load_model(tiny_badnet / "bd_net.h5"), open_dataset(tiny_badnet / "cl" / "valid.h5")
+
+
+def test_scan_finds_the_planted_target(tiny_scan, tiny_badnet):
+    info = json.loads((tiny_scan / "scan.json").read_text())
+    assert info["verdict"] == "backdoor"
+    assert info["flagged"][0] == TARGET
+    first = info["labels"][0]
+    assert first["label"] == TARGET and first["anomaly_index"] > 2
+    # the reversed trigger really works on held-out clean images
+    assert first["attack_success"] > 0.8
+    # and it sits where the planted patch is (bottom-right corner), not spread over the face
+    from engine.faces import _PATCH_A
+    from engine.trigger import load_trigger
+
+    trig = load_trigger(tiny_scan / f"trigger_{TARGET}.npz")
+    near = np.zeros_like(_PATCH_A, bool)
+    ys, xs = np.nonzero(_PATCH_A)
+    near[max(0, ys.min() - 3):ys.max() + 4, max(0, xs.min() - 3):xs.max() + 4] = True
+    assert trig.mask[near].sum() / trig.mask.sum() > 0.5
+
+
+def test_scan_json_and_files(tiny_scan):
+    info = json.loads((tiny_scan / "scan.json").read_text())
+    for key in ("verdict", "flagged", "labels", "seconds", "input_scale", "steps_per_label"):
+        assert key in info
+    assert info["input_scale"] == 255.0
+    assert len(info["labels"]) == 12
+    for row in info["labels"]:
+        assert set(row) >= {"label", "mask_l1", "attack_success", "anomaly_index", "screened_out"}
+    ai = [r["anomaly_index"] for r in info["labels"]]
+    assert ai == sorted(ai, reverse=True)  # most suspicious first
+    top3 = [r["label"] for r in info["labels"][:3]]
+    for t in set(info["flagged"]) | set(top3):
+        assert (tiny_scan / f"trigger_{t}.npz").is_file()
+        assert (tiny_scan / f"trigger_{t}.png").stat().st_size > 1000
+    assert (tiny_scan / "scan.png").stat().st_size > 1000
+    assert not [p for p in tiny_scan.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_scan_is_seeded(tiny_badnet):
+    from engine.scan import run_scan
+
+    model, ds = _open(tiny_badnet)
+    runs = [run_scan(model, ds, labels=[0, 1, 2, TARGET], seed=3, budget=4 * 40) for _ in range(2)]
+    a, b = runs
+    assert [r.label for r in a.labels] == [r.label for r in b.labels]
+    assert [r.mask_l1 for r in a.scanned] == pytest.approx([r.mask_l1 for r in b.scanned], rel=1e-5)
+    for t in a.triggers:
+        np.testing.assert_allclose(a.triggers[t].mask, b.triggers[t].mask, rtol=1e-5, atol=1e-6)
+    other = run_scan(model, ds, labels=[0, 1, 2, TARGET], seed=4, budget=4 * 40)
+    assert [r.mask_l1 for r in other.scanned] != pytest.approx([r.mask_l1 for r in a.scanned], rel=1e-5)
+
+
+def test_prescreen_puts_the_target_first(tiny_badnet):
+    from engine.runtime import Runner
+    from engine.scan import prescreen_scores
+
+    model, ds = _open(tiny_badnet)
+    probs = np.asarray(Runner(model.model)(ds.read(0, ds.n)))
+    scores = prescreen_scores(probs)
+    assert int(np.argmax(scores)) == TARGET
+
+
+def test_anomaly_index_rule():
+    from engine.scan import anomaly_indices
+
+    l1 = np.array([100.0, 104, 96, 110, 90, 102, 98, 20])
+    a, med, mad = anomaly_indices(l1)
+    assert med == pytest.approx(99.0)
+    assert a[-1] > 2 and all(abs(v) < 2 for v in a[:-1])
+
+
+def test_stamp_writes_a_marked_standin(tiny_scan, tiny_badnet, tmp_path):
+    from engine.cli import main
+    from engine.data import LabDataset
+
+    src = tiny_badnet / "cl" / "test.h5"
+    out = tmp_path / "standin.h5"
+    assert main(["stamp", "--scan", str(tiny_scan), "--data", str(src), "--out", str(out), "-q"]) == 0
+    with h5py.File(out, "r") as f:
+        assert f.attrs["prunelab_standin"] == f"reversed trigger, label {TARGET}"
+        assert f["data"].shape[1] == 3  # N×C×H×W like the lab's files
+        assert f["data"][...].max() <= 255
+    ds = LabDataset(out)
+    assert ds.standin == f"reversed trigger, label {TARGET}"
+    assert ds.single_target and ds.target == TARGET
+    with LabDataset(src) as orig:
+        assert orig.standin is None and ds.n == orig.n
+    # the tiny BadNet answers the stand-in with the target, like the attacker's data
+    from engine.runtime import Runner
+    from engine.models import load_model
+
+    model = load_model(tiny_badnet / "bd_net.h5")
+    pred = np.asarray(Runner(model.model)(ds.read(0, ds.n))).argmax(axis=1)
+    assert (pred == TARGET).mean() > 0.8
+    ds.close()
+
+
+def test_stamp_never_overwrites_its_input(tiny_scan, tiny_badnet, tmp_path, capsys):
+    import shutil
+
+    from engine.cli import main
+
+    src = tmp_path / "data.h5"
+    shutil.copy(tiny_badnet / "cl" / "test.h5", src)
+    before = src.read_bytes()
+    assert main(["stamp", "--scan", str(tiny_scan), "--data", str(src), "--out", str(src)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "input" in err
+    assert src.read_bytes() == before
+
+
+def test_sweep_says_asr_is_a_standin(tiny_scan, tiny_badnet, tmp_path):
+    from engine.cli import main
+
+    standin = tmp_path / "standin.h5"
+    assert main(["stamp", "--scan", str(tiny_scan), "--data", str(tiny_badnet / "cl" / "test.h5"),
+                 "--out", str(standin), "-q"]) == 0
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", str(tiny_badnet / "bd_net.h5"), "--clean-valid",
+                 str(tiny_badnet / "cl" / "valid.h5"), "--poisoned-valid", str(standin), "--no-models",
+                 "--no-cache", "--out", str(out), "-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["standin"] == {"poisoned_valid": f"reversed trigger, label {TARGET}"}
+
+
+def _one_line_error(capsys, *words):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("prunelab: error:")
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def test_errors_are_one_line(tiny_badnet, tiny_scan, tmp_path, capsys):
+    from engine.cli import main
+
+    model = str(tiny_badnet / "bd_net.h5")
+    # too few clean images: says how many are needed
+    few = write_dataset(tmp_path / "few.h5", random_images(np.random.default_rng(0), 10), np.arange(10) % 3)
+    assert main(["scan", "--model", model, "--clean-valid", str(few), "--out", str(tmp_path / "o1")]) == 2
+    _one_line_error(capsys, "few.h5", "10", "at least 40")
+    # images without labels
+    from PIL import Image
+
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for i, img in enumerate(random_images(np.random.default_rng(1), 3)):
+        Image.fromarray(img).save(folder / f"img{i}.png")
+    assert main(["scan", "--model", model, "--clean-valid", str(folder), "--out", str(tmp_path / "o2")]) == 2
+    _one_line_error(capsys, "no labels")
+    # a bad scan folder for stamp
+    data = str(tiny_badnet / "cl" / "test.h5")
+    assert main(["stamp", "--scan", str(tmp_path / "nowhere"), "--data", data, "--out",
+                 str(tmp_path / "s.h5")]) == 2
+    _one_line_error(capsys, "scan")
+    (tmp_path / "empty").mkdir()
+    assert main(["stamp", "--scan", str(tmp_path / "empty"), "--data", data, "--out", str(tmp_path / "s.h5")]) == 2
+    _one_line_error(capsys, "scan.json")
+    # a label the scan saved no trigger for
+    assert main(["stamp", "--scan", str(tiny_scan), "--label", "999", "--data", data, "--out",
+                 str(tmp_path / "s.h5")]) == 2
+    _one_line_error(capsys, "999")
+    assert not (tmp_path / "s.h5").exists()
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_model_without_class_scores_is_refused(tiny_badnet, tmp_path, capsys):
+    from engine.cli import main
+    from engine.tfsetup import keras
+
+    k = keras()
+    x = k.Input((55, 47, 3))
+    h = k.layers.Flatten()(k.layers.Conv2D(2, 3, strides=4)(x))
+    m = k.Model(x, k.layers.Dense(6, activation="sigmoid", name="multi_label")(h))
+    path = tmp_path / "sigmoid.keras"
+    m.save(path)
+    assert main(["scan", "--model", str(path), "--clean-valid", str(tiny_badnet / "cl" / "valid.h5"),
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_line_error(capsys, "classification output", "sigmoid")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cancel_leaves_no_folder(tiny_badnet, tmp_path):
+    from engine.errors import Cancelled
+    from engine.scan import run_scan, scan_events
+    from engine.scanreport import write_scan_outputs
+    from engine.state import JobState
+
+    model, ds = _open(tiny_badnet)
+    state = JobState()
+    gen = scan_events(model, ds, labels=[0, 1, TARGET], budget=3 * 60, state=state)
+    phases = []
+    with pytest.raises(Cancelled):
+        for ev in gen:
+            phases.append(ev.phase)
+            if ev.phase == "optimising":
+                state.cancel()
+    assert "optimising" in phases
+    # cancelling while the folder is written leaves nothing either
+    res = run_scan(model, ds, labels=[0, 1, TARGET], budget=3 * 20)
+    out = tmp_path / "scan"
+    state = JobState()
+    state.cancel()
+    with pytest.raises(Cancelled):
+        write_scan_outputs(res, model, out, clean_ds=ds, state=state)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_input_scale_is_honoured(tiny_badnet):
+    """A model trained on x/255: the same network with its first layer's weights ×255 answers the
+    same; the scan, told input_scale=1, finds the same target."""
+    from engine.scan import run_scan
+
+    model, ds = _open(tiny_badnet)
+    conv = model.model.get_layer("conv_1")
+    kern, bias = conv.get_weights()
+    conv.set_weights([kern * 255.0, bias])
+    model.input_scale = 1.0
+    res = run_scan(model, ds, labels=list(range(12)), budget=BUDGET)
+    assert res.input_scale == 1.0
+    assert res.flagged[:1] == [TARGET]
