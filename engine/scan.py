@@ -13,7 +13,8 @@ Budget (the reference spends up to ~30,000 updates on each label):
   top-k (k = classes / 4) of many clean images is a likely all-to-one target. The most frequent
   labels are the candidates;
 * a seeded random sample of the other labels is optimised as well, as the reference population:
-  the median and MAD then describe ordinary labels, not only the likeliest ones;
+  each of them stands for (other labels / sample) labels in a weighted median and MAD, so the
+  anomaly index estimates the one Neural Cleanse computes over every label;
 * the optimised labels run in groups, all labels of a group in ONE batched forward/backward
   (variables G×H×W and G×H×W×3, the same clean images under every label's trigger), with the
   weight of the mask term adapted per label (Neural Cleanse's schedule) and an early stop per
@@ -119,11 +120,33 @@ class ScanResult:
 
 
 # ----------------------------------------------------------------------------- statistics
-def anomaly_indices(l1: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Signed anomaly index per value ((median − L1) / (1.4826·MAD)), the median and the MAD."""
+def weighted_median(values, weights=None) -> float:
+    """The median of ``values`` where value i counts ``weights[i]`` times (all 1: the plain
+    median)."""
+    v = np.asarray(values, np.float64)
+    if weights is None:
+        return float(np.median(v))
+    w = np.asarray(weights, np.float64)
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    cum = np.cumsum(w)
+    half = cum[-1] / 2.0
+    i = int(np.searchsorted(cum, half))
+    if np.isclose(cum[i], half) and i + 1 < len(v):
+        return float((v[i] + v[i + 1]) / 2.0)
+    return float(v[i])
+
+
+def anomaly_indices(l1: np.ndarray, weights=None) -> tuple[np.ndarray, float, float]:
+    """Signed anomaly index per value ((median − L1) / (1.4826·MAD)), the median and the MAD.
+
+    ``weights``: how many labels each value stands for. The scan optimises the pre-screened
+    candidates (each stands for itself) and a random sample of the other labels (each stands for
+    ``others / sample`` labels), so the median and MAD estimate those of all the model's labels —
+    what Neural Cleanse computes when it optimises every label."""
     v = np.asarray(l1, np.float64)
-    med = float(np.median(v))
-    mad = float(MAD_CONSISTENCY * np.median(np.abs(v - med)))
+    med = weighted_median(v, weights)
+    mad = float(MAD_CONSISTENCY * weighted_median(np.abs(v - med), weights))
     if mad <= 1e-12:
         mad = 1e-12
     return (med - v) / mad, med, mad
@@ -301,7 +324,10 @@ def scan_events(model, clean_valid, *, labels: Sequence[int] | None = None, seed
         if (i + 1) % 8 == 0 or i + 1 == len(opt_sorted):
             yield Progress("checking", i + 1, len(opt_sorted), "attack success on held-out clean images")
 
-    a, med, mad = anomaly_indices(np.array([r.mask_l1 for r in rows]))
+    n_ref = sum(1 for r in rows if r.role == "reference")
+    n_rest = n_classes - sum(1 for r in rows if r.role == "candidate")
+    weights = [n_rest / n_ref if r.role == "reference" else 1.0 for r in rows] if n_ref else None
+    a, med, mad = anomaly_indices(np.array([r.mask_l1 for r in rows]), weights)
     for r, ai in zip(rows, a):
         r.anomaly_index = float(ai)
     flagged = [r.label for r in rows if r.mask_l1 < med and r.anomaly_index > ANOMALY_THRESHOLD
@@ -351,14 +377,14 @@ class _Optimiser:
     pattern p = 255·(tanh(b)/2 + 1/2); loss = CE(f(x′), t) + λ_t·‖m‖₁ over the same batch of clean
     images for every label (images of class t weigh nothing for t); Adam (lr 0.1, β 0.5/0.9).
     λ_t starts at 0; once the trigger succeeds it is set to λ0 and then raised ×1.5 while the
-    success over the last ``ADAPT_EVERY`` batches stays ≥ 95 %, lowered ÷1.5^1.5 otherwise. The
+    success over the last ``ADAPT_EVERY`` batches stays ≥ 97 %, lowered ÷1.5^1.5 otherwise. The
     smallest mask with that success is kept. A label stops when that mask has not shrunk by
     1 % in ``PATIENCE`` steps after λ has moved both ways."""
 
     LR = 0.1
     BETA1, BETA2 = 0.5, 0.9
     LAMBDA0 = 1e-3
-    SUCCESS = 0.95
+    SUCCESS = 0.97
     ADAPT_EVERY = 5
     PATIENCE = 60
 
