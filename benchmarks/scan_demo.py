@@ -112,9 +112,13 @@ def main() -> int:
         real = [r.asr_valid for r in res.records]
         stand = [r.asr_test for r in res.records]
         rho = spearman(real, stand)
-        print(f"sweep over {len(res.records) - 1} steps: Spearman(real ASR, stand-in ASR) = {rho:.3f}; "
+        pearson = float(np.corrcoef(real, stand)[0, 1])
+        gap = np.abs(np.array(real) - np.array(stand))
+        print(f"sweep over {len(res.records) - 1} steps: Spearman(real ASR, stand-in ASR) = {rho:.3f}, "
+              f"Pearson {pearson:.3f}, mean |difference| {gap.mean():.2f} points (most {gap.max():.2f}); "
               f"real ASR {real[0]:.1f} → {real[-1]:.1f} %, stand-in {stand[0]:.1f} → {stand[-1]:.1f} %")
-        report["sweep"] = {"spearman": round(rho, 4), "steps": len(res.records) - 1,
+        report["sweep"] = {"spearman": round(rho, 4), "pearson": round(pearson, 4),
+                           "mean_abs_diff": round(float(gap.mean()), 3), "steps": len(res.records) - 1,
                            "real_asr": [round(v, 2) for v in real], "standin_asr": [round(v, 2) for v in stand]}
     (work / "scan_demo.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {work / 'scan_demo.json'}")
