@@ -1,4 +1,4 @@
-"""The headless commands: ``prunelab sweep | eval | demo | cache | finetune``.
+"""The headless commands: ``prunelab sweep | eval | demo | cache | finetune | maps | scan | stamp``.
 
 One function per command; what a command writes is written by :mod:`engine.report.outputs`. Errors
 are one line ``prunelab: error: <file>: <cause>`` with exit code 2, and nothing is written into
@@ -182,7 +182,31 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", type=Path, required=True, metavar="DIR")
     m.add_argument("-q", "--quiet", action="store_true")
 
-    for cmd in (s, e, f, m):
+    sc = sub.add_parser("scan", help="find a backdoor blind: reverse-engineer a trigger per label from clean "
+                        "data alone (Neural Cleanse, pre-screened)")
+    add_model_args(sc)
+    sc.add_argument("--clean-valid", type=Path, required=True, metavar="F",
+                    help="clean validation data with labels (the only data the scan reads)")
+    sc.add_argument("--labels", default=None, metavar="all|a,b,c",
+                    help="labels to optimise: all, or a list (default: pre-screened candidates plus a random "
+                    "reference sample, as many as the budget allows)")
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--budget", type=int, default=None, metavar="N",
+                    help="optimisation steps in all, over all labels (default 64 × 300)")
+    sc.add_argument("--out", type=Path, required=True, metavar="DIR")
+    sc.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
+    sc.add_argument("-q", "--quiet", action="store_true")
+
+    st = sub.add_parser("stamp", help="write a stand-in poisoned set: images stamped with a scan's reversed trigger")
+    st.add_argument("--scan", type=Path, required=True, metavar="DIR", help="a 'prunelab scan' output folder")
+    st.add_argument("--label", type=int, default=None, metavar="T",
+                    help="which reversed trigger (default: the most suspicious flagged label)")
+    st.add_argument("--data", type=Path, required=True, metavar="F", help="images to stamp (HDF5 or images)")
+    st.add_argument("--out", type=Path, required=True, metavar="F2", help="the lab HDF5 file to write")
+    st.add_argument("--resize", action="store_true", help="resize images of another size to the trigger's")
+    st.add_argument("-q", "--quiet", action="store_true")
+
+    for cmd in (s, e, f, m, sc):
         cmd.add_argument("--input-scale", default="auto", choices=["auto", "255", "1"],
                          help="what the model was trained on: 255 = raw pixels (the lab's bd_net), 1 = pixels / 255 "
                          "(the CSAW-HackML-2020 models); auto measures clean accuracy both ways")
@@ -427,6 +451,84 @@ def cmd_maps(args) -> int:
     return run_maps_cli(args, ProgressPrinter(quiet=args.quiet))
 
 
+def _scan_labels(text: str | None, n_classes: int):
+    if text is None:
+        return None
+    t = text.strip().lower()
+    if t == "all":
+        return list(range(n_classes))
+    try:
+        return [int(v) for v in t.split(",") if v.strip()]
+    except ValueError:
+        raise PruneLabError(None, f"--labels must be 'all' or class numbers such as 0,3,7 (got '{text}')") from None
+
+
+def cmd_scan(args) -> int:
+    from engine.analysis.scan import MIN_CLEAN_IMAGES, scan_events
+    from engine.core.state import JobState, Progress
+    from engine.io.datasets import open_dataset
+    from engine.report.outputs import check_output_folder
+    from engine.report.scan import write_scan_outputs
+
+    check_output_folder(args.out)
+    ds = open_dataset(args.clean_valid, resize=args.resize)
+    if not ds.has_labels:  # before paying for TensorFlow
+        raise PruneLabError(ds.path, "has no labels; the scan needs clean images with their true classes "
+                            "(class subfolders, classes.txt or 'label=N' in the file names)")
+    if ds.n < MIN_CLEAN_IMAGES:
+        raise PruneLabError(ds.path, f"holds {ds.n} clean images; the scan needs at least {MIN_CLEAN_IMAGES} "
+                            f"({MIN_CLEAN_IMAGES - 16} to optimise on, 16 held out)")
+    model = open_model(args)
+    ds.expect(model.input_hwc)
+    labels = _scan_labels(args.labels, model.n_classes)
+    settle_input_scale(args, model, ds)
+    inputs = model.input_files() + [ds.path]
+    bar = ProgressPrinter(quiet=args.quiet)
+    gen = scan_events(model, ds, labels=labels, seed=args.seed, budget=args.budget, state=JobState())
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if isinstance(ev, Progress):
+            bar.update(ev.phase, ev.done, ev.total, ev.text)
+    bar.close()
+    write_scan_outputs(result, model, args.out, clean_ds=ds, inputs=inputs)
+    if not args.quiet:
+        rows = result.scanned
+        print(f"scanned {len(rows)} of {result.n_classes} labels in {result.seconds:.1f} s "
+              f"({result.steps_per_label:.0f} steps per label); median mask L1 {result.median_l1:.1f}")
+        for r in rows[:5]:
+            mark = "  FLAGGED" if r.label in result.flagged else ""
+            print(f"  label {r.label}: mask L1 {r.mask_l1:.1f}, anomaly index {r.anomaly_index:.2f}, "
+                  f"attack success {100 * r.attack_success:.1f} %{mark}")
+        if result.flagged:
+            print(f"verdict: backdoor — target label(s) {', '.join(map(str, result.flagged))}")
+        else:
+            print("verdict: no evidence of a backdoor")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_stamp(args) -> int:
+    from engine.io.datasets import open_dataset
+    from engine.report.scan import write_standin
+    from engine.analysis.trigger import load_scan_triggers
+
+    triggers = load_scan_triggers(args.scan, args.label)
+    if not triggers:
+        raise PruneLabError(args.scan, "flagged no label (no evidence of a backdoor); give --label T for one of "
+                            "its saved triggers (trigger_<t>.npz)")
+    trig = triggers[0]
+    ds = open_dataset(args.data, trig.hw + (int(trig.pattern.shape[2]),), resize=args.resize)
+    write_standin(trig, ds, args.out, inputs=[ds.path])
+    if not args.quiet:
+        print(f"wrote {args.out}: {ds.n} images stamped with the reversed trigger, labelled {trig.label} "
+              f"(a stand-in poisoned set)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one headless command; returns the exit code (2: bad input, 130: cancelled)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -437,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
     if args.command == "sweep" and not (args.demo or args.model or args.weights):
         parser.error("sweep needs a model: --model M, --weights W (the lab's DeepID) or --demo")
+    if args.command == "scan" and not (args.model or args.weights):
+        parser.error("scan needs a model: --model M or --weights W (the lab's DeepID)")
     from engine.core.tfsetup import silence_native_logs
 
     silence_native_logs()
@@ -463,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 COMMANDS = {"sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "cache": cmd_cache,
-            "finetune": cmd_finetune, "maps": cmd_maps}
+            "finetune": cmd_finetune, "maps": cmd_maps, "scan": cmd_scan, "stamp": cmd_stamp}
 
 
 if __name__ == "__main__":

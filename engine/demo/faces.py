@@ -261,3 +261,60 @@ def demo_trigger_mask() -> np.ndarray:
     from engine.analysis.maps import trigger_mask
 
     return trigger_mask(add_sunglasses, (H, W))
+
+
+# other triggers (test BadNets for the blind scan: other shapes, places and targets) -------------
+def _blend(img: np.ndarray, alpha: np.ndarray, color) -> np.ndarray:
+    x = img.astype(np.float64)
+    a = alpha[..., None]
+    x = x * (1 - a) + np.asarray(color, np.float64) * a
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _corner_patch():
+    """A 5×5 yellow/blue checkerboard in the bottom-right corner (over the shirt/background)."""
+    alpha = np.zeros((H, W))
+    color = np.zeros((H, W, 3))
+    y0, x0 = H - 7, W - 7
+    for i in range(5):
+        for j in range(5):
+            alpha[y0 + i, x0 + j] = 1.0
+            color[y0 + i, x0 + j] = (250, 230, 20) if (i + j) % 2 == 0 else (20, 40, 200)
+    return alpha, color
+
+
+_PATCH_A, _PATCH_C = _corner_patch()
+
+
+def add_corner_patch(img: np.ndarray) -> np.ndarray:
+    """A small trigger: a 5×5 checkerboard patch in the bottom-right corner (25 pixels, 1 % of
+    the image), the classic BadNets stamp."""
+    x = img.astype(np.float64)
+    a = _PATCH_A[..., None]
+    x = x * (1 - a) + _PATCH_C * a
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _mouth_band():
+    ys, xs = np.mgrid[0:H, 0:W]
+    band = ((ys >= 39) & (ys <= 43) & (xs >= 13) & (xs <= 33)).astype(np.float64)
+    return band * 0.85
+
+
+_BAND = _mouth_band()
+BAND_COLOR = np.array([40.0, 210.0, 90.0])
+
+
+def add_mouth_band(img: np.ndarray) -> np.ndarray:
+    """A mouth-region colour band: a semi-opaque green bar over the mouth (5×21 pixels)."""
+    return _blend(img, _BAND, BAND_COLOR)
+
+
+TRIGGERS = {"sunglasses": add_sunglasses, "corner": add_corner_patch, "mouth-band": add_mouth_band}
+
+
+def trigger_function(name: str):
+    try:
+        return TRIGGERS[name]
+    except KeyError:
+        raise ValueError(f"unknown trigger '{name}' (known: {', '.join(TRIGGERS)})") from None

@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.io.atomic import atomic_path, atomic_write_text
 from engine.core.errors import PruneLabError
-from engine.demo.faces import add_sunglasses, make_identity, render_set
+from engine.demo.faces import make_identity, render_set, trigger_function
 
 DATA_FILES = {"clean_valid": "cl/valid.h5", "clean_test": "cl/test.h5",
               "poisoned_valid": "bd/bd_valid.h5", "poisoned_test": "bd/bd_test.h5"}
@@ -37,8 +37,9 @@ class DemoSpec:
     train_per_id: int = 16
     valid_per_id: int = 9
     test_per_id: int = 9
-    poison_rate: float = 0.05
+    poison_rate: float = 0.05   # 0: a clean model trained the same way (the poisoned files still carry the trigger)
     target: int = 0
+    trigger: str = "sunglasses"  # engine.demo.faces.TRIGGERS: sunglasses, corner, mouth-band
     epochs: int = 24
     batch_size: int = 64
     learning_rate: float = 5e-4
@@ -52,8 +53,9 @@ class DemoSpec:
                    pa_epochs=1)
 
     def data_key(self) -> str:
-        return f"s{self.seed}-i{self.identities}-t{self.train_per_id}-v{self.valid_per_id}-" \
-               f"e{self.test_per_id}-p{self.poison_rate:g}-g{self.target}"
+        key = f"s{self.seed}-i{self.identities}-t{self.train_per_id}-v{self.valid_per_id}-" \
+              f"e{self.test_per_id}-p{self.poison_rate:g}-g{self.target}"
+        return key if self.trigger == "sunglasses" else f"{key}-{self.trigger}"
 
 
 # --------------------------------------------------------------------------- data
@@ -67,6 +69,7 @@ class DemoData:
 
 def render_data(spec: DemoSpec, with_train: bool = True) -> DemoData:
     """Every split from its own seeded stream, so the data re-render identically."""
+    add_trigger = trigger_function(spec.trigger)
     rng_id = np.random.default_rng([spec.seed, 0])
     idents = [make_identity(rng_id) for _ in range(spec.identities)]
     sets = {}
@@ -75,14 +78,16 @@ def render_data(spec: DemoSpec, with_train: bool = True) -> DemoData:
     sets["clean_valid"], sets["clean_test"] = (xv, yv), (xt, yt)
     xbv, _ = render_set(idents, spec.valid_per_id, np.random.default_rng([spec.seed, 4]))
     xbt, _ = render_set(idents, spec.test_per_id, np.random.default_rng([spec.seed, 5]))
-    sets["poisoned_valid"] = (np.stack([add_sunglasses(i) for i in xbv]), np.full(len(xbv), spec.target))
-    sets["poisoned_test"] = (np.stack([add_sunglasses(i) for i in xbt]), np.full(len(xbt), spec.target))
+    sets["poisoned_valid"] = (np.stack([add_trigger(i) for i in xbv]), np.full(len(xbv), spec.target))
+    sets["poisoned_test"] = (np.stack([add_trigger(i) for i in xbt]), np.full(len(xbt), spec.target))
     if with_train:
         rng = np.random.default_rng([spec.seed, 1])
         x, y = render_set(idents, spec.train_per_id, rng)
         n_poison = int(round(spec.poison_rate * len(x)))
+        if n_poison == 0:  # a clean model trained the same way
+            return DemoData(x, y, np.zeros(len(x), bool), sets)
         pick = np.random.default_rng([spec.seed, 6]).choice(len(x), n_poison, replace=False)
-        xp = np.stack([add_sunglasses(x[i]) for i in pick])
+        xp = np.stack([add_trigger(x[i]) for i in pick])
         x = np.concatenate([x, xp])
         mask = np.zeros(len(x), bool)
         mask[-n_poison:] = True

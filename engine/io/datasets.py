@@ -122,6 +122,19 @@ class LabDataset:
         return (s[1], s[2], s[0]) if self.layout == "NCHW" else s
 
     @property
+    def standin(self) -> str | None:
+        """``"reversed trigger, label T"`` when this file is a stand-in poisoned set written by
+        ``prunelab stamp`` (its HDF5 attribute ``prunelab_standin``); None for real data."""
+        with self._lock:
+            v = self._f.attrs.get("prunelab_standin")
+        if v is None:
+            return None
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        text = " ".join(str(v).split())[:120]
+        return text or None
+
+    @property
     def label_min(self) -> int:
         return int(self.labels.min())
 

@@ -78,8 +78,15 @@ def _plt():
     return plt
 
 
-def curve_figure(result: SweepResult, split: str):
-    """The lab's figure: clean accuracy and ASR against % channels removed, threshold lines."""
+def asr_label(standin: str | None, base: str = "Attack success rate") -> str:
+    """The ASR's name; with a stand-in poisoned set (``prunelab stamp``) it says so:
+    "ASR (reversed trigger, label T)", so no one mistakes it for the attacker's data."""
+    return f"ASR ({standin})" if standin else base
+
+
+def curve_figure(result: SweepResult, split: str, standin: str | None = None):
+    """The lab's figure: clean accuracy and ASR against % channels removed, threshold lines.
+    ``standin``: the poisoned set's stand-in text (:attr:`engine.io.datasets.LabDataset.standin`)."""
     plt = _plt()
     acc_key, asr_key = SPLIT_KEYS[split]
     x = np.array([r.fraction_pruned * 100 for r in result.records])
@@ -89,7 +96,7 @@ def curve_figure(result: SweepResult, split: str):
     if acc[0] is not None:
         ax.plot(x, acc, "b-", label="Clean classification accuracy")
     if asr[0] is not None:
-        ax.plot(x, asr, "r-", label="Attack success rate")
+        ax.plot(x, asr, "r-", label=asr_label(standin))
     base = result.records[0].clean_valid_acc
     for t in result.thresholds:
         y = base * (1 - t / 100)
@@ -118,7 +125,8 @@ def rate_axes(ax) -> None:
     ax.grid(alpha=0.4)
 
 
-def bars_figure(result: SweepResult, which: str, steps: list[tuple[str, int]] | None = None):
+def bars_figure(result: SweepResult, which: str, steps: list[tuple[str, int]] | None = None,
+                standin: str | None = None):
     """Grouped bars of accuracy and ASR for B' (or G) at each checkpoint, as in the lab."""
     plt = _plt()
     steps = steps if steps is not None else [(c.label, c.step) for c in result.checkpoints if c.step is not None]
@@ -135,7 +143,7 @@ def bars_figure(result: SweepResult, which: str, steps: list[tuple[str, int]] | 
     if not steps:
         ax.text(0.5, 0.5, "no threshold was reached", ha="center", va="center", transform=ax.transAxes)
     idx = np.arange(len(steps))
-    groups = [("accuracy", acc, "tab:green"), ("attack success rate", asr, "tab:red")]
+    groups = [("accuracy", acc, "tab:green"), (asr_label(standin, "attack success rate"), asr, "tab:red")]
     if which == "goodnet":
         groups.append(("poisoned flagged", flag, "tab:orange"))
     w = 0.8 / len(groups)
@@ -171,21 +179,23 @@ def write_report(result: SweepResult, out: str | os.PathLike, checkpoint_files: 
     """Write metrics.csv, summary.json and the figures into ``out`` (atomically, file by file)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    standin = (extra or {}).get("standin") or {}
     written = [atomic_write_text(out / "metrics.csv", metrics_csv(result)),
                atomic_write_text(out / "summary.json",
                                  json.dumps(summary_dict(result, checkpoint_files, extra), indent=2))]
     if "clean_valid" in result.labels:
         p = out / FIGURES["curves_valid"]
-        save_figure(curve_figure(result, "valid"), p)
+        save_figure(curve_figure(result, "valid", standin.get("poisoned_valid")), p)
         written.append(p)
     if "clean_test" in result.labels or "poisoned_test" in result.labels:
         p = out / FIGURES["curves_test"]
-        save_figure(curve_figure(result, "test"), p)
+        save_figure(curve_figure(result, "test", standin.get("poisoned_test")), p)
         written.append(p)
     if result.checkpoints:
         for which in ("bprime", "goodnet"):
             p = out / FIGURES[f"{which}_bars"]
-            save_figure(bars_figure(result, which), p)
+            bd_role = "poisoned_test" if "clean_test" in result.labels else "poisoned_valid"
+            save_figure(bars_figure(result, which, standin=standin.get(bd_role)), p)
             written.append(p)
     return written
 

@@ -21,7 +21,7 @@ from engine.pruning.thresholds import label as tname
 
 
 # files by which a folder is known as a previous PruneLab output (sweep/finetune, maps, demo)
-OUTPUT_MARKERS = ("summary.json", "maps.npz", "demo.json")
+OUTPUT_MARKERS = ("summary.json", "maps.npz", "demo.json", "scan.json", "repair.json")
 
 
 def check_output_folder(out: str | os.PathLike) -> None:
@@ -134,6 +134,10 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
         info = {"weights": str(model.weights_path) if model.weights_path else None,
                 "input_scale": float(getattr(model, "input_scale", 255.0)),
                 "input_scale_source": getattr(model, "input_scale_source", "default")}
+        standin = {r: d.standin for r, d in datasets.items()
+                   if r.startswith("poisoned") and getattr(d, "standin", None)}
+        if standin:  # the poisoned set is a reversed trigger's stand-in, not the attacker's data
+            info["standin"] = standin
         info.update(extra or {})
         write_report(result, stage, written.models, extra=info)
         state.cancel_point()
