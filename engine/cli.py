@@ -1,4 +1,4 @@
-"""The headless commands: ``prunelab sweep | eval | demo | cache | finetune``.
+"""The headless commands: ``prunelab sweep | eval | demo | cache | finetune | maps | repair``.
 
 One function per command; what a command writes is written by :mod:`engine.outputs`. Errors
 are one line ``prunelab: error: <file>: <cause>`` with exit code 2, and nothing is written into
@@ -178,6 +178,32 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", type=Path, required=True, metavar="DIR")
     m.add_argument("--allow-unsafe-model", action="store_true")
     m.add_argument("-q", "--quiet", action="store_true")
+
+    r = sub.add_parser("repair", help="unlearning, a trigger filter and STRIP: repaired B, detectors G, and a "
+                       "comparison with pruning")
+    r.add_argument("--model", type=Path, help="model file (default: the --from-sweep folder's model)")
+    r.add_argument("--weights", type=Path, help="weights .h5 to load into the model; alone, into the lab's DeepID")
+    r.add_argument("--clean-valid", type=Path, metavar="F", help="clean validation data: training and thresholds "
+                   "(default: the --from-sweep folder's)")
+    r.add_argument("--clean-test", type=Path, metavar="F", help="clean test data (evaluation only)")
+    r.add_argument("--poisoned-test", type=Path, metavar="F", help="poisoned test data (evaluation only; without it "
+                   "a stand-in made with the reversed trigger is evaluated, labelled as such)")
+    r.add_argument("--scan", type=Path, metavar="DIR", help="a 'prunelab scan' folder with the reversed trigger(s); "
+                   "without it the scan runs first")
+    r.add_argument("--method", default="all", metavar="unlearn|filter|strip|all",
+                   help="methods to run, comma-separated (default all)")
+    r.add_argument("--frr", type=float, default=1.0, metavar="PCT",
+                   help="false-rejection rate on clean validation that sets the filter's and STRIP's thresholds (%%)")
+    r.add_argument("--epochs", type=int, default=5, help="unlearning epochs")
+    r.add_argument("--lr", type=float, default=1e-4, help="unlearning learning rate")
+    r.add_argument("--strip-n", type=int, default=10, metavar="N", help="STRIP's blending images (1-10)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--from-sweep", type=Path, metavar="DIR", help="a 'prunelab sweep' folder: its checkpoints (and "
+                   "fine-pruning runs in its sub-folders) join the comparison")
+    r.add_argument("--out", type=Path, required=True, metavar="DIR")
+    r.add_argument("--no-models", action="store_true", help="write the report only, no B/G files")
+    r.add_argument("--allow-unsafe-model", action="store_true")
+    r.add_argument("-q", "--quiet", action="store_true")
 
     return p
 
@@ -408,6 +434,73 @@ def cmd_maps(args) -> int:
     return run_maps_cli(args, ProgressPrinter(quiet=args.quiet))
 
 
+def cmd_repair(args) -> int:
+    from engine import atomic
+    from engine.data import open_dataset
+    from engine.models import load_model
+    from engine.repair import NEEDS_TRIGGER, SCAN_MISSING, parse_methods, repair_events, rows_from_sweep
+    from engine.repairreport import summary_lines, write_repair_outputs
+    from engine.sweep import Progress
+
+    methods = parse_methods(args.method)
+    if not 0 <= args.frr < 50:
+        raise PruneLabError(None, f"--frr must be between 0 and 50 % (got {args.frr:g})")
+    if not 1 <= args.strip_n <= 10:
+        raise PruneLabError(None, f"--strip-n must be between 1 and 10 (got {args.strip_n})")
+    if not 1 <= args.epochs <= 10_000:
+        raise PruneLabError(None, f"--epochs must be between 1 and 10000 (got {args.epochs})")
+    sweep_rows, sweep = [], None
+    if args.from_sweep is not None:
+        sweep_rows, sweep = rows_from_sweep(args.from_sweep)
+        if args.model is None and args.weights is None:
+            args.model, args.weights = sweep["model"], sweep.get("weights")
+        if args.clean_valid is None and "clean_valid" in sweep["datasets"]:
+            args.clean_valid = Path(sweep["datasets"]["clean_valid"])
+    if args.model is None and args.weights is None:
+        raise PruneLabError(None, "repair needs a model: --model M, --weights W or --from-sweep D")
+    if args.clean_valid is None:
+        raise PruneLabError(None, "repair needs clean validation data (--clean-valid F)")
+    triggers = None
+    if args.scan is not None:
+        from engine.trigger import load_scan_triggers
+
+        triggers = load_scan_triggers(args.scan)
+    elif any(m in NEEDS_TRIGGER for m in methods):
+        try:
+            import engine.scan  # noqa: F401
+        except ImportError:
+            raise PruneLabError(None, SCAN_MISSING) from None
+    datasets = {}
+    for role in ("clean_valid", "clean_test", "poisoned_test"):
+        path = getattr(args, role)
+        if path is not None:
+            datasets[role] = open_dataset(path)
+            if not datasets[role].has_labels:
+                raise PruneLabError(path, "has no labels; repair measures accuracy and ASR")
+    model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
+    inputs = model.input_files() + [d.path for d in datasets.values()] + ([args.scan] if args.scan else [])
+    atomic.protect(inputs)
+    bar = ProgressPrinter(quiet=args.quiet)
+    gen = repair_events(model, datasets, triggers=triggers, methods=methods, frr=args.frr, epochs=args.epochs,
+                        strip_n=args.strip_n, seed=args.seed, learning_rate=args.lr, sweep_rows=sweep_rows)
+    try:
+        while True:
+            ev = next(gen)
+            if isinstance(ev, Progress):
+                bar.update(ev.phase, ev.done, ev.total, ev.text)
+    except StopIteration as stop:
+        result = stop.value
+    bar.close()
+    extra = {"weights": str(model.weights_path) if model.weights_path else None,
+             "scan_folder": str(args.scan) if args.scan else None,
+             "from_sweep": str(args.from_sweep) if args.from_sweep else None}
+    write_repair_outputs(result, args.out, inputs=inputs, extra=extra, with_models=not args.no_models)
+    if not args.quiet:
+        print("\n".join(summary_lines(result)))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one headless command; returns the exit code (2: bad input, 130: cancelled)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -444,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 COMMANDS = {"sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "cache": cmd_cache,
-            "finetune": cmd_finetune, "maps": cmd_maps}
+            "finetune": cmd_finetune, "maps": cmd_maps, "repair": cmd_repair}
 
 
 if __name__ == "__main__":

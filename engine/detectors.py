@@ -53,12 +53,15 @@ class StripSpec:
 def probabilities(t, model):
     """B's class probabilities from ``t``, a tensor that is (or is computed like) ``model``'s
     output: a Dense with a softmax activation or a separate Softmax layer already gives them;
-    a model that ends in plain logits gets a softmax here. (A stop-gap until the project has
+    a model that ends in plain logits gets a softmax here; a model whose last layer is a nested
+    model is read through it. (A stop-gap until the project has
     one rule for this; ``engine.maps.score_spec`` reads the same three cases.)"""
     from engine.maps import score_spec
     from engine.tfsetup import keras
 
-    _, kind, _ = score_spec(model)
+    _, kind, last = score_spec(model)
+    while kind == "output" and hasattr(last, "layers") and getattr(last, "outputs", None):
+        _, kind, last = score_spec(last)  # a model that ends in a nested model: look inside it
     if kind in ("dense", "input"):
         return t
     return keras().ops.softmax(t, axis=-1)
