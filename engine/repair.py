@@ -46,6 +46,7 @@ class MethodRow:
     clean_acc: float | None = None
     asr: float | None = None
     detection: float | None = None    # poisoned images answered N
+    detection_working: float | None = None  # … among those whose attack works on B
     false_flags: float | None = None  # clean images answered N
     seconds: float | None = None
     source: str = "this run"
@@ -127,12 +128,17 @@ def parse_methods(text: str) -> list[str]:
 
 
 def find_triggers(model: LoadedModel, clean_valid, *, seed: int = 0, state=None):
-    """Reverse the trigger with the scan (engine.scan, when present): (triggers, scan summary)."""
+    """Reverse the trigger with the scan (engine.scan, when present): yields its Progress and
+    returns (triggers, scan summary). Without engine.scan: a one-line error."""
     try:
-        from engine.scan import run_scan
+        from engine import scan as scan_mod
     except ImportError:
         raise PruneLabError(None, SCAN_MISSING) from None
-    res = run_scan(model, clean_valid, seed=seed, state=state)
+    events = getattr(scan_mod, "scan_events", None)
+    if events is not None:
+        res = yield from events(model, clean_valid, seed=seed, state=state)
+    else:
+        res = scan_mod.run_scan(model, clean_valid, seed=seed, state=state)
     trig = [res.triggers[t] for t in res.flagged if t in res.triggers]
     return trig, {"flagged": [int(t) for t in res.flagged], "verdict": str(getattr(res, "verdict", ""))}
 
@@ -172,12 +178,18 @@ def _run_pass(gen, sink: dict):
             sink.update(ev)
 
 
-def _measures(answer_g, model_answer, labels, n_classes, poisoned):
-    """Per set: the model's accuracy / ASR and G's answer shares."""
+def _measures(answer_g, model_answer, labels, n_classes, poisoned, b_answer=None):
+    """Per set: the model's accuracy / ASR and G's answer shares. On poisoned data also the
+    flagged share among the images whose attack works on B (B answers the target): a poisoned
+    image B is not fooled by is harmless, and no detector that looks at B's answers sees it."""
     g_flag = answer_g == n_classes
     if poisoned:
-        return {"asr": pct(model_answer == labels), "goodnet_asr": pct(answer_g == labels),
-                "flagged": pct(g_flag)}
+        out = {"asr": pct(model_answer == labels), "goodnet_asr": pct(answer_g == labels),
+               "flagged": pct(g_flag)}
+        if b_answer is not None:
+            works = b_answer == labels
+            out["flagged_of_working"] = pct(g_flag[works]) if works.any() else None
+        return out
     return {"acc": pct(model_answer == labels), "goodnet_acc": pct(answer_g == labels),
             "false_flagged": pct(g_flag)}
 
@@ -198,6 +210,7 @@ def _headline(row: MethodRow, eval_roles: dict, repaired: bool):
     if pois:
         row.asr = pois["asr"] if repaired else pois["goodnet_asr"]
         row.detection = pois["flagged"]
+        row.detection_working = pois.get("flagged_of_working")
 
 
 def _stand_in(ds, triggers, n_classes):
@@ -254,7 +267,7 @@ def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=
     res = RepairResult(str(model.path), N, float(model.input_scale), methods, float(frr))
     if triggers is None and any(m in NEEDS_TRIGGER for m in methods):
         yield Progress("scan", 0, 1, "reversing the trigger (scan)")
-        triggers, res.scan = find_triggers(model, cv, seed=seed, state=state)
+        triggers, res.scan = yield from find_triggers(model, cv, seed=seed, state=state)
         yield Progress("scan", 1, 1, f"scan flagged {res.scan['flagged']}")
     triggers = list(triggers or [])
     res.triggers = triggers
@@ -369,8 +382,7 @@ def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=
         row = MethodRow(name, kind, **kw)
         for role, sc in scores.items():
             model_ans = repaired_answers[role] if repaired_answers is not None else ans[role]
-            row.metrics[role] = _measures(ans[role], model_ans, sc["labels"], N, role != "clean_valid_heldout"
-                                          and "poisoned" in role)
+            row.metrics[role] = _measures(ans[role], model_ans, sc["labels"], N, "poisoned" in role, sc["b"])
         _headline(row, scores, repaired_answers is not None)
         return row, ans
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.state import JobState
 
-CSV_HEADER = ["method", "kind", "clean_acc", "asr", "detection", "false_flags", "seconds", "source", "note"]
+CSV_HEADER = ["method", "kind", "clean_acc", "asr", "detection", "detection_working", "false_flags", "seconds", "source", "note"]
 G_FILES = {"unlearned": "G_unlearned.keras", "filter": "G_filter.keras", "strip": "G_strip.keras",
            "combined": "G_combined.keras"}
 B_UNLEARNED = "B_unlearned.keras"
@@ -85,7 +85,7 @@ def comparison_figure(result, path: Path) -> None:
                         va="bottom", fontsize=6, rotation=90)
     ax.set_xticks(idx + w * (len(groups) - 1) / 2)
     ax.set_xticklabels([r.method.replace(" + ", "+\n") for r in rows], fontsize=7)
-    ax.set_ylim(0, 118)
+    ax.set_ylim(0, 128)
     ax.set_ylabel("%")
     pois = "poisoned test" if "poisoned_test" in result.eval_sources else (
         "stand-in poisoned" if "standin_poisoned" in result.eval_sources else "poisoned validation")
@@ -125,12 +125,12 @@ def summary_lines(result) -> list[str]:
     def f(v):
         return "     –" if v is None else f"{v:6.2f}"
 
-    lines = [f"{'method':<28} {'clean':>6} {'ASR':>6} {'detect':>6} {'false':>6} {'sec':>7}  source"]
+    lines = [f"{'method':<28} {'clean':>6} {'ASR':>6} {'detect':>6} {'(work)':>6} {'false':>6} {'sec':>7}  source"]
     for r in result.rows:
         if r.kind == "skipped":
             lines.append(f"{r.method:<28} skipped: {r.note}")
             continue
         sec = "      –" if r.seconds is None else f"{r.seconds:7.1f}"
-        lines.append(f"{r.method:<28} {f(r.clean_acc)} {f(r.asr)} {f(r.detection)} {f(r.false_flags)} {sec}  "
+        lines.append(f"{r.method:<28} {f(r.clean_acc)} {f(r.asr)} {f(r.detection)} {f(r.detection_working)} {f(r.false_flags)} {sec}  "
                      f"{r.source}")
     return lines

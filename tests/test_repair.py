@@ -229,6 +229,7 @@ def test_cli_writes_the_comparison_and_every_g(cli_out):
     assert not [n for n in names if n.startswith(".")]
 
 
+@pytest.mark.slow
 def test_every_g_loads_in_a_bare_process_with_n_plus_1_outputs_and_answers_as_computed(cli_out, opened,
                                                                                       badnet, tmp_path):
     from engine.models import load_model
@@ -264,6 +265,7 @@ def test_every_g_loads_in_a_bare_process_with_n_plus_1_outputs_and_answers_as_co
     assert np.mean(np.array(flt[:60]) == N_CLASSES) < 0.2  # clean ones mostly not
 
 
+@pytest.mark.slow
 def test_eval_scripts_print_one_integer_per_image_and_agree_with_prunelab_eval(cli_out, opened, tmp_path, capsys):
     from engine.cli import main
 
