@@ -454,8 +454,9 @@ def cmd_repair(args) -> int:
         sweep_rows, sweep = rows_from_sweep(args.from_sweep)
         if args.model is None and args.weights is None:
             args.model, args.weights = sweep["model"], sweep.get("weights")
-        if args.clean_valid is None and "clean_valid" in sweep["datasets"]:
-            args.clean_valid = Path(sweep["datasets"]["clean_valid"])
+        for role in ("clean_valid", "clean_test", "poisoned_test"):  # the same data as the sweep by default
+            if getattr(args, role) is None and role in sweep["datasets"]:
+                setattr(args, role, Path(sweep["datasets"][role]))
     if args.model is None and args.weights is None:
         raise PruneLabError(None, "repair needs a model: --model M, --weights W or --from-sweep D")
     if args.clean_valid is None:
@@ -477,6 +478,13 @@ def cmd_repair(args) -> int:
             datasets[role] = open_dataset(path)
             if not datasets[role].has_labels:
                 raise PruneLabError(path, "has no labels; repair measures accuracy and ASR")
+    if sweep is not None:
+        for row in sweep_rows:
+            other = [r for r in ("clean_test", "poisoned_test") if r in datasets and r in sweep["datasets"]
+                     and Path(sweep["datasets"][r]).resolve() != Path(datasets[r].path).resolve()]
+            if other:
+                row.note = (row.note + "; " if row.note else "") + "measured by the sweep on other " + \
+                    " and ".join(o.replace("_", " ") for o in other) + " data"
     model = load_model(args.model, args.weights, allow_unsafe=args.allow_unsafe_model)
     inputs = model.input_files() + [d.path for d in datasets.values()] + ([args.scan] if args.scan else [])
     atomic.protect(inputs)

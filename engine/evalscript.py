@@ -21,7 +21,7 @@ TensorFlow/Keras 3, numpy and Pillow).
     python3 {script} photo.png [more.png ...] [--resize]
 
 prints, for each image in order, one integer in [0, {flag}]: the class the model answers, or
-{flag} when the backdoored network and its pruned copy disagree (backdoor suspected).
+{flag} when {meaning} (backdoor suspected).
 Images must be {h}x{w} pixels (height x width) like the model's input, unless --resize asks
 for bilinear resizing. Grayscale, palette and transparent images are converted to RGB
 (transparency dropped); 16-bit and CMYK images are refused. Exit code 2 on bad input.
@@ -141,8 +141,11 @@ def eval_script_name(g_model_filename: str) -> str:
     return f"{Path(g_model_filename).stem}_eval.py"
 
 
+DEFAULT_FLAG_MEANING = "the backdoored network and its pruned copy disagree"
+
+
 def write_eval_script(path: str | os.PathLike, g_model_filename: str, input_hwc: tuple[int, int, int],
-                      n_classes_with_flag: int, inputs=()) -> Path:
+                      n_classes_with_flag: int, inputs=(), flag_meaning: str | None = None) -> Path:
     """Write the standalone script for the G saved as ``g_model_filename`` in the same folder
     as ``path`` (atomically; never over an input). ``n_classes_with_flag`` is G's output
     width, N+1: the script prints N for a suspected backdoor."""
@@ -156,8 +159,9 @@ def write_eval_script(path: str | os.PathLike, g_model_filename: str, input_hwc:
         raise PruneLabError(path, f"cannot write an eval script for inputs {h}×{w}×{c} (1 or 3 channels)")
     if n_out < 2:
         raise PruneLabError(path, f"G has {n_out} outputs; expected N classes plus the flag class")
+    meaning = " ".join(str(flag_meaning or DEFAULT_FLAG_MEANING).replace('"', "'").replace("\\", "/").split())
     text = _TEMPLATE.format(script=path.name, model=name, h=h, w=w, c=c, n_out=n_out, last=n_out - 2,
-                            flag=n_out - 1)
+                            flag=n_out - 1, meaning=meaning)
     with atomic_path(path, inputs) as tmp:
         tmp.write_text(text, encoding="utf-8")
         mode = tmp.stat().st_mode

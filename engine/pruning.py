@@ -106,15 +106,16 @@ def save_model(model, path: str | os.PathLike, inputs=()) -> Path:
     return path
 
 
-def save_goodnet(goodnet, path: str | os.PathLike, inputs=()) -> Path:
+def save_goodnet(goodnet, path: str | os.PathLike, inputs=(), flag_meaning: str | None = None) -> Path:
     """Save G and, next to it, ``<name>_eval.py``: the standalone script that prints G's answer
-    (one integer in [0, N]) for image files — the lab challenge's submission form."""
+    (one integer in [0, N]) for image files — the lab challenge's submission form.
+    ``flag_meaning``: what class N means for this G, for the script's help text."""
     from engine.evalscript import eval_script_name, write_eval_script
 
     path = save_model(goodnet, path, inputs)
     hwc = tuple(int(d) for d in goodnet.inputs[0].shape[1:])
     write_eval_script(path.with_name(eval_script_name(path.name)), path.name, hwc,
-                      int(goodnet.outputs[0].shape[-1]), inputs)
+                      int(goodnet.outputs[0].shape[-1]), inputs, flag_meaning=flag_meaning)
     return path
 
 

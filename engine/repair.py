@@ -228,7 +228,7 @@ def _stand_in(ds, triggers, n_classes):
 # ------------------------------------------------------------------------------- the job
 def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=METHODS, frr: float = 1.0,
                   epochs: int = 5, state: JobState | None = None, strip_n: int = 10, seed: int = 0,
-                  holdout: float = 0.2, max_false_flags: float = 2.0, learning_rate: float = 1e-4,
+                  holdout: float = 0.2, learning_rate: float = 1e-4,
                   sweep_rows: list[MethodRow] | None = None) -> Iterator[Progress]:
     """Run the chosen ``methods`` (unlearn, filter, strip) on ``model`` and evaluate them.
 
@@ -236,8 +236,9 @@ def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=
     others (``clean_test``, ``poisoned_test``, ``poisoned_valid``) are only evaluated.
     ``triggers``: reversed triggers (engine.trigger.Trigger); None runs the scan when a method
     needs one. ``frr``: STRIP's and the filter's false-rejection rate on clean validation (%).
-    G_combined flags when any detector flags whose false-flag rate on the held-out clean
-    validation is at most ``max_false_flags`` % (a choice made without poisoned data)."""
+    G_combined flags when any of the filter and STRIP flags, each at an equal share of ``frr``
+    (plus unlearning's disagreement when its held-out clean rate fits its share): decided on
+    clean validation data only."""
     from engine.detectors import (FilterSpec, StripSpec, detector_goodnet, flags_from_scores, score_model,
                                   threshold_at_frr)
     from engine.runtime import Runner
@@ -288,13 +289,13 @@ def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=
                  "holdout_share": holdout, "seed": seed}
     seconds: dict[str, float] = {}
     fspec = sspec = None
+    calib: dict = {}
     dets = [m for m in ("filter", "strip") if m in run_methods]
     if dets:
         t0 = time.perf_counter()
         blend = cv.take(blend_idx) if "strip" in dets else None
         trig = triggers if "filter" in dets else None
         sm = score_model(model.model, triggers=trig, strip_images=blend, input_scale=model.input_scale)
-        calib: dict = {}
         yield from _run_pass(_score_pass(DictRunner(sm), cv, model, state, calib_idx, label="clean validation",
                                          phase="thresholds"), calib)
         setup = time.perf_counter() - t0
@@ -425,22 +426,39 @@ def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=
             row, _ = row_for(" + ".join(combo), "combination", list(combo),
                              seconds=sum(seconds[d] for d in combo), note="union: flags when any flags")
             res.rows.append(row)
-    # G_combined: the detectors whose held-out clean false flags stay within budget (no poisoned data)
-    chosen = [d for d in ran if pct(flags["clean_valid_heldout"][d]) <= max_false_flags]
-    if len(ran) >= 2 and chosen:
-        res.combined = chosen
+    # G_combined: the union of the threshold detectors (filter, STRIP), each re-thresholded at an
+    # equal share of --frr on the calibration images, so that together they reject at most --frr of
+    # them; unlearning's disagreement joins when its held-out clean rate is within its share. Decided
+    # on clean validation only.
+    tdets = [d for d in ("filter", "strip") if d in run_methods]
+    share = frr / (len(tdets) + 1)
+    with_unlearn = "unlearn" in run_methods and pct(flags["clean_valid_heldout"]["unlearn"]) <= share
+    members = tdets + (["unlearn"] if with_unlearn else [])
+    if len(members) >= 2:
+        share = frr / len(members)
+        cf = FilterSpec(triggers, [threshold_at_frr(calib["kl"].reshape(len(calib_idx), -1)[:, i], share)
+                                   for i in range(len(triggers))]) if "filter" in members else None
+        cs = StripSpec(sspec.images, threshold_at_frr(calib["entropy"], share)) if "strip" in members else None
+        for role, sc in scores.items():
+            f = flags_from_scores(sc, cf.thresholds if cf else None, cs.threshold if cs else None)
+            flags[role].update({f"{d}@combined": v for d, v in f.items()})
+        used = [f"{d}@combined" if d != "unlearn" else d for d in members]
+        res.combined = members
+        res.thresholds["combined"] = {"frr_share": share, "filter_kl": cf.thresholds if cf else None,
+                                      "strip_entropy": cs.threshold if cs else None}
         res.goodnets["combined"] = detector_goodnet(
-            model.model, filter_spec=fspec if "filter" in chosen else None,
-            strip_spec=sspec if "strip" in chosen else None,
-            unlearned=res.unlearned if "unlearn" in chosen else None,
+            model.model, filter_spec=cf, strip_spec=cs, unlearned=res.unlearned if with_unlearn else None,
             input_scale=model.input_scale, name=GOODNET_NAME + "_combined")
-        row, ans = row_for("combined", "combination", chosen, seconds=sum(seconds[d] for d in chosen),
+        row, ans = row_for("combined", "combination", used, seconds=sum(seconds[d] for d in members),
                            files=["G_combined.keras", "G_combined_eval.py"],
-                           params={"detectors": chosen, "max_false_flags_heldout": max_false_flags},
-                           note=f"G_combined = {' + '.join(chosen)} (chosen on held-out clean validation: "
-                           f"false flags ≤ {max_false_flags:g} %)")
+                           params={"detectors": members, **res.thresholds["combined"]},
+                           note=f"G_combined = {' + '.join(members)}, each at {share:g} % of clean validation "
+                           f"(--frr {frr:g} % shared)")
         res.rows.append(row)
         res.answers["G_combined"] = ans
+    elif len(ran) >= 2:
+        res.skipped["combined"] = (f"unlearning's held-out disagreement ({pct(flags['clean_valid_heldout']['unlearn']):.2f} %) "
+                                   f"exceeds its share of --frr; one detector is no combination")
     for m, why in res.skipped.items():
         res.rows.append(MethodRow(m, "skipped", note=why))
     res.seconds = time.perf_counter() - t_start

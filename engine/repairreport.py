@@ -21,6 +21,9 @@ CSV_HEADER = ["method", "kind", "clean_acc", "asr", "detection", "detection_work
 G_FILES = {"unlearned": "G_unlearned.keras", "filter": "G_filter.keras", "strip": "G_strip.keras",
            "combined": "G_combined.keras"}
 B_UNLEARNED = "B_unlearned.keras"
+FLAG_MEANING = {"unlearned": "the backdoored network and its unlearned copy disagree",
+                "filter": "stamping the reversed trigger does not move the network's answer",
+                "strip": "blends with clean images stay confident (STRIP: low entropy)"}
 
 
 def _cell(v) -> str:
@@ -112,7 +115,10 @@ def write_repair_outputs(result, out: str | os.PathLike, *, inputs: Iterable = (
                 save_model(result.unlearned, stage / B_UNLEARNED, inputs)
             for key, g in result.goodnets.items():
                 state.cancel_point()
-                save_goodnet(g, stage / G_FILES[key], inputs)
+                names = {"unlearn": "unlearning disagreement", "filter": "trigger filter", "strip": "STRIP"}
+                meaning = FLAG_MEANING.get(key) or "any of its detectors flags (" + ", ".join(
+                    names[d] for d in result.combined) + ")"
+                save_goodnet(g, stage / G_FILES[key], inputs, flag_meaning=meaning)
         state.cancel_point()
         atomic_write_text(stage / "repairs.csv", repairs_csv(result))
         atomic_write_text(stage / "repair.json", json.dumps(repair_summary(result, extra), indent=2))

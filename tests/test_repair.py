@@ -399,3 +399,29 @@ def test_without_poisoned_data_a_labelled_stand_in_is_evaluated(opened):
                      triggers=[patch_trigger()], methods=["filter"], frr=2.0)
     assert "stand-in" in res.eval_sources["standin_poisoned"] and "not real" in res.eval_sources["standin_poisoned"]
     assert res.row("filter").detection is not None
+
+
+def test_a_sweep_folder_gives_pruning_and_fine_pruning_rows(tmp_path):
+    from engine.repair import rows_from_sweep
+
+    ev = {"clean_test": {"bprime_acc": 90.0, "goodnet_acc": 89.0, "goodnet_false_flagged": 3.0, "badnet_acc": 98.0},
+          "poisoned_test": {"bprime_asr": 99.0, "goodnet_asr": 97.0, "goodnet_flagged": 2.0, "badnet_asr": 97.5}}
+    summary = {"model": "m.h5", "datasets": {}, "layer": "conv_3", "ranking": {"order": []}, "steps": 60,
+               "timings_s": {"total": 4.0},
+               "checkpoints": [{"threshold": 2.0, "step": 24, "b_prime": "B_prime_2.h5", "goodnet": "G_2.keras",
+                                "fraction_pruned": 0.4, "evaluation": ev},
+                               {"threshold": 10.0, "step": None}]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    ft = tmp_path / "finetune_4"
+    ft.mkdir()
+    ft_ev = {"clean_test": dict(ev["clean_test"], bprime_acc=95.0), "poisoned_test": dict(ev["poisoned_test"], bprime_asr=59.0)}
+    (ft / "summary.json").write_text(json.dumps({"step": 25, "fine_pruned": {}, "evaluation": ft_ev,
+                                                 "epochs": [{"seconds": 1.0}, {"seconds": 30.0}]}))
+    rows, _ = rows_from_sweep(tmp_path)
+    by = {r.method: r for r in rows}
+    assert by["pruning 2 %"].clean_acc == 90.0 and by["pruning 2 %"].asr == 99.0
+    assert by["pruning 2 %"].detection == 2.0 and by["pruning 2 %"].false_flags == 3.0
+    assert "never reached" in by["pruning 10 %"].note
+    assert by["fine-pruning step 25"].asr == 59.0 and by["fine-pruning step 25"].seconds == 30.0
+    with pytest.raises(PruneLabError, match="summary.json"):
+        rows_from_sweep(ft / "nothing")
