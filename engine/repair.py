@@ -196,14 +196,14 @@ def _measures(answer_g, model_answer, labels, n_classes, poisoned, b_answer=None
 
 def _headline(row: MethodRow, eval_roles: dict, repaired: bool):
     """Fill the row's headline columns from the test sets (else the held-out / valid ones)."""
-    def first(keys, kind):
+    def first(keys):
         for r in keys:
             if r in row.metrics:
                 return row.metrics[r]
         return None
 
-    clean = first(("clean_test", "clean_valid_heldout"), "clean")
-    pois = first(("poisoned_test", "standin_poisoned", "poisoned_valid"), "poisoned")
+    clean = first(("clean_test", "clean_valid_heldout"))
+    pois = first(("poisoned_test", "standin_poisoned", "poisoned_valid"))
     if clean:
         row.clean_acc = clean["acc"] if repaired else clean["goodnet_acc"]
         row.false_flags = clean["false_flagged"]
@@ -342,7 +342,7 @@ def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=
             res.eval_sources[role] = str(datasets[role].path)
     if not any(r.startswith("poisoned") for r in eval_sets) and triggers:
         base = datasets.get("clean_test")
-        si = _stand_in(base if base is not None else cv, triggers, N) if base is not None else None
+        si = _stand_in(base, triggers, N) if base is not None else None
         if si is None:  # no clean test: stamp the held-out clean validation
             x = cv.take(hold_idx)
             keep = cv.labels[hold_idx] != triggers[0].label

@@ -1,7 +1,7 @@
 """What a repair run leaves on disk: ``repair.json`` (per method: its files, measures, seconds,
 parameters), ``repairs.csv`` (the comparison table), ``repairs.png`` (the comparison figure),
 ``B_unlearned.keras`` and every G (``G_unlearned``, ``G_filter``, ``G_strip``, ``G_combined``) with
-its ``<name>_eval.py``. Everything is staged and moved in only when all of it was written: a
+its ``<name>_eval.py`` (and ``trigger_<t>.npz`` when the scan ran inside the repair). Everything is staged and moved in only when all of it was written: a
 failure or a cancel leaves the destination as it was."""
 
 from __future__ import annotations
@@ -119,6 +119,11 @@ def write_repair_outputs(result, out: str | os.PathLike, *, inputs: Iterable = (
                 meaning = FLAG_MEANING.get(key) or "any of its detectors flags (" + ", ".join(
                     names[d] for d in result.combined) + ")"
                 save_goodnet(g, stage / G_FILES[key], inputs, flag_meaning=meaning)
+        if result.scan is not None:  # the scan ran here: keep the triggers it reversed
+            from engine.trigger import save_trigger, trigger_file_name
+
+            for t in result.triggers:
+                save_trigger(stage / trigger_file_name(t.label), t, inputs)
         state.cancel_point()
         atomic_write_text(stage / "repairs.csv", repairs_csv(result))
         atomic_write_text(stage / "repair.json", json.dumps(repair_summary(result, extra), indent=2))
