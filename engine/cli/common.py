@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from engine.core.errors import PruneLabError
@@ -54,3 +55,50 @@ def open_model(args, summary: dict | None = None):
     if model is None and weights is None:
         raise PruneLabError(None, "give a model: --model M, --weights W (the lab's DeepID), or both")
     return load_model(model, weights, allow_unsafe=args.allow_unsafe_model)
+
+
+class ProgressPrinter:
+    """tqdm's bar (rate and time left) on a terminal; in a log, a few plain lines per phase
+    and dataset, each with the same rate and time-left text."""
+
+    def __init__(self, stream=None, quiet: bool = False):
+        self.stream = stream or sys.stderr  # looked up now: silence_native_logs() replaces it
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+        self._bar = None
+        self._key = None
+        self._t0 = time.perf_counter()
+        self._d0 = 0
+        self._last_quarter = -1
+
+    def update(self, phase: str, done: int, total: int, text: str = "") -> None:
+        from tqdm import tqdm
+
+        if self.quiet:
+            return
+        key = (phase, text.split(":")[0])  # one bar per phase and dataset
+        if key != self._key:
+            # a new dataset's steps continue a count that spans all datasets: rate and time
+            # left are measured from where this bar starts, not from zero
+            self.close()
+            self._key, self._t0, self._d0, self._last_quarter = key, time.perf_counter(), done, -1
+            if self.tty:
+                self._bar = tqdm(total=total, initial=done, desc=f"{phase:<11}", file=self.stream,
+                                 leave=True, dynamic_ncols=True, unit="it")
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.set_postfix_str(text[:50], refresh=False)
+            self._bar.update(done - self._bar.n)
+            if done >= total:
+                self.close()
+            return
+        quarter = int(4 * done / total) if total else 4
+        if quarter != self._last_quarter:
+            self._last_quarter = quarter
+            meter = tqdm.format_meter(done, total, time.perf_counter() - self._t0, ncols=0, initial=self._d0)
+            print(f"{phase}: {text} {meter}".rstrip(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,4 +1,4 @@
-"""The headless commands: ``prunelab sweep | eval | demo | cache | finetune | maps | scan | stamp``.
+"""The headless commands: ``prunelab sweep | eval | demo | cache | finetune | maps | scan | stamp | repair``.
 
 One function per command; what a command writes is written by :mod:`engine.report.outputs`. Errors
 are one line ``prunelab: error: <file>: <cause>`` with exit code 2, and nothing is written into
@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
-from engine.cli.common import add_model_args, open_model, settle_input_scale
+from engine.cli.common import ProgressPrinter, add_model_args, open_model, settle_input_scale
+from engine.cli.repair import cmd_repair
+from engine.cli.scan import cmd_scan, cmd_stamp
 from engine.core.errors import Cancelled, PruneLabError, PruneLabWarning
 
 PROG = "prunelab"
@@ -26,53 +27,6 @@ def _warning_printer(message, category, filename, lineno, file=None, line=None):
     if issubclass(category, PruneLabWarning):
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     # library chatter stays out of the user's way
-
-
-class ProgressPrinter:
-    """tqdm's bar (rate and time left) on a terminal; in a log, a few plain lines per phase
-    and dataset, each with the same rate and time-left text."""
-
-    def __init__(self, stream=None, quiet: bool = False):
-        self.stream = stream or sys.stderr  # looked up now: silence_native_logs() replaces it
-        self.quiet = quiet
-        self.tty = self.stream.isatty()
-        self._bar = None
-        self._key = None
-        self._t0 = time.perf_counter()
-        self._d0 = 0
-        self._last_quarter = -1
-
-    def update(self, phase: str, done: int, total: int, text: str = "") -> None:
-        from tqdm import tqdm
-
-        if self.quiet:
-            return
-        key = (phase, text.split(":")[0])  # one bar per phase and dataset
-        if key != self._key:
-            # a new dataset's steps continue a count that spans all datasets: rate and time
-            # left are measured from where this bar starts, not from zero
-            self.close()
-            self._key, self._t0, self._d0, self._last_quarter = key, time.perf_counter(), done, -1
-            if self.tty:
-                self._bar = tqdm(total=total, initial=done, desc=f"{phase:<11}", file=self.stream,
-                                 leave=True, dynamic_ncols=True, unit="it")
-        if self._bar is not None:
-            self._bar.total = total
-            self._bar.set_postfix_str(text[:50], refresh=False)
-            self._bar.update(done - self._bar.n)
-            if done >= total:
-                self.close()
-            return
-        quarter = int(4 * done / total) if total else 4
-        if quarter != self._last_quarter:
-            self._last_quarter = quarter
-            meter = tqdm.format_meter(done, total, time.perf_counter() - self._t0, ncols=0, initial=self._d0)
-            print(f"{phase}: {text} {meter}".rstrip(), file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -206,7 +160,31 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--resize", action="store_true", help="resize images of another size to the trigger's")
     st.add_argument("-q", "--quiet", action="store_true")
 
-    for cmd in (s, e, f, m, sc):
+    r = sub.add_parser("repair", help="unlearning, a trigger filter and STRIP: repaired B, detectors G, and a "
+                       "comparison with pruning")
+    add_model_args(r)  # default: the --from-sweep folder's model
+    r.add_argument("--clean-valid", type=Path, metavar="F", help="clean validation data: training and thresholds "
+                   "(default: the --from-sweep folder's)")
+    r.add_argument("--clean-test", type=Path, metavar="F", help="clean test data (evaluation only)")
+    r.add_argument("--poisoned-test", type=Path, metavar="F", help="poisoned test data (evaluation only; without it "
+                   "a stand-in made with the reversed trigger is evaluated, labelled as such)")
+    r.add_argument("--scan", type=Path, metavar="DIR", help="a 'prunelab scan' folder with the reversed trigger(s); "
+                   "without it the scan runs first")
+    r.add_argument("--method", default="all", metavar="unlearn|filter|strip|all",
+                   help="methods to run, comma-separated (default all)")
+    r.add_argument("--frr", type=float, default=1.0, metavar="PCT",
+                   help="false-rejection rate on clean validation that sets the filter's and STRIP's thresholds (%%)")
+    r.add_argument("--epochs", type=int, default=5, help="unlearning epochs")
+    r.add_argument("--lr", type=float, default=1e-4, help="unlearning learning rate")
+    r.add_argument("--strip-n", type=int, default=10, metavar="N", help="STRIP's blending images (1-10)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--from-sweep", type=Path, metavar="DIR", help="a 'prunelab sweep' folder: its checkpoints (and "
+                   "fine-pruning runs in its sub-folders) join the comparison")
+    r.add_argument("--out", type=Path, required=True, metavar="DIR")
+    r.add_argument("--no-models", action="store_true", help="write the report only, no B/G files")
+    r.add_argument("-q", "--quiet", action="store_true")
+
+    for cmd in (s, e, f, m, sc, r):
         cmd.add_argument("--input-scale", default="auto", choices=["auto", "255", "1"],
                          help="what the model was trained on: 255 = raw pixels (the lab's bd_net), 1 = pixels / 255 "
                          "(the CSAW-HackML-2020 models); auto measures clean accuracy both ways")
@@ -451,84 +429,6 @@ def cmd_maps(args) -> int:
     return run_maps_cli(args, ProgressPrinter(quiet=args.quiet))
 
 
-def _scan_labels(text: str | None, n_classes: int):
-    if text is None:
-        return None
-    t = text.strip().lower()
-    if t == "all":
-        return list(range(n_classes))
-    try:
-        return [int(v) for v in t.split(",") if v.strip()]
-    except ValueError:
-        raise PruneLabError(None, f"--labels must be 'all' or class numbers such as 0,3,7 (got '{text}')") from None
-
-
-def cmd_scan(args) -> int:
-    from engine.analysis.scan import MIN_CLEAN_IMAGES, scan_events
-    from engine.core.state import JobState, Progress
-    from engine.io.datasets import open_dataset
-    from engine.report.outputs import check_output_folder
-    from engine.report.scan import write_scan_outputs
-
-    check_output_folder(args.out)
-    ds = open_dataset(args.clean_valid, resize=args.resize)
-    if not ds.has_labels:  # before paying for TensorFlow
-        raise PruneLabError(ds.path, "has no labels; the scan needs clean images with their true classes "
-                            "(class subfolders, classes.txt or 'label=N' in the file names)")
-    if ds.n < MIN_CLEAN_IMAGES:
-        raise PruneLabError(ds.path, f"holds {ds.n} clean images; the scan needs at least {MIN_CLEAN_IMAGES} "
-                            f"({MIN_CLEAN_IMAGES - 16} to optimise on, 16 held out)")
-    model = open_model(args)
-    ds.expect(model.input_hwc)
-    labels = _scan_labels(args.labels, model.n_classes)
-    settle_input_scale(args, model, ds)
-    inputs = model.input_files() + [ds.path]
-    bar = ProgressPrinter(quiet=args.quiet)
-    gen = scan_events(model, ds, labels=labels, seed=args.seed, budget=args.budget, state=JobState())
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        if isinstance(ev, Progress):
-            bar.update(ev.phase, ev.done, ev.total, ev.text)
-    bar.close()
-    write_scan_outputs(result, model, args.out, clean_ds=ds, inputs=inputs)
-    if not args.quiet:
-        rows = result.scanned
-        print(f"scanned {len(rows)} of {result.n_classes} labels in {result.seconds:.1f} s "
-              f"({result.steps_per_label:.0f} steps per label); median mask L1 {result.median_l1:.1f}")
-        for r in rows[:5]:
-            mark = "  FLAGGED" if r.label in result.flagged else ""
-            print(f"  label {r.label}: mask L1 {r.mask_l1:.1f}, anomaly index {r.anomaly_index:.2f}, "
-                  f"attack success {100 * r.attack_success:.1f} %{mark}")
-        if result.flagged:
-            print(f"verdict: backdoor — target label(s) {', '.join(map(str, result.flagged))}")
-        else:
-            print("verdict: no evidence of a backdoor")
-        print(f"wrote {args.out}")
-    return 0
-
-
-def cmd_stamp(args) -> int:
-    from engine.io.datasets import open_dataset
-    from engine.report.scan import write_standin
-    from engine.analysis.trigger import load_scan_triggers
-
-    triggers = load_scan_triggers(args.scan, args.label)
-    if not triggers:
-        raise PruneLabError(args.scan, "flagged no label (no evidence of a backdoor); give --label T for one of "
-                            "its saved triggers (trigger_<t>.npz)")
-    trig = triggers[0]
-    ds = open_dataset(args.data, trig.hw + (int(trig.pattern.shape[2]),), resize=args.resize)
-    write_standin(trig, ds, args.out, inputs=[ds.path])
-    if not args.quiet:
-        print(f"wrote {args.out}: {ds.n} images stamped with the reversed trigger, labelled {trig.label} "
-              f"(a stand-in poisoned set)")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one headless command; returns the exit code (2: bad input, 130: cancelled)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -567,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 COMMANDS = {"sweep": cmd_sweep, "eval": cmd_eval, "demo": cmd_demo, "cache": cmd_cache,
-            "finetune": cmd_finetune, "maps": cmd_maps, "scan": cmd_scan, "stamp": cmd_stamp}
+            "finetune": cmd_finetune, "maps": cmd_maps, "scan": cmd_scan, "stamp": cmd_stamp,
+            "repair": cmd_repair}
 
 
 if __name__ == "__main__":

@@ -318,3 +318,17 @@ def trigger_function(name: str):
         return TRIGGERS[name]
     except KeyError:
         raise ValueError(f"unknown trigger '{name}' (known: {', '.join(TRIGGERS)})") from None
+
+
+def sunglasses_trigger(label: int = 0):
+    """The demo's trigger in Neural Cleanse's form (engine.analysis.trigger.Trigger): the two paints of
+    :func:`add_sunglasses` folded into one mask and pattern, so ``stamp(x, t)`` equals
+    ``add_sunglasses(x)`` up to its rounding. A known trigger for tests and benchmarks."""
+    from engine.analysis.trigger import Trigger
+
+    a = (_COVER * 0.82)[..., None]
+    f = _FRAME[..., None]
+    m = 1.0 - (1.0 - a) * (1.0 - f)
+    pat = (LENS * a * (1.0 - f) + FRAME * f) / np.maximum(m, 1e-12)
+    pat = np.where(m > 0, pat, 0.0)
+    return Trigger(m[..., 0].astype(np.float32), np.clip(pat, 0, 255).astype(np.float32), int(label))

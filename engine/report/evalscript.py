@@ -21,7 +21,7 @@ TensorFlow/Keras 3, numpy and Pillow).
     python3 {script} photo.png [more.png ...] [--resize]
 
 prints, for each image in order, one integer in [0, {flag}]: the class the model answers, or
-{flag} when the backdoored network and its pruned copy disagree (backdoor suspected).
+{flag} when {meaning} (backdoor suspected).
 Images must be {h}x{w} pixels (height x width) like the model's input, unless --resize asks
 for bilinear resizing. Grayscale, palette and transparent images are converted to RGB
 (transparency dropped); 16-bit and CMYK images are refused. Exit code 2 on bad input.
@@ -142,8 +142,12 @@ def eval_script_name(g_model_filename: str) -> str:
     return f"{Path(g_model_filename).stem}_eval.py"
 
 
+DEFAULT_FLAG_MEANING = "the backdoored network and its pruned copy disagree"
+
+
 def write_eval_script(path: str | os.PathLike, g_model_filename: str, input_hwc: tuple[int, int, int],
-                      n_classes_with_flag: int, inputs=(), input_scale: float = 255.0) -> Path:
+                      n_classes_with_flag: int, inputs=(), input_scale: float = 255.0,
+                      flag_meaning: str | None = None) -> Path:
     """Write the standalone script for the G saved as ``g_model_filename`` in the same folder
     as ``path`` (atomically; never over an input). ``n_classes_with_flag`` is G's output
     width, N+1: the script prints N for a suspected backdoor."""
@@ -158,8 +162,9 @@ def write_eval_script(path: str | os.PathLike, g_model_filename: str, input_hwc:
     if n_out < 2:
         raise PruneLabError(path, f"G has {n_out} outputs; expected N classes plus the flag class")
     divide = 255.0 / float(input_scale)
+    meaning = " ".join(str(flag_meaning or DEFAULT_FLAG_MEANING).replace('"', "'").replace("\\", "/").split())
     text = _TEMPLATE.format(script=path.name, model=name, h=h, w=w, c=c, n_out=n_out, last=n_out - 2,
-                            flag=n_out - 1, divide=repr(divide),
+                            flag=n_out - 1, meaning=meaning, divide=repr(divide),
                             convention="pixels / 255" if divide != 1.0 else "raw 0-255 pixels")
     with atomic_path(path, inputs) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -168,14 +173,16 @@ def write_eval_script(path: str | os.PathLike, g_model_filename: str, input_hwc:
     return path
 
 
-def save_goodnet(goodnet, path: str | os.PathLike, inputs=()) -> Path:
+def save_goodnet(goodnet, path: str | os.PathLike, inputs=(), flag_meaning: str | None = None) -> Path:
     """Save G and, next to it, ``<name>_eval.py``: the standalone script that prints G's answer
-    (one integer in [0, N]) for image files — the lab challenge's submission form."""
+    (one integer in [0, N]) for image files — the lab challenge's submission form.
+    ``flag_meaning``: what class N means for this G, for the script's help text."""
     from engine.models.loading import goodnet_input_scale
     from engine.pruning.rules import save_model
 
     path = save_model(goodnet, path, inputs)
     hwc = tuple(int(d) for d in goodnet.inputs[0].shape[1:])
     write_eval_script(path.with_name(eval_script_name(path.name)), path.name, hwc,
-                      int(goodnet.outputs[0].shape[-1]), inputs, goodnet_input_scale(goodnet.name))
+                      int(goodnet.outputs[0].shape[-1]), inputs, goodnet_input_scale(goodnet.name),
+                      flag_meaning=flag_meaning)
     return path
