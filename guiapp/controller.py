@@ -337,6 +337,7 @@ class Controller(QObject):
         if started:
             s.set_result(None)  # the previous sweep no longer describes what is on screen
             s.rankings = None
+            s.ranking = names[0]
         return started
 
     def pick_ranking(self, name: str) -> None:

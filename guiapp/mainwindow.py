@@ -23,6 +23,7 @@ from guiapp.views.jobbar import JobBar
 from guiapp.views.panels import LeftPanel, StepPanel, local_paths
 from guiapp.views.rankings import RankingsView
 from guiapp.views.results import ResultsView
+from guiapp.views.tradeoff import TradeoffView
 
 MODEL_FILTER = "Keras models (*.h5 *.keras *.hdf5);;All files (*)"
 DATA_FILTER = "Lab datasets (*.h5 *.hdf5);;Images (*.png *.jpg *.jpeg);;All files (*)"
@@ -61,9 +62,11 @@ class MainWindow(QMainWindow):
         self.curves = curves_tab.curves
         self.activations, self.images, self.results = ActivationsView(), ImagesView(), ResultsView()
         self.rankings = RankingsView()
+        self.tradeoff = TradeoffView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
-        for w, name in zip((curves_tab, self.activations, self.images, self.results, self.rankings), TABS):
+        for w, name in zip((curves_tab, self.activations, self.images, self.results, self.rankings, self.tradeoff),
+                           TABS):
             self.tabs.addTab(w, name)
         self.splitter = QSplitter()
         self.splitter.addWidget(left)
@@ -114,7 +117,9 @@ class MainWindow(QMainWindow):
         c.stepRecord.connect(self.curves.add_record)
         c.rankingRecord.connect(self.curves.add_ranking_record)
         c.rankingsFinished.connect(lambda done: (self.rankings.show_table(done), self.activations.set_rankings(done),
-                                                 self.curves.mark_points(done.own_points())))
+                                                 self.curves.mark_points(done.own_points()),
+                                                 self.tradeoff.set_sweeps(done.results)))
+        self.tradeoff.pointPicked.connect(self.pick_point)
         for view in (self.curves, self.rankings):
             view.rankingPicked.connect(c.pick_ranking)
         c.rankingPicked.connect(lambda name, res, step: (self._show_result(res, step), self.rankings.select(name)))
@@ -131,7 +136,8 @@ class MainWindow(QMainWindow):
         c.photoVerdicts.connect(self.images.verdicts_arrived)
         c.photosOpened.connect(lambda _: (self.tabs.setCurrentWidget(self.images), self.images.show_photos(self.session)))
         c.fineTuneEpochs.connect(self.curves.set_fine_tune)
-        c.fineTuneFinished.connect(lambda ft: self.results.set_fine_tuned(self.session.fine_tuned))
+        c.fineTuneFinished.connect(lambda ft: (self.results.set_fine_tuned(self.session.fine_tuned),
+                                               self._fine_tuned_points()))
 
     # ================================================================== settings, errors
     def _restore(self) -> None:
@@ -213,6 +219,7 @@ class MainWindow(QMainWindow):
                                 rp.names() or ["activation"], rp.random_seeds()):
             self._t_start = time.perf_counter()
             self.curves.clear(0, thresholds=thresholds)
+            self.tradeoff.clear()
             self.checkpoints.show_checkpoints(None)
             self.step_panel.show_step(None, 0)
             self.results.set_fine_tuned([])
@@ -225,6 +232,8 @@ class MainWindow(QMainWindow):
     def _sweep_finished(self, res) -> None:
         secs = time.perf_counter() - self._t_start
         self.jobbar.show_progress(f"done: {res.steps} steps in {secs:.1f} s", 1, 1)
+        if self.session.rankings is None:  # one criterion: its curve alone on the trade-off plot
+            self.tradeoff.set_sweeps({self.session.ranking: res})
         self._show_result(res, next((c.step for c in reversed(res.checkpoints) if c.step is not None), res.steps))
         self.statusBar().showMessage(f"Sweep finished in {secs:.1f} s ({res.method} path)", 10000)
 
@@ -242,10 +251,30 @@ class MainWindow(QMainWindow):
     def step(self) -> int:
         return self.session.step
 
+    def pick_point(self, name: str, step: int) -> None:
+        """A criterion's step picked on the trade-off plot: the same path as a click on its curve
+        (the controller makes that criterion's sweep the result), then the cursor to that step."""
+        if self.session.rankings is not None:
+            self.ctl.pick_ranking(name)
+        if self.session.ranking == name or self.session.rankings is None:
+            self.set_step(step)
+
+    def _fine_tuned_points(self) -> None:
+        from engine.compare import NamedPoint
+
+        pts = []
+        for ft in self.session.fine_tuned:
+            last = ft.records[-1] if ft.records else None
+            clean, asr = (last.metric("clean_valid_acc"), last.metric("asr_valid")) if last else (None, None)
+            if clean is not None and asr is not None:
+                pts.append(NamedPoint(f"fine-pruned from step {ft.step}", clean, asr, "fine-pruned"))
+        self.tradeoff.set_points("fine-pruned", pts)
+
     def _step_picked(self, step: int) -> None:
         self.session.step = step
         r = self.session.result
         self.step_panel.show_step(r, step)
+        self.tradeoff.set_current(self.session.ranking, step)
         if r is not None:  # the visible tab now, the others when they are shown
             self._stale = {1, 2, 3}
             self._refresh_tab(self.tabs.currentIndex())

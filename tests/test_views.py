@@ -38,7 +38,7 @@ def test_curves_stream_replace_and_pick(qtbot):
     assert list(v.plots["test"].acc.getData()[1]) == [r.clean_test_acc for r in recs[:4]]
     # threshold names sit on the right axis, one tick per threshold, at base × (1 − t)
     ticks = v.plots["valid"].getAxis("right")._tickLevels[0]
-    assert [t for _, t in ticks] == ["−2 %", "−10 %"]
+    assert [t for _, t in ticks] == ["−2 % acc.", "−10 % acc."]
     assert [y for y, _ in ticks] == pytest.approx([95.0 * 0.98, 95.0 * 0.9])
     v.set_records(recs, (2.0, 10.0), [Checkpoint(2.0, 3), Checkpoint(10.0, 5)])
     assert len(v.plots["valid"].markers) == 2
@@ -51,6 +51,43 @@ def test_curves_stream_replace_and_pick(qtbot):
     assert picked[-2:] == [8, 10]
     v.set_step(99)
     assert v.step == 10  # clamped to the sweep
+
+
+def test_every_threshold_line_is_named_and_the_legend_is_outside_the_plots(qtbot):
+    """2, 4 and 10 %: three names drawn on the right axis (the −10 % one used to be dropped for
+    want of room), close ones nudged apart; no legend inside the plots, a key under them naming
+    the measures and each criterion's colour, random and the diagnostic in different colours."""
+    from PySide6.QtGui import QImage, QPainter
+
+    from guiapp.views.curves import RANKING_COLOURS, CurvesView
+
+    v = CurvesView()
+    qtbot.addWidget(v)
+    v.resize(1000, 600)
+    v.show()
+    v.start(10, thresholds=(2.0, 4.0, 10.0))
+    recs = records()
+    for r in recs:
+        v.add_record(r)
+        v.add_ranking_record("random-1", r)
+        v.add_ranking_record("difference", r)
+    v._refresh()
+    qtbot.wait(20)
+    axis = v.plots["valid"].getAxis("right")
+    img = QImage(200, 600, QImage.Format_ARGB32)
+    painter = QPainter(img)
+    try:
+        _, _, texts = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    assert sorted(t for _, _, t in texts) == ["−10 % acc.", "−2 % acc.", "−4 % acc."]
+    ys = sorted(y for y, _ in axis._tickLevels[0])
+    assert min(b - a for a, b in zip(ys, ys[1:])) >= 3.0
+    assert all(p.plotItem.legend is None for p in v.plots.values())
+    key = v.key.text()
+    assert v.key.isVisible() and "clean accuracy" in key and "attack success rate" in key and "dashed" in key
+    assert RANKING_COLOURS["random"] in key and RANKING_COLOURS["difference"] in key
+    assert RANKING_COLOURS["random"] != RANKING_COLOURS["difference"]
 
 
 def test_an_empty_test_plot_says_why(qtbot):
@@ -157,3 +194,51 @@ def test_mean_maps_share_one_scale_up_to_the_brighter_peak(qtbot):
     assert np.allclose([poisoned.red(), poisoned.green(), poisoned.blue()], want_p, atol=2)
     assert np.allclose([clean.red(), clean.green(), clean.blue()], want_c, atol=2)
     assert any(lab.text() == "0 – 0.50" for lab in dlg.findChildren(QLabel))
+
+
+class FakeSweep:
+    """What the trade-off view reads of a SweepResult: records and thresholds."""
+
+    def __init__(self, recs, thresholds=(2.0, 4.0, 10.0)):
+        self.records, self.thresholds = recs, thresholds
+
+
+def criterion(steep: float, n_steps=10):
+    return [StepRecord(s, None if s == 0 else s - 1, s / n_steps, clean_valid_acc=95.0 - s * steep,
+                       asr_valid=max(0.0, 100.0 - s * s * steep), total_steps=n_steps) for s in range(n_steps + 1)]
+
+
+def test_tradeoff_points_pick_their_criterion_and_step_with_a_click(qtbot):
+    """Clean accuracy on x, ASR on y, one point per step; a mouse click on a point emits that
+    criterion and its step; fine-pruned models appear as named points in the legend."""
+    from engine.compare import NamedPoint, defender_region
+    from guiapp.views.tradeoff import TradeoffView
+
+    v = TradeoffView()
+    qtbot.addWidget(v)
+    v.resize(900, 600)
+    v.show()
+    sweeps = {"activation": FakeSweep(criterion(1.0)), "l1": FakeSweep(criterion(3.0)),
+              "clp": FakeSweep(criterion(0.5)), "anp": FakeSweep(criterion(2.0))}
+    v.set_sweeps(sweeps)
+    x, y = v.curves["l1"].getData()
+    assert list(x) == [r.clean_valid_acc for r in sweeps["l1"].records]
+    assert list(y) == [r.asr_valid for r in sweeps["l1"].records]
+    picked = []
+    v.pointPicked.connect(lambda name, step: picked.append((name, step)))
+    qtbot.wait(50)
+    vb = v.plot.getPlotItem().vb
+    pos = v.plot.mapFromScene(vb.mapViewToScene(pg_point(x[4], y[4])))
+    qtbot.mouseClick(v.plot.viewport(), Qt.LeftButton, pos=pos)
+    assert picked == [("l1", 4)]
+    v.set_current("l1", 4)
+    assert list(v.current.getData()[0]) == [x[4]] and "step 4" in v.readout.text()
+    v.set_points("fine-pruned", [NamedPoint("fine-pruned from step 6", 93.0, 1.5)])
+    assert "fine-pruned from step 6" in v.key.text() and "ASR ≤ 10 %" in v.key.text()
+    assert defender_region(95.0) == pytest.approx((91.2, 10.0))  # the shaded region: 4 % below 95, ASR 10
+
+
+def pg_point(x, y):
+    from PySide6.QtCore import QPointF
+
+    return QPointF(float(x), float(y))

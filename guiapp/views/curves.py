@@ -9,18 +9,22 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from engine.compare import COLOURS
+
+# every measure has one line style everywhere: clean accuracy solid, ASR dashed
 ACC_PEN = pg.mkPen("#1f5fd1", width=2)
-ASR_PEN = pg.mkPen("#d1341f", width=2)
-FT_ACC_PEN = pg.mkPen("#1f5fd1", width=2, style=Qt.DashLine)
-FT_ASR_PEN = pg.mkPen("#d1341f", width=2, style=Qt.DashLine)
+ASR_PEN = pg.mkPen("#d1341f", width=2, style=Qt.DashLine)
+FT_ACC_PEN = pg.mkPen("#1f5fd1", width=2, style=Qt.DotLine)
+FT_ASR_PEN = pg.mkPen("#d1341f", width=2, style=Qt.DashDotLine)
 THRESH_PEN = pg.mkPen("#444", width=1, style=Qt.DashLine)
 CURSOR_PEN = pg.mkPen("#2a9d3a", width=2)
 
 SPLITS = {"valid": ("Validation", "clean_valid_acc", "asr_valid"),
           "test": ("Test", "clean_test_acc", "asr_test")}
-# one colour per pruning criterion (clean accuracy solid, ASR dashed); random orders share a band
-RANKING_COLOURS = {"activation": "#1f5fd1", "l1": "#8e44ad", "clp": "#16a085", "anp": "#e67e22",
-                   "difference": "#7f8c8d", "random": "#b0b0b0"}
+# one colour per pruning criterion (clean accuracy solid, ASR dashed); random orders share a band.
+# The engine's table: the trade-off view and the exported figures use the same colours.
+RANKING_COLOURS = COLOURS
+LABEL_GAP = 3.2  # threshold names on the right axis: at least this far apart (% of the y range)
 
 
 def series(records, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -47,15 +51,19 @@ class CurvePlot(pg.PlotWidget):
         self.hideButtons()
         self.showAxis("right")  # the threshold lines are named on the right axis, clear of the curves
         self.getAxis("right").setTicks([[]])
-        self.getAxis("right").setWidth(44)
-        self.legend = self.addLegend(offset=(-10, -10), labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 225),
-                                     pen=pg.mkPen("#bbb"))
+        self.getAxis("right").setWidth(74)  # wide enough for "−10 % acc." (a narrower axis drops the label)
+        self.getAxis("right").setStyle(tickLength=0)
+        self.showAxis("top")  # criteria's own operating points are named above the plot, clear of the curves
+        self.getAxis("top").setTicks([[]])
+        self.getAxis("top").setStyle(tickLength=-6)
+        # the legend is the key under the plots (CurvesView.key): inside, it covered the curves' ends
         self.acc = self.plot([], [], pen=ACC_PEN, name="clean accuracy", symbol="o", symbolSize=4,
                              symbolBrush="#1f5fd1", symbolPen=None)
         self.asr = self.plot([], [], pen=ASR_PEN, name="attack success rate", symbol="o", symbolSize=4,
                              symbolBrush="#d1341f", symbolPen=None)
         self.ft_acc = self.plot([], [], pen=FT_ACC_PEN, symbol="t", symbolSize=7, symbolBrush="#1f5fd1")
         self.ft_asr = self.plot([], [], pen=FT_ASR_PEN, symbol="t", symbolSize=7, symbolBrush="#d1341f")
+        self.own_ticks: list = []  # (x, label) of the top axis
         for item in (self.ft_acc, self.ft_asr):
             item.setVisible(False)
         self.acc.setCurveClickable(True, width=8)
@@ -114,6 +122,7 @@ class CurvesView(QWidget):
         self.n_channels = 0
         self.step = 0
         self._fine: list = []
+        self._thresholds: tuple = ()
         # records can arrive faster than it is worth redrawing: coalesce to at most 20 redraws a second
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
@@ -130,14 +139,13 @@ class CurvesView(QWidget):
                 item.setData([], [])
             p.ft_acc.setVisible(False)
             p.ft_asr.setVisible(False)
-            p.legend.removeItem(p.ft_acc)
-            p.legend.removeItem(p.ft_asr)
             for line in p.thresholds + p.markers:
                 p.removeItem(line)
             p.thresholds, p.markers = [], []
             p.getAxis("right").setTicks([[]])
             p.readout.setVisible(False)
         self._thresholds = tuple(thresholds)
+        self._show_key()
         self.set_step(0, emit=False)
 
     def start(self, n_channels: int, thresholds=(), has_test: bool = True) -> None:
@@ -260,9 +268,12 @@ class CurvesView(QWidget):
                 x, y = recs[step].fraction_pruned * 100, recs[step].metric(p.acc_key)
                 colour = RANKING_COLOURS.get(name.split("-")[0], "#444")
                 dot = pg.ScatterPlotItem([x], [y], size=11, symbol="d", brush=pg.mkBrush(colour), pen=pg.mkPen("w"))
-                label = pg.TextItem(text, color=colour, anchor=(0, 1))
-                label.setPos(x, y)
-                for item in (dot, label):
+                # named on the top axis (above the plot, never over a curve), a thin line down to the dot
+                line = pg.PlotDataItem([x, x], [y, 102], pen=pg.mkPen(colour, width=1, style=Qt.DotLine))
+                p.own_ticks.append((x, f"◆ {text}"))
+                p.getAxis("top").setTicks([p.own_ticks])
+                p.getAxis("top").setTextPen(pg.mkPen(colour))
+                for item in (dot, line):
                     p.addItem(item)
                     p.points.append(item)
 
@@ -276,30 +287,52 @@ class CurvesView(QWidget):
                     p.removeItem(item)
             for item in p.points:
                 p.removeItem(item)
-            p.overlay, p.bands, p.points = {}, {}, []
+            p.overlay, p.bands, p.points, p.own_ticks = {}, {}, [], []
+            p.getAxis("top").setTicks([[]])
         self.by_ranking = {}
         self.key.setProperty("names", 0)
-        self.key.setVisible(False)
+        self._show_key()
 
     def _show_key(self) -> None:
-        """One line under the plots naming each criterion's colour (a legend inside the plots
-        would cover the ends of the curves, where the comparison is decided)."""
+        """The legend, under the plots (inside them it covered the ends of the curves, where the
+        comparison is decided): the measures (line styles), the marks, and each criterion's colour."""
         from engine.rankings import TITLES
 
-        bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
-        parts = [f"<span style='color:{RANKING_COLOURS.get(b, '#444')}'>■</span> "
-                 f"{TITLES.get(b, b)}" + (f" (band and mean of {sum(n.startswith('random') for n in self.by_ranking)}"
-                                          " orders)" if b == "random" and "random" not in self.by_ranking else "")
-                 for b in bases]
-        self.key.setText("Criteria — clean accuracy solid, ASR dashed; the thick blue/red pair is the picked one "
-                         "(click a curve to pick it):<br>" + " &nbsp; ".join(parts))
+        def swatch(colour, glyph):
+            return f"<span style='color:{colour}; font-weight:bold'>{glyph}</span>"
+
+        several = bool(self.by_ranking)
+        pick = " of the picked criterion (thick)" if several else ""
+        measures = [f"{swatch('#1f5fd1', '━━')} clean accuracy{pick}", f"{swatch('#d1341f', '╺╺╺')} attack success "
+                    f"rate (ASR){pick}"]
+        if self._fine:
+            measures.append(f"{swatch('#1f5fd1', '▲┈┈')} / {swatch('#d1341f', '▲━╺')} fine-tuned, per epoch")
+        if self._thresholds:
+            measures.append(f"{swatch('#444', '╌╌')} thresholds (named on the right: clean accuracy −t %), "
+                            f"{swatch('#999', '┊')} the first step reaching each")
+        lines = [" &nbsp; ".join(measures)]
+        if several:
+            bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
+            n_random = sum(n.startswith("random") for n in self.by_ranking)
+            parts = [f"{swatch(RANKING_COLOURS.get(b, '#444'), '■')} {TITLES.get(b, b)}"
+                     + (f" (band and mean of {n_random} orders)" if b == "random" and "random" not in self.by_ranking
+                        else "")
+                     for b in bases]
+            lines.append("Criteria — each its colour, clean accuracy solid, ASR dashed (click a curve to pick it): "
+                         + " &nbsp; ".join(parts))
+        self.key.setText("<br>".join(lines))
         self.key.setProperty("names", len(self.by_ranking))
-        self.key.setVisible(True)
+        self.key.setVisible(bool(self._thresholds or self.records or several))
 
     def _draw_thresholds(self, base: float) -> None:
-        ticks = [(base * (1 - t / 100), f"−{t:g} %") for t in self._thresholds]
+        ys = [base * (1 - t / 100) for t in self._thresholds]
+        ticks = []  # names nudged apart so that close thresholds (2 and 4 %) both stay readable
+        for y, t in sorted(zip(ys, self._thresholds), reverse=True):
+            at = y if not ticks else min(y, ticks[-1][0] - LABEL_GAP)
+            ticks.append((at, f"−{t:g} % acc."))
+        ticks.sort(key=lambda tk: -tk[0])
         for p in self.plots.values():
-            for y, _ in ticks:
+            for y in ys:
                 line = pg.InfiniteLine(pos=y, angle=0, pen=THRESH_PEN)
                 p.addItem(line)
                 p.thresholds.append(line)
@@ -324,14 +357,12 @@ class CurvesView(QWidget):
         x0 = step / self.n_channels * 100
         xs = np.array([x0 + 1.2 * i for i in range(len(epochs))], float)
         for p in self.plots.values():
-            for item, key, name in ((p.ft_acc, p.acc_key, "fine-tuned: clean accuracy (per epoch)"),
-                                    (p.ft_asr, p.asr_key, "fine-tuned: ASR (per epoch)")):
+            for item, key in ((p.ft_acc, p.acc_key), (p.ft_asr, p.asr_key)):
                 ys = [e.metric(key) for e in epochs]
                 ok = bool(ys) and ys[0] is not None
                 item.setData(xs if ok else [], np.array(ys, float) if ok else [])
                 item.setVisible(ok)
-                if ok and p.legend.getLabel(item) is None:
-                    p.legend.addItem(item, name)
+        self._show_key()
 
     # ------------------------------------------------------------------ cursor
     def step_at(self, x_percent: float) -> int:
