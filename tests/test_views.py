@@ -242,3 +242,46 @@ def pg_point(x, y):
     from PySide6.QtCore import QPointF
 
     return QPointF(float(x), float(y))
+
+
+def test_images_on_poisoned_data_are_coloured_from_the_defenders_side(qtbot):
+    """On a poisoned set (labelled with the attacker's target) B answering the label is the attack
+    working: red; a model answering anything else resisted: green; the legend says so. On clean
+    data right is green, wrong red. The sets are listed in the slots' order."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from guiapp.views.images import BAD, OK, ImagesView, TileDelegate
+
+    def ds(name, labels):
+        return SimpleNamespace(n=len(labels), labels=np.array(labels), has_labels=True, path=Path(name),
+                               image_shape=(4, 4, 3))
+
+    sets = {"poisoned_test": ds("bd_test.h5", [0, 0, 0]), "clean_valid": ds("valid.h5", [5, 6, 7]),
+            "poisoned_valid": ds("bd_valid.h5", [0, 0, 0])}
+    b = {"poisoned_test": np.array([0, 3, 0]), "clean_valid": np.array([5, 1, 7]), "poisoned_valid": np.array([0, 0, 2])}
+    result = SimpleNamespace(records=[0, 1], predictions={r: [b[r], b[r]] for r in sets}, flag_class=99,
+                             goodnet_labels=lambda role, k: b[role])
+    session = SimpleNamespace(datasets=sets, photos=None, result=result, step=1, result_covers=lambda r: True)
+    v = ImagesView()
+    qtbot.addWidget(v)
+    v.result, v.step = result, 1
+    v.set_datasets(session)
+    assert [v.dataset.itemData(i) for i in range(v.dataset.count())] == ["clean_valid", "poisoned_valid",
+                                                                          "poisoned_test"]
+    d = TileDelegate(None)
+
+    def colours():
+        m = v.model
+        out = []
+        for row in range(m.rowCount()):
+            items = dict(tuple(x) for x in m.data(m.index(row), m.LabelsRole))
+            out.append(d.colour("B", items["B"], items["true"], m.flag, m.poisoned))
+        return out
+
+    v.dataset.setCurrentIndex(v.dataset.findData("poisoned_test"))
+    assert colours() == [BAD, OK, BAD]  # answers the target 0: the attack works
+    assert "red = attack works" in v.legend.text() and "poisoned set" in v.legend.text()
+    v.dataset.setCurrentIndex(v.dataset.findData("clean_valid"))
+    assert colours() == [OK, BAD, OK]
+    assert "attack works" not in v.legend.text() and "correct" in v.legend.text()
