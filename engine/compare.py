@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -146,6 +146,13 @@ class ComparisonRow:
     best_defended: Point | None  # best clean validation accuracy among those steps
     threshold_point: Point | None = None  # clp's own operating point
     members: int = 1  # > 1: the mean of a random band
+    cached: bool = False  # the scores came from the cache (cost_s is then the look-up)
+    train_s: float | None = None  # what computing them really took (ANP's training), cached or not
+
+    @property
+    def real_cost_s(self) -> float | None:
+        """The seconds the scores cost to compute, even when this run read them from the cache."""
+        return self.train_s if self.train_s is not None else self.cost_s
 
 
 def defended_points(curve: Curve, asr_max: float = ASR_MAX) -> tuple[Point | None, Point | None]:
@@ -185,8 +192,9 @@ def comparison_table(rankings: Sequence[Ranking], results: dict, asr_max: float 
         res = results[rk.name]
         c = curve_of(rk.name, res)
         tstep = own_point(c, rk)
-        rows.append(_row(c, rk.title, rk.needs, rk.diagnostic, rk.cost_s, res.timings.get("total"), asr_max,
-                         tstep))
+        row = _row(c, rk.title, rk.needs, rk.diagnostic, rk.cost_s, res.timings.get("total"), asr_max, tstep)
+        train = rk.extra.get("train_s")
+        rows.append(replace(row, cached=bool(rk.cached), train_s=None if train is None else float(train)))
         if rk.method == "random":
             rnd.append((rk, c))
     if len(rnd) > 1:

@@ -285,3 +285,30 @@ def test_images_on_poisoned_data_are_coloured_from_the_defenders_side(qtbot):
     v.dataset.setCurrentIndex(v.dataset.findData("clean_valid"))
     assert colours() == [OK, BAD, OK]
     assert "attack works" not in v.legend.text() and "correct" in v.legend.text()
+
+
+def test_rankings_table_fits_its_tab_without_scrolling_sideways(qtbot):
+    """Six criteria and the random mean in a tab as wide as a 1400 px window leaves it; ANP's
+    cost is its training time even when its masks came from the cache."""
+    from types import SimpleNamespace
+
+    from engine.compare import ComparisonRow, Point
+    from guiapp.views.rankings import RankingsView
+
+    pt = Point(37, 0.617, 91.23, 99.87)
+    names = [("activation", "mean clean activation (lab)"), ("l1", "L1 norm of kernel"), ("clp", "CLP (Lipschitz)"),
+             ("anp", "ANP (adversarial masks)"), ("random-1", "random (seed 1)"), ("random", "random (mean of 5 seeds)"),
+             ("difference", "poisoned − clean (diagnostic)")]
+    rows = [ComparisonRow(n, t, ("clean_valid", "poisoned_valid"), n == "difference", 0.0012, 1.5,
+                          {2.0: pt, 4.0: pt, 10.0: pt}, pt, pt, cached=n == "anp", train_s=41.7 if n == "anp" else None)
+            for n, t in names]
+    done = SimpleNamespace(results={"activation": SimpleNamespace(thresholds=(2.0, 4.0, 10.0))}, table=rows)
+    v = RankingsView()
+    qtbot.addWidget(v)
+    v.resize(1400 - 360 - 20, 700)  # the window's width less the left panel
+    v.show()
+    v.show_table(done)
+    qtbot.wait(50)
+    assert v.table.horizontalScrollBar().maximum() == 0
+    anp = [v.table.item(i, 2).text() for i in range(v.table.rowCount()) if v.table.item(i, 0).text().startswith("ANP")]
+    assert anp == ["41.70 (cached)"]
