@@ -24,6 +24,7 @@ from guiapp.views.panels import LeftPanel, StepPanel, local_paths
 from guiapp.views.rankings import RankingsView
 from guiapp.views.results import ResultsView
 from guiapp.views.tradeoff import TradeoffView
+from guiapp.wording import window_words
 
 MODEL_FILTER = "Keras models (*.h5 *.keras *.hdf5);;All files (*)"
 DATA_FILTER = "Lab datasets (*.h5 *.hdf5);;Images (*.png *.jpg *.jpeg);;All files (*)"
@@ -38,10 +39,14 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings("PruneLab", "PruneLab")
         self.recent = Recent(self.settings)
         self.ctl = Controller(self)
+        self.ctl.ask_role = lambda path: self.ask_role(path)
         self.session = self.ctl.session
         self.setWindowTitle("PruneLab")
         self.setAcceptDrops(True)
-        self.confirm_unsafe = lambda msg: dialogs.confirm_unsafe(msg, self)  # replaceable in tests
+        self.confirm_unsafe = lambda msg: dialogs.confirm_unsafe(window_words(msg), self)  # replaceable in tests
+        # a folder whose name says no slot: which one (a role, "photos", None to skip); replaceable in tests
+        self.ask_role = lambda path: dialogs.ask_role(path, self)
+        self.confirm = lambda title, msg: dialogs.confirm(title, msg, self)  # a yes/no question; replaceable
         self._error_box: QMessageBox | None = None
         self.last_error: str | None = None
         self.warnings: list[str] = []
@@ -87,6 +92,7 @@ class MainWindow(QMainWindow):
         for slot in self.slots.values():
             slot.fileDropped.connect(lambda r, p: c.open_data(p, role=r))
             slot.browse.connect(lambda r: self.open_data(r))
+            slot.browseFolder.connect(lambda r: self.open_data(r, folder=True))
             slot.cleared.connect(c.clear_data)
         self.model_panel.showLayers.connect(self.show_layers)
         for sig in (self.model_panel.layerChanged, self.model_panel.thresholdsChanged):
@@ -106,7 +112,8 @@ class MainWindow(QMainWindow):
         c.pausedChanged.connect(self.jobbar.set_paused)
         c.pausedChanged.connect(lambda p: status.showMessage("Sweep paused" if p else "Sweep resumed"))
         c.message.connect(lambda m: status.showMessage(m, 10000))
-        c.warning.connect(lambda m: (self.warnings.append(m), status.showMessage(f"Warning: {m}", 15000)))
+        c.warning.connect(lambda m: (self.warnings.append(window_words(m)),
+                                     status.showMessage(f"Warning: {window_words(m)}", 15000)))
         c.error.connect(self.show_error)
         c.unsafeModel.connect(lambda p, w, m: c.open_model(p, w, allow_unsafe=True) if self.confirm_unsafe(m)
                               else self.show_error(m))
@@ -152,7 +159,8 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
     def show_error(self, message: str) -> None:
-        """One dialog with the one-line cause; the window stays usable."""
+        """One dialog with the one-line cause, in the window's words; the window stays usable."""
+        message = window_words(message)
         self.last_error = message
         self.statusBar().showMessage(f"Error: {message}", 15000)
         if self._error_box is not None:
@@ -174,9 +182,19 @@ class MainWindow(QMainWindow):
         if path:
             self.ctl.open_model(m.path if m is not None and m.path != m.weights_path else None, path)
 
-    def open_data(self, role: str | None = None) -> None:
-        path = self._pick(f"Open {ROLE_TITLES[role].lower()} data" if role else "Open dataset", DATA_FILTER)
-        if path:
+    def open_data(self, role: str | None = None, folder: bool = False) -> None:
+        """A file, or with ``folder`` a folder of images, for ``role``'s slot (None: the slot its
+        name and labels say, asking if they cannot tell)."""
+        what = f"{ROLE_TITLES[role].lower()} data" if role else "data"
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, f"Open a folder of images as {what}", self.recent.last_dir())
+        else:
+            path = self._pick(f"Open {what}", DATA_FILTER)
+        if not path:
+            return
+        if role is None and folder:
+            self.ctl.open_files([Path(path)])  # routed by its name, as a dropped folder
+        else:
             self.ctl.open_data(Path(path), role=role)
 
     def _model_opened(self, opened) -> None:
@@ -313,6 +331,8 @@ class MainWindow(QMainWindow):
         if folder:
             self.ctl.export(Path(folder))
 
+    SMALL_FINE_TUNE = 200  # fewer training images than this: fine-tuning likely overfits them
+
     def fine_tune(self, step: int, epochs: int | None = None, ask: bool = True) -> None:
         params = {"epochs": epochs or 10}
         if ask and epochs is None:
@@ -320,6 +340,16 @@ class MainWindow(QMainWindow):
             if dlg.exec() != QDialog.Accepted:
                 return
             params = dlg.values()
+        clean = self.session.datasets.get("clean_valid")
+        if clean is not None:
+            n_train = int(clean.n * (1 - params.get("holdout", 0.2)))
+            if n_train < self.SMALL_FINE_TUNE and not self.confirm(
+                    "Fine-tune on a handful of images?",
+                    f"Fine-tuning would train on only {n_train} clean validation image{'s' * (n_train != 1)}: "
+                    f"{params['epochs']} epochs on so few usually overfit them and destroy the accuracy on "
+                    "everything else. Fine-tune anyway?"):
+                self.statusBar().showMessage("Fine-tuning not started: too few clean validation images", 8000)
+                return
         self.ctl.fine_tune(step, params)
 
     def show_layers(self) -> None:

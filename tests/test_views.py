@@ -312,3 +312,17 @@ def test_rankings_table_fits_its_tab_without_scrolling_sideways(qtbot):
     assert v.table.horizontalScrollBar().maximum() == 0
     anp = [v.table.item(i, 2).text() for i in range(v.table.rowCount()) if v.table.item(i, 0).text().startswith("ANP")]
     assert anp == ["41.70 (cached)"]
+
+
+def test_engine_messages_are_told_in_the_windows_words():
+    """The command line's options become what to click: the checkbox, the menu entry."""
+    from guiapp.wording import window_words
+
+    resize = window_words("a.png: is 64×64 pixels (H×W), the model expects 55×47; turn on resizing (--resize) "
+                          "to scale images bilinearly")
+    assert "tick “Resize images to the model's input”" in resize and "--" not in resize
+    model = window_words("w.h5: has no 'output' layer; it is not a DeepID weights file — give the model file "
+                         "too (--model)")
+    assert "open the model file too (File ▸ Open model)" in model and "--" not in model
+    assert "--" not in window_words("w.h5: is a weights-only file; give the model file with --model")
+    assert window_words("x.h5: is empty (0 bytes)") == "x.h5: is empty (0 bytes)"

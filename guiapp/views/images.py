@@ -486,6 +486,9 @@ class ImagesView(StepView, QWidget):
     def verdicts_arrived(self, verdicts) -> None:
         self.refresh()
         self._open_pending()
+        # the maps asked for while the verdicts were being computed were refused (one task at a
+        # time): ask again now, so a map chosen before the folder was opened is drawn on it
+        self.model._want_maps()
 
     def show_photos(self, session) -> None:
         """Dropped images: show their set; a single image opens large with its verdicts as soon
