@@ -328,6 +328,16 @@ def test_several_criteria_overlaid_compared_and_picked(qtbot, win, small_lab, tm
     kernel, _ = load_model(tmp_path / "clp7.h5").model.get_layer("conv_3").get_weights()
     zero = [c for c in range(kernel.shape[-1]) if not kernel[..., c].any()]
     assert zero == sorted(done.rankings["clp"].order[:k])
+    # the trade-off tab: a curve per criterion; picking L1's step 5 there picks it everywhere
+    assert set(win.tradeoff.curves) == set(done.results)
+    x, y = win.tradeoff.curves["l1"].getData()
+    assert x[0] == pytest.approx(done.results["l1"].records[0].clean_valid_acc)
+    win.tabs.setCurrentWidget(win.tradeoff)
+    with qtbot.waitSignal(win.stepChanged, timeout=5000):
+        win.tradeoff.pick("l1", 5)
+    assert win.session.result is done.results["l1"] and win.session.ranking == "l1" and win.step == 5
+    assert win.curves.records == done.results["l1"].records and win.curves.step == 5
+    assert "step 5" in win.step_panel.label.text().lower() and "l1" in win.tradeoff.readout.text()
 
 
 def test_maps_on_thumbnails_large_view_mean_and_channel(qtbot, win):

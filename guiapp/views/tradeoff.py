@@ -39,8 +39,8 @@ class TradeoffView(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setYRange(0, 100, padding=0.03)
         self.plot.setXRange(0, 100, padding=0.02)
-        self.plot.setMouseEnabled(x=False, y=False)
-        self.plot.hideButtons()
+        self.plot.setMouseEnabled(x=True, y=True)  # the wheel zooms into the crowded top-right corner
+        self.plot.setToolTip("Click a point to pick that step; scroll to zoom, drag to pan, right-click ▸ View All")
         row.addWidget(self.plot, 1)
         self.key = QLabel()  # the legend, beside the plot (never over a point)
         self.key.setObjectName("tradeoffKey")
@@ -142,7 +142,8 @@ class TradeoffView(QWidget):
                 colour = POINT_COLOURS.get(p.kind, "#c2185b")
                 star = pg.ScatterPlotItem([p.clean], [p.asr], size=18, symbol="star", brush=pg.mkBrush(colour),
                                           pen=pg.mkPen("#222", width=0.8))
-                label = pg.TextItem(p.name, color=colour, anchor=(0, 1))
+                # named to the left near the right edge (the unpruned model's corner), else to the right
+                label = pg.TextItem(p.name, color=colour, anchor=(1.08, 1) if p.clean > 70 else (-0.08, 1))
                 label.setPos(p.clean, p.asr)
                 for item in (star, label):
                     item.setZValue(20)
