@@ -55,7 +55,10 @@ class CurvePlot(pg.PlotWidget):
         self.getAxis("right").setStyle(tickLength=0)
         self.showAxis("top")  # criteria's own operating points are named above the plot, clear of the curves
         self.getAxis("top").setTicks([[]])
+        self.showAxis("top", False)  # shown only while there is such a point (an axis costs redraws)
         self.getAxis("top").setStyle(tickLength=-6)
+        for side in ("top", "right"):  # only for names: the grid is drawn once, by the left and bottom axes
+            self.getAxis(side).setGrid(False)
         # the legend is the key under the plots (CurvesView.key): inside, it covered the curves' ends
         self.acc = self.plot([], [], pen=ACC_PEN, name="clean accuracy", symbol="o", symbolSize=4,
                              symbolBrush="#1f5fd1", symbolPen=None)
@@ -271,6 +274,7 @@ class CurvesView(QWidget):
                 # named on the top axis (above the plot, never over a curve), a thin line down to the dot
                 line = pg.PlotDataItem([x, x], [y, 102], pen=pg.mkPen(colour, width=1, style=Qt.DotLine))
                 p.own_ticks.append((x, f"◆ {text}"))
+                p.showAxis("top")
                 p.getAxis("top").setTicks([p.own_ticks])
                 p.getAxis("top").setTextPen(pg.mkPen(colour))
                 for item in (dot, line):
@@ -289,6 +293,7 @@ class CurvesView(QWidget):
                 p.removeItem(item)
             p.overlay, p.bands, p.points, p.own_ticks = {}, {}, [], []
             p.getAxis("top").setTicks([[]])
+            p.showAxis("top", False)
         self.by_ranking = {}
         self.key.setProperty("names", 0)
         self._show_key()
