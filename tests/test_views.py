@@ -88,6 +88,13 @@ def test_every_threshold_line_is_named_and_the_legend_is_outside_the_plots(qtbot
     assert v.key.isVisible() and "clean accuracy" in key and "attack success rate" in key and "dashed" in key
     assert RANKING_COLOURS["random"] in key and RANKING_COLOURS["difference"] in key
     assert RANKING_COLOURS["random"] != RANKING_COLOURS["difference"]
+    # a criterion's own operating point: a marker on its curve, named in the key, not over the curves
+    v.mark_points({"difference": (3, "CLP (Lipschitz): own threshold")})
+    assert "CLP (Lipschitz): own threshold: step 3, 30.0 % removed" in v.key.text()
+    import pyqtgraph as pg
+
+    texts = [i for i in v.plots["valid"].items() if isinstance(i, pg.TextItem)]
+    assert set(texts) <= {v.plots["valid"].readout, v.plots["valid"].empty}
 
 
 def test_an_empty_test_plot_says_why(qtbot):

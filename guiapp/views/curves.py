@@ -53,12 +53,7 @@ class CurvePlot(pg.PlotWidget):
         self.getAxis("right").setTicks([[]])
         self.getAxis("right").setWidth(74)  # wide enough for "−10 % acc." (a narrower axis drops the label)
         self.getAxis("right").setStyle(tickLength=0)
-        self.showAxis("top")  # criteria's own operating points are named above the plot, clear of the curves
-        self.getAxis("top").setTicks([[]])
-        self.showAxis("top", False)  # shown only while there is such a point (an axis costs redraws)
-        self.getAxis("top").setStyle(tickLength=-6)
-        for side in ("top", "right"):  # only for names: the grid is drawn once, by the left and bottom axes
-            self.getAxis(side).setGrid(False)
+        self.getAxis("right").setGrid(False)  # only for names: the grid is drawn once, by the left and bottom axes
         # the legend is the key under the plots (CurvesView.key): inside, it covered the curves' ends
         self.acc = self.plot([], [], pen=ACC_PEN, name="clean accuracy", symbol="o", symbolSize=4,
                              symbolBrush="#1f5fd1", symbolPen=None)
@@ -66,7 +61,6 @@ class CurvePlot(pg.PlotWidget):
                              symbolBrush="#d1341f", symbolPen=None)
         self.ft_acc = self.plot([], [], pen=FT_ACC_PEN, symbol="t", symbolSize=7, symbolBrush="#1f5fd1")
         self.ft_asr = self.plot([], [], pen=FT_ASR_PEN, symbol="t", symbolSize=7, symbolBrush="#d1341f")
-        self.own_ticks: list = []  # (x, label) of the top axis
         for item in (self.ft_acc, self.ft_asr):
             item.setVisible(False)
         self.acc.setCurveClickable(True, width=8)
@@ -126,6 +120,7 @@ class CurvesView(QWidget):
         self.step = 0
         self._fine: list = []
         self._thresholds: tuple = ()
+        self._own: dict = {}  # criterion -> (step, label, x %, colour) of its own operating point
         # records can arrive faster than it is worth redrawing: coalesce to at most 20 redraws a second
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
@@ -271,15 +266,11 @@ class CurvesView(QWidget):
                 x, y = recs[step].fraction_pruned * 100, recs[step].metric(p.acc_key)
                 colour = RANKING_COLOURS.get(name.split("-")[0], "#444")
                 dot = pg.ScatterPlotItem([x], [y], size=11, symbol="d", brush=pg.mkBrush(colour), pen=pg.mkPen("w"))
-                # named on the top axis (above the plot, never over a curve), a thin line down to the dot
-                line = pg.PlotDataItem([x, x], [y, 102], pen=pg.mkPen(colour, width=1, style=Qt.DotLine))
-                p.own_ticks.append((x, f"◆ {text}"))
-                p.showAxis("top")
-                p.getAxis("top").setTicks([p.own_ticks])
-                p.getAxis("top").setTextPen(pg.mkPen(colour))
-                for item in (dot, line):
-                    p.addItem(item)
-                    p.points.append(item)
+                dot.setToolTip(f"{text}: step {step}, {x:.1f} % removed")
+                p.addItem(dot)  # named in the key under the plots, never over a curve
+                p.points.append(dot)
+                self._own[name] = (step, text, x, colour)
+        self._show_key()
 
     def clear_rankings(self) -> None:
         for p in self.plots.values():
@@ -291,9 +282,8 @@ class CurvesView(QWidget):
                     p.removeItem(item)
             for item in p.points:
                 p.removeItem(item)
-            p.overlay, p.bands, p.points, p.own_ticks = {}, {}, [], []
-            p.getAxis("top").setTicks([[]])
-            p.showAxis("top", False)
+            p.overlay, p.bands, p.points = {}, {}, []
+        self._own = {}
         self.by_ranking = {}
         self.key.setProperty("names", 0)
         self._show_key()
@@ -313,8 +303,8 @@ class CurvesView(QWidget):
         if self._fine:
             measures.append(f"{swatch('#1f5fd1', '▲┈┈')} / {swatch('#d1341f', '▲━╺')} fine-tuned, per epoch")
         if self._thresholds:
-            measures.append(f"{swatch('#444', '╌╌')} thresholds (named on the right: clean accuracy −t %), "
-                            f"{swatch('#999', '┊')} the first step reaching each")
+            measures.append(f"{swatch('#444', '╌╌')} thresholds (right: −t % clean acc.), "
+                            f"{swatch('#999', '┊')} where each is reached")
         lines = [" &nbsp; ".join(measures)]
         if several:
             bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
@@ -325,6 +315,8 @@ class CurvesView(QWidget):
                      for b in bases]
             lines.append("Criteria — each its colour, clean accuracy solid, ASR dashed (click a curve to pick it): "
                          + " &nbsp; ".join(parts))
+        for step, text, x, colour in self._own.values():
+            lines.append(f"{swatch(colour, '◆')} {text}: step {step}, {x:.1f} % removed")
         self.key.setText("<br>".join(lines))
         self.key.setProperty("names", len(self.by_ranking))
         self.key.setVisible(bool(self._thresholds or self.records or several))
