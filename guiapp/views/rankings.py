@@ -76,7 +76,7 @@ class RankingsView(QWidget):
         head.setSectionResizeMode(0, QHeaderView.ResizeToContents)
         head.setMinimumSectionSize(40)
         t.resizeRowsToContents()
-        self.note.setText("Each cell: step · clean accuracy / ASR on validation data (%). Click a row (or a "
+        self.note.setText("Each cell: the step, then clean accuracy / ASR on validation data (%). Click a row (or a "
                           "curve) to make that criterion's sweep the one the cursor, Save B′/G and Fine-tune "
                           "act on. Grey italics: a diagnostic that uses the trigger.")
 
