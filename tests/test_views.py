@@ -333,3 +333,27 @@ def test_engine_messages_are_told_in_the_windows_words():
     assert "open the model file too (File ▸ Open model)" in model and "--" not in model
     assert "--" not in window_words("w.h5: is a weights-only file; give the model file with --model")
     assert window_words("x.h5: is empty (0 bytes)") == "x.h5: is empty (0 bytes)"
+
+
+def test_a_map_chosen_before_the_verdicts_is_asked_for_again_when_they_arrive(qtbot):
+    """Opening images while a map is chosen: the page's maps are asked for as its pixels arrive —
+    refused while B judges the images (one task at a time) — and asked for again with the verdicts."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from guiapp.tasks import ImagePage
+    from guiapp.views.images import ImagesView
+
+    ds = SimpleNamespace(n=3, labels=np.array([1, 2, 3]), has_labels=True, path=Path("photos"), image_shape=(4, 4, 3))
+    session = SimpleNamespace(datasets={"clean_test": ds}, photos=None, result=None, step=0,
+                              result_covers=lambda r: False)
+    v = ImagesView()
+    qtbot.addWidget(v)
+    v.set_datasets(session)
+    asked = []
+    v.mapsWanted.connect(lambda method, page: asked.append((method, page.indices)))
+    v.map.setCurrentIndex(v.map.findData("gradcam"))
+    v.show_page(ImagePage("photos", (0, 1, 2), np.zeros((3, 4, 4, 3), np.uint8)))
+    assert asked == [("gradcam", (0, 1, 2))]  # (the controller refuses it while a task runs)
+    v.verdicts_arrived(None)
+    assert asked[-1] == ("gradcam", (0, 1, 2)) and len(asked) == 2
