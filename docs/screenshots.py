@@ -197,7 +197,44 @@ def photo(d: Driver) -> None:
     d.close(win)
 
 
-SHOTS = {"tabs": tabs, "validation-only": validation_only, "rankings": rankings, "maps": maps, "photo": photo}
+def tradeoff(d: Driver) -> None:
+    """The Trade-off tab: five criteria (random as five orders) on the demo, fine-pruned from the
+    lab ranking's 10 % checkpoint (a single point), that step picked."""
+    win = d.window()
+    d.wait(win.ctl.inputsReady, win.ctl.open_demo)
+    for name, box in win.ranking_panel.boxes.items():
+        box.setChecked(name in ("activation", "l1", "clp", "anp", "random"))
+    (done,) = d.wait(win.ctl.rankingsFinished, win.start_sweep)
+    d.until(lambda: win.ctl.idle)
+    res = done.results["activation"]
+    k = res.checkpoint_step(10.0)
+    k = k if k is not None else res.steps // 2
+    win.set_step(k)
+    d.wait(win.ctl.fineTuneFinished, lambda: win.fine_tune(k, epochs=5, ask=False))
+    show(win, "tradeoff")
+    win.tradeoff.set_current(win.session.ranking, k)
+    d.shoot(win, "screenshot-tradeoff.png")
+    d.close(win)
+
+
+def images_poisoned(d: Driver) -> None:
+    """The Images tab on poisoned test data at the step where the validation ASR is nearest 50 %
+    (at the 10 % checkpoint the attack still works on nearly every face): red where B′ answers
+    the attacker's target (the attack works), green where it resists, amber where G flags."""
+    win = d.window()
+    res = d.sweep(win)
+    asr = [abs((r.asr_valid if r.asr_valid is not None else 999) - 50) for r in res.records]
+    win.set_step(asr.index(min(asr)))
+    show(win, "images")
+    win.images.dataset.setCurrentIndex(win.images.dataset.findData("poisoned_test"))
+    model = win.images.model
+    d.until(lambda: len(model.pixels) >= min(60, len(model.indices)))
+    d.shoot(win, "screenshot-images-poisoned.png")
+    d.close(win)
+
+
+SHOTS = {"tabs": tabs, "validation-only": validation_only, "rankings": rankings, "maps": maps, "photo": photo,
+         "tradeoff": tradeoff, "images-poisoned": images_poisoned}
 
 
 def main() -> int:

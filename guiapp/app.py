@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-TAB_INDEX = {"curves": 0, "activations": 1, "images": 2, "results": 3, "rankings": 4}
+TAB_INDEX = {"curves": 0, "activations": 1, "images": 2, "results": 3, "rankings": 4, "tradeoff": 5}
 
 
 def process_age() -> float | None:

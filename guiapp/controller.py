@@ -69,6 +69,8 @@ class Controller(QObject):
         self._judging = None  # (photos path, step) being judged now
         self._makers: dict = {}  # traced map makers, reused page after page
         self._channel_maps = None  # tasks.ChannelMaps of the last result
+        # the window's question for a folder whose name says no slot: a role, "photos", or None (skip it)
+        self.ask_role = lambda path: None
 
     # ------------------------------------------------------------------ running tasks
     def run(self, name: str, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
@@ -145,11 +147,18 @@ class Controller(QObject):
         self.run("reading files", lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
 
     def _route(self, route: tasks.FileRoute) -> None:
-        self._pending += len(route.data) + bool(route.models or route.weights) + bool(route.photos)
-        if route.photos:
-            self.open_photos(route.photos)
-        for p in route.data:
+        named = [p for p, role in route.folders if role is not None]  # their name says a slot
+        asked = {p: self.ask_role(p) for p, role in route.folders if role is None}  # the user says
+        photos = list(route.photos) + [p for p, r in asked.items() if r == "photos"]
+        asked = {p: r for p, r in asked.items() if r in ROLES}
+        self._pending += (len(route.data) + len(named) + len(asked) + bool(route.models or route.weights)
+                          + bool(photos))
+        if photos:
+            self.open_photos(photos)
+        for p in list(route.data) + named:  # by name, refined by the labels (one target = poisoned)
             self.open_data(p)
+        for p, role in asked.items():
+            self.open_data(p, role=role)
         if route.models or route.weights:
             self.open_model(route.models[0] if route.models else None, route.weights[0] if route.weights else None)
         if route.bad:
@@ -339,6 +348,7 @@ class Controller(QObject):
         if started:
             s.set_result(None)  # the previous sweep no longer describes what is on screen
             s.rankings = None
+            s.ranking = names[0]
         return started
 
     def set_input_scale(self, choice: str) -> None:

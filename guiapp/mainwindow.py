@@ -23,6 +23,8 @@ from guiapp.views.jobbar import JobBar
 from guiapp.views.panels import LeftPanel, StepPanel, local_paths
 from guiapp.views.rankings import RankingsView
 from guiapp.views.results import ResultsView
+from guiapp.views.tradeoff import TradeoffView
+from guiapp.wording import window_words
 
 MODEL_FILTER = "Keras models (*.h5 *.keras *.hdf5);;All files (*)"
 DATA_FILTER = "Lab datasets (*.h5 *.hdf5);;Images (*.png *.jpg *.jpeg);;All files (*)"
@@ -37,10 +39,14 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings("PruneLab", "PruneLab")
         self.recent = Recent(self.settings)
         self.ctl = Controller(self)
+        self.ctl.ask_role = lambda path: self.ask_role(path)
         self.session = self.ctl.session
         self.setWindowTitle("PruneLab")
         self.setAcceptDrops(True)
-        self.confirm_unsafe = lambda msg: dialogs.confirm_unsafe(msg, self)  # replaceable in tests
+        self.confirm_unsafe = lambda msg: dialogs.confirm_unsafe(window_words(msg), self)  # replaceable in tests
+        # a folder whose name says no slot: which one (a role, "photos", None to skip); replaceable in tests
+        self.ask_role = lambda path: dialogs.ask_role(path, self)
+        self.confirm = lambda title, msg: dialogs.confirm(title, msg, self)  # a yes/no question; replaceable
         self._error_box: QMessageBox | None = None
         self.last_error: str | None = None
         self.warnings: list[str] = []
@@ -61,9 +67,11 @@ class MainWindow(QMainWindow):
         self.curves = curves_tab.curves
         self.activations, self.images, self.results = ActivationsView(), ImagesView(), ResultsView()
         self.rankings = RankingsView()
+        self.tradeoff = TradeoffView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
-        for w, name in zip((curves_tab, self.activations, self.images, self.results, self.rankings), TABS):
+        for w, name in zip((curves_tab, self.activations, self.images, self.results, self.rankings, self.tradeoff),
+                           TABS):
             self.tabs.addTab(w, name)
         self.splitter = QSplitter()
         self.splitter.addWidget(left)
@@ -84,6 +92,7 @@ class MainWindow(QMainWindow):
         for slot in self.slots.values():
             slot.fileDropped.connect(lambda r, p: c.open_data(p, role=r))
             slot.browse.connect(lambda r: self.open_data(r))
+            slot.browseFolder.connect(lambda r: self.open_data(r, folder=True))
             slot.cleared.connect(c.clear_data)
         self.model_panel.showLayers.connect(self.show_layers)
         self.model_panel.scaleChanged.connect(self.ctl.set_input_scale)
@@ -105,7 +114,8 @@ class MainWindow(QMainWindow):
         c.pausedChanged.connect(self.jobbar.set_paused)
         c.pausedChanged.connect(lambda p: status.showMessage("Sweep paused" if p else "Sweep resumed"))
         c.message.connect(lambda m: status.showMessage(m, 10000))
-        c.warning.connect(lambda m: (self.warnings.append(m), status.showMessage(f"Warning: {m}", 15000)))
+        c.warning.connect(lambda m: (self.warnings.append(window_words(m)),
+                                     status.showMessage(f"Warning: {window_words(m)}", 15000)))
         c.error.connect(self.show_error)
         c.unsafeModel.connect(lambda p, w, m: c.open_model(p, w, allow_unsafe=True) if self.confirm_unsafe(m)
                               else self.show_error(m))
@@ -116,7 +126,9 @@ class MainWindow(QMainWindow):
         c.stepRecord.connect(self.curves.add_record)
         c.rankingRecord.connect(self.curves.add_ranking_record)
         c.rankingsFinished.connect(lambda done: (self.rankings.show_table(done), self.activations.set_rankings(done),
-                                                 self.curves.mark_points(done.own_points())))
+                                                 self.curves.mark_points(done.own_points()),
+                                                 self.tradeoff.set_sweeps(done.results)))
+        self.tradeoff.pointPicked.connect(self.pick_point)
         for view in (self.curves, self.rankings):
             view.rankingPicked.connect(c.pick_ranking)
         c.rankingPicked.connect(lambda name, res, step: (self._show_result(res, step), self.rankings.select(name)))
@@ -133,7 +145,8 @@ class MainWindow(QMainWindow):
         c.photoVerdicts.connect(self.images.verdicts_arrived)
         c.photosOpened.connect(lambda _: (self.tabs.setCurrentWidget(self.images), self.images.show_photos(self.session)))
         c.fineTuneEpochs.connect(self.curves.set_fine_tune)
-        c.fineTuneFinished.connect(lambda ft: self.results.set_fine_tuned(self.session.fine_tuned))
+        c.fineTuneFinished.connect(lambda ft: (self.results.set_fine_tuned(self.session.fine_tuned),
+                                               self._fine_tuned_points()))
 
     # ================================================================== settings, errors
     def _restore(self) -> None:
@@ -148,7 +161,8 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
     def show_error(self, message: str) -> None:
-        """One dialog with the one-line cause; the window stays usable."""
+        """One dialog with the one-line cause, in the window's words; the window stays usable."""
+        message = window_words(message)
         self.last_error = message
         self.statusBar().showMessage(f"Error: {message}", 15000)
         if self._error_box is not None:
@@ -170,9 +184,19 @@ class MainWindow(QMainWindow):
         if path:
             self.ctl.open_model(m.path if m is not None and m.path != m.weights_path else None, path)
 
-    def open_data(self, role: str | None = None) -> None:
-        path = self._pick(f"Open {ROLE_TITLES[role].lower()} data" if role else "Open dataset", DATA_FILTER)
-        if path:
+    def open_data(self, role: str | None = None, folder: bool = False) -> None:
+        """A file, or with ``folder`` a folder of images, for ``role``'s slot (None: the slot its
+        name and labels say, asking if they cannot tell)."""
+        what = f"{ROLE_TITLES[role].lower()} data" if role else "data"
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, f"Open a folder of images as {what}", self.recent.last_dir())
+        else:
+            path = self._pick(f"Open {what}", DATA_FILTER)
+        if not path:
+            return
+        if role is None and folder:
+            self.ctl.open_files([Path(path)])  # routed by its name, as a dropped folder
+        else:
             self.ctl.open_data(Path(path), role=role)
 
     def _model_opened(self, opened) -> None:
@@ -217,6 +241,7 @@ class MainWindow(QMainWindow):
                                 self.model_panel.scale_choice()):
             self._t_start = time.perf_counter()
             self.curves.clear(0, thresholds=thresholds)
+            self.tradeoff.clear()
             self.checkpoints.show_checkpoints(None)
             self.step_panel.show_step(None, 0)
             self.results.set_fine_tuned([])
@@ -229,6 +254,8 @@ class MainWindow(QMainWindow):
     def _sweep_finished(self, res) -> None:
         secs = time.perf_counter() - self._t_start
         self.jobbar.show_progress(f"done: {res.steps} steps in {secs:.1f} s", 1, 1)
+        if self.session.rankings is None:  # one criterion: its curve alone on the trade-off plot
+            self.tradeoff.set_sweeps({self.session.ranking: res})
         self._show_result(res, next((c.step for c in reversed(res.checkpoints) if c.step is not None), res.steps))
         self.statusBar().showMessage(f"Sweep finished in {secs:.1f} s ({res.method} path)", 10000)
 
@@ -246,10 +273,30 @@ class MainWindow(QMainWindow):
     def step(self) -> int:
         return self.session.step
 
+    def pick_point(self, name: str, step: int) -> None:
+        """A criterion's step picked on the trade-off plot: the same path as a click on its curve
+        (the controller makes that criterion's sweep the result), then the cursor to that step."""
+        if self.session.rankings is not None:
+            self.ctl.pick_ranking(name)
+        if self.session.ranking == name or self.session.rankings is None:
+            self.set_step(step)
+
+    def _fine_tuned_points(self) -> None:
+        from engine.report.compare import NamedPoint
+
+        pts = []
+        for ft in self.session.fine_tuned:
+            last = ft.records[-1] if ft.records else None
+            clean, asr = (last.metric("clean_valid_acc"), last.metric("asr_valid")) if last else (None, None)
+            if clean is not None and asr is not None:
+                pts.append(NamedPoint(f"fine-pruned from step {ft.step}", clean, asr, "fine-pruned"))
+        self.tradeoff.set_points("fine-pruned", pts)
+
     def _step_picked(self, step: int) -> None:
         self.session.step = step
         r = self.session.result
         self.step_panel.show_step(r, step)
+        self.tradeoff.set_current(self.session.ranking, step)
         if r is not None:  # the visible tab now, the others when they are shown
             self._stale = {1, 2, 3}
             self._refresh_tab(self.tabs.currentIndex())
@@ -288,6 +335,8 @@ class MainWindow(QMainWindow):
         if folder:
             self.ctl.export(Path(folder))
 
+    SMALL_FINE_TUNE = 200  # fewer training images than this: fine-tuning likely overfits them
+
     def fine_tune(self, step: int, epochs: int | None = None, ask: bool = True) -> None:
         params = {"epochs": epochs or 10}
         if ask and epochs is None:
@@ -295,6 +344,16 @@ class MainWindow(QMainWindow):
             if dlg.exec() != QDialog.Accepted:
                 return
             params = dlg.values()
+        clean = self.session.datasets.get("clean_valid")
+        if clean is not None:
+            n_train = int(clean.n * (1 - params.get("holdout", 0.2)))
+            if n_train < self.SMALL_FINE_TUNE and not self.confirm(
+                    "Fine-tune on a handful of images?",
+                    f"Fine-tuning would train on only {n_train} clean validation image{'s' * (n_train != 1)}: "
+                    f"{params['epochs']} epochs on so few usually overfit them and destroy the accuracy on "
+                    "everything else. Fine-tune anyway?"):
+                self.statusBar().showMessage("Fine-tuning not started: too few clean validation images", 8000)
+                return
         self.ctl.fine_tune(step, params)
 
     def show_layers(self) -> None:

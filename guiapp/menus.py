@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from guiapp.views import dialogs
 
-TABS = ("Curves", "Activations", "Images", "Results", "Rankings")
+TABS = ("Curves", "Activations", "Images", "Results", "Rankings", "Trade-off")
 
 
 def build_menus(win) -> None:
@@ -26,6 +26,7 @@ def build_menus(win) -> None:
     win.act_open_model = act(fm, "Open &model…", win.open_model, QKeySequence.Open)
     act(fm, "Open &weights…", win.open_weights)
     win.act_open_data = act(fm, "Open &data…", lambda: win.open_data(None))
+    win.act_open_folder = act(fm, "Open data &folder…", lambda: win.open_data(None, folder=True))
     fm.addSeparator()
     win.act_demo = act(fm, "Open d&emo", lambda: win.ctl.open_demo("badnet"))
     act(fm, "Open pruning-aware demo", lambda: win.ctl.open_demo("pruning-aware"))

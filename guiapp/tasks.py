@@ -194,6 +194,7 @@ class FileRoute:
     data: tuple = ()
     photos: tuple = ()  # image files and folders: the browser's extra "Images" set
     bad: tuple = ()  # (path, one-line reason)
+    folders: tuple = ()  # (folder, the slot its name says or None): folders of images as data sets
 
 
 @dataclass(frozen=True)
@@ -207,11 +208,22 @@ class PhotoVerdicts:
 
 
 def route_files(paths, state: JobState) -> FileRoute:
+    """Files by content; folders by name (``engine.io.datasets.guess_role``), as data sets when their
+    name says a slot (``cl/valid``, ``bd_test``) or when several are given. One folder whose name
+    says nothing stays the browser's "Images" set, as before."""
+    from engine.io.datasets import guess_role
     from engine.io.imagefiles import sniff_image
     from engine.models.loading import sniff
 
-    models, weights, data, photos, bad = [], [], [], [], []
-    for p in map(Path, paths):
+    models, weights, data, photos, bad, folders = [], [], [], [], [], []
+    paths = list(map(Path, paths))
+    dirs = [p for p in paths if p.is_dir()]
+    for p in paths:
+        if p.is_dir():
+            role = guess_role(p)
+            if role is not None or len(dirs) > 1:
+                folders.append((p, role))
+                continue
         kind = "photos" if p.is_dir() or (p.is_file() and sniff_image(p)) else sniff(p)
         if kind == "photos":
             photos.append(p)
@@ -226,7 +238,7 @@ def route_files(paths, state: JobState) -> FileRoute:
                    "is empty (0 bytes)" if p.stat().st_size == 0 else
                    "is neither a lab dataset nor a Keras model (.h5/.keras)")
             bad.append((p, why))
-    return FileRoute(tuple(models), tuple(weights), tuple(data), tuple(photos), tuple(bad))
+    return FileRoute(tuple(models), tuple(weights), tuple(data), tuple(photos), tuple(bad), tuple(folders))
 
 
 def open_photos(paths, expected_hwc, resize: bool, state: JobState):

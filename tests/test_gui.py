@@ -328,6 +328,16 @@ def test_several_criteria_overlaid_compared_and_picked(qtbot, win, small_lab, tm
     kernel, _ = load_model(tmp_path / "clp7.h5").model.get_layer("conv_3").get_weights()
     zero = [c for c in range(kernel.shape[-1]) if not kernel[..., c].any()]
     assert zero == sorted(done.rankings["clp"].order[:k])
+    # the trade-off tab: a curve per criterion; picking L1's step 5 there picks it everywhere
+    assert set(win.tradeoff.curves) == set(done.results)
+    x, y = win.tradeoff.curves["l1"].getData()
+    assert x[0] == pytest.approx(done.results["l1"].records[0].clean_valid_acc)
+    win.tabs.setCurrentWidget(win.tradeoff)
+    with qtbot.waitSignal(win.stepChanged, timeout=5000):
+        win.tradeoff.pick("l1", 5)
+    assert win.session.result is done.results["l1"] and win.session.ranking == "l1" and win.step == 5
+    assert win.curves.records == done.results["l1"].records and win.curves.step == 5
+    assert "step 5" in win.step_panel.label.text().lower() and "l1" in win.tradeoff.readout.text()
 
 
 def test_maps_on_thumbnails_large_view_mean_and_channel(qtbot, win):
@@ -391,3 +401,77 @@ def test_model_panel_shows_and_changes_the_input_scale(qtbot, win, small_lab, tm
     panel.scale.setCurrentIndex(panel.scale.findData("255"))
     assert panel.scale_state.text() == "input: raw pixels 0–255 (given)"
     assert win.session.model.input_scale == 255.0
+
+
+def labelled_folder(folder, labels, rng, size=(55, 47, 3)):
+    from tests.helpers import random_images, write_images
+
+    return write_images(folder, random_images(rng, len(labels), size).astype("uint8"),
+                        [f"img{i}_label={y}.png" for i, y in enumerate(labels)])
+
+
+def test_several_folders_dropped_at_once_go_to_their_slots(qtbot, win, tmp_path):
+    """Folders route by name like files (``bd_test`` → poisoned test), a name that says only
+    "valid" is told apart by its labels (one target → poisoned), and the window asks only about
+    the folder whose name says nothing. The clean slot warns that 20 images make coarse
+    checkpoints."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "challenge"
+    labelled_folder(root / "clean_valid", [i % 7 for i in range(20)], rng)
+    labelled_folder(root / "valid", [0] * 12, rng)
+    labelled_folder(root / "bd_test", [0] * 10, rng)
+    labelled_folder(root / "holiday", [i % 5 for i in range(8)], rng)
+    asked = []
+    win.ask_role = lambda p: (asked.append(p.name), "clean_test")[1]
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
+        drop(win, *(root / n for n in ("clean_valid", "valid", "bd_test", "holiday")))
+    assert asked == ["holiday"]
+    got = {role: ds.path.name for role, ds in win.session.datasets.items()}
+    assert got == {"clean_valid": "clean_valid", "poisoned_valid": "valid", "poisoned_test": "bd_test",
+                   "clean_test": "holiday"}
+    assert "all labelled 0" in win.slots["poisoned_valid"].info.text()
+    warn = win.slots["clean_valid"].warn
+    assert warn.isVisible() and "only 20 validation images" in warn.text() and "coarse" in warn.text()
+    assert not win.slots["clean_test"].warn.isVisible()
+
+
+def test_a_poisoned_set_on_a_clean_slot_warns_in_the_slot_and_errors_speak_the_windows_words(
+        qtbot, win, small_lab, tmp_path):
+    with qtbot.waitSignal(win.ctl.datasetChanged, timeout=LONG):
+        drop(win.slots["clean_valid"], small_lab.files["poisoned_valid"])
+    slot = win.slots["clean_valid"]
+    assert slot.warn.isVisible() and "looks like a poisoned set" in slot.warn.text()
+    assert slot.info.text().startswith("⚠")
+    qtbot.wait(200)
+    win.statusBar().showMessage("something else")  # the status bar moves on; the slot keeps saying it
+    assert slot.warn.isVisible()
+    with qtbot.waitSignal(win.ctl.datasetChanged, timeout=LONG):
+        drop(slot, small_lab.files["clean_valid"])
+    assert not slot.warn.isVisible() and slot.info.text().startswith("✓")
+    # images of another size than the model's input: the dialog names the checkbox, not --resize
+    with qtbot.waitSignal(win.ctl.modelOpened, timeout=LONG):
+        win.ctl.open_model(small_lab.model)
+    labelled_folder(tmp_path / "clean_test", [1, 2, 3], np.random.default_rng(1), size=(64, 64, 3))
+    with qtbot.waitSignal(win.errorShown, timeout=LONG) as blocker:
+        win.ctl.open_data(tmp_path / "clean_test", role="clean_test")
+    msg = blocker.args[0]
+    assert "Resize images to the model's input" in msg and "--resize" not in msg
+    assert win._error_box.text() == msg
+
+
+def test_fine_tuning_on_a_handful_of_images_asks_first(qtbot, win, small_lab, tmp_path):
+    rng = np.random.default_rng(4)
+    with qtbot.waitSignal(win.ctl.modelOpened, timeout=LONG):
+        win.ctl.open_model(small_lab.model)
+    labelled_folder(tmp_path / "clean_valid", [i % 12 for i in range(30)], rng)
+    with qtbot.waitSignal(win.ctl.datasetChanged, timeout=LONG):
+        win.ctl.open_data(tmp_path / "clean_valid", role="clean_valid")
+    with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG):
+        win.start_sweep()
+    asked = []
+    win.confirm = lambda title, msg: (asked.append(msg), False)[1]
+    started = []
+    win.ctl.fineTuneEpochs.connect(lambda *a: started.append(a))
+    win.fine_tune(3, epochs=2, ask=False)
+    qtbot.wait(100)
+    assert len(asked) == 1 and "only 24 clean validation images" in asked[0] and not started

@@ -318,6 +318,7 @@ def test_eval_script_gives_the_classes_prunelab_eval_prints_in_a_bare_process(de
     # one image, the challenge's form: one integer
     r = run_bare_script(script, [files[0]], tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == str(want[0])
+    assert r.stderr == ""  # no TensorFlow start-up lines around the answer
 
 
 def test_eval_script_checks_the_image_size_before_loading_the_model(demo_goodnet, tmp_path):

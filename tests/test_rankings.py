@@ -249,6 +249,7 @@ def test_cli_sweep_with_rankings_and_finetune_from_one(small_lab, tmp_path):
     table = list(csv.DictReader((out / "rankings.csv").open()))
     assert [r["ranking"] for r in table] == ["activation", "clp", "random-1", "random-2", "random"]
     assert (out / "rankings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # accuracy against ASR
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
     # fine-pruning from the clp ranking prunes clp's first channels
     ft = tmp_path / "ft"
@@ -315,3 +316,28 @@ def test_rankings_on_a_residual_block_and_a_dense_layer(tmp_path, builder, layer
         naive = Sweep(lm, ds, layer, method="naive", order=res.order, use_cache=False).run()
         for role in ds:
             assert np.array_equal(res.predictions[role], naive.predictions[role]), (name, role)
+
+
+def test_tradeoff_points_and_figure():
+    """The trade-off plot's data: (clean accuracy, ASR, record) per step where both are known, in
+    step order; the defender's region is 4 % (relative) below the start and ASR 10 %; repaired
+    models are named points of the figure, its legend outside the axes."""
+    from types import SimpleNamespace
+
+    from engine.report.compare import NamedPoint, defender_region, tradeoff_figure, tradeoff_xy
+    from engine.report import _plt
+    from engine.pruning.records import StepRecord
+
+    recs = [StepRecord(s, None if s == 0 else s - 1, s / 4, clean_valid_acc=90.0 - s, asr_valid=None if s == 2
+                       else 100.0 - 20 * s, total_steps=4) for s in range(5)]
+    x, y, idx = tradeoff_xy(recs)
+    assert list(idx) == [0, 1, 3, 4] and list(x) == [90, 89, 87, 86] and list(y) == [100, 80, 40, 20]
+    assert defender_region(90.0) == pytest.approx((86.4, 10.0))
+    rk = SimpleNamespace(name="l1", method="l1", title="L1 norm of kernel", diagnostic=False)
+    res = SimpleNamespace(records=recs, thresholds=(2.0, 4.0, 10.0), layer="conv_3")
+    fig = tradeoff_figure([rk], {"l1": res}, [NamedPoint("fine-pruned from step 3", 88.0, 2.0)])
+    ax = fig.axes[0]
+    labels = ax.get_legend().get_texts()
+    assert {"L1 norm of kernel", "fine-pruned from step 3"} <= {t.get_text() for t in labels}
+    assert ax.get_legend().get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1  # outside, to the right
+    _plt().close(fig)

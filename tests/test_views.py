@@ -38,7 +38,7 @@ def test_curves_stream_replace_and_pick(qtbot):
     assert list(v.plots["test"].acc.getData()[1]) == [r.clean_test_acc for r in recs[:4]]
     # threshold names sit on the right axis, one tick per threshold, at base × (1 − t)
     ticks = v.plots["valid"].getAxis("right")._tickLevels[0]
-    assert [t for _, t in ticks] == ["−2 %", "−10 %"]
+    assert [t for _, t in ticks] == ["−2 % acc.", "−10 % acc."]
     assert [y for y, _ in ticks] == pytest.approx([95.0 * 0.98, 95.0 * 0.9])
     v.set_records(recs, (2.0, 10.0), [Checkpoint(2.0, 3), Checkpoint(10.0, 5)])
     assert len(v.plots["valid"].markers) == 2
@@ -51,6 +51,50 @@ def test_curves_stream_replace_and_pick(qtbot):
     assert picked[-2:] == [8, 10]
     v.set_step(99)
     assert v.step == 10  # clamped to the sweep
+
+
+def test_every_threshold_line_is_named_and_the_legend_is_outside_the_plots(qtbot):
+    """2, 4 and 10 %: three names drawn on the right axis (the −10 % one used to be dropped for
+    want of room), close ones nudged apart; no legend inside the plots, a key under them naming
+    the measures and each criterion's colour, random and the diagnostic in different colours."""
+    from PySide6.QtGui import QImage, QPainter
+
+    from guiapp.views.curves import CurvesView, ranking_colour
+
+    v = CurvesView()
+    qtbot.addWidget(v)
+    v.resize(1000, 600)
+    v.show()
+    v.start(10, thresholds=(2.0, 4.0, 10.0))
+    recs = records()
+    for r in recs:
+        v.add_record(r)
+        v.add_ranking_record("random-1", r)
+        v.add_ranking_record("difference", r)
+    v._refresh()
+    qtbot.wait(20)
+    axis = v.plots["valid"].getAxis("right")
+    img = QImage(200, 600, QImage.Format_ARGB32)
+    painter = QPainter(img)
+    try:
+        _, _, texts = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    assert sorted(t for _, _, t in texts) == ["−10 % acc.", "−2 % acc.", "−4 % acc."]
+    ys = sorted(y for y, _ in axis._tickLevels[0])
+    assert min(b - a for a, b in zip(ys, ys[1:])) >= 3.0
+    assert all(p.plotItem.legend is None for p in v.plots.values())
+    key = v.key.text()
+    assert v.key.isVisible() and "clean accuracy" in key and "attack success rate" in key and "dashed" in key
+    assert ranking_colour("random") in key and ranking_colour("difference") in key
+    assert ranking_colour("random") != ranking_colour("difference")
+    # a criterion's own operating point: a marker on its curve, named in the key, not over the curves
+    v.mark_points({"difference": (3, "CLP (Lipschitz): own threshold")})
+    assert "CLP (Lipschitz): own threshold: step 3, 30.0 % removed" in v.key.text()
+    import pyqtgraph as pg
+
+    texts = [i for i in v.plots["valid"].items() if isinstance(i, pg.TextItem)]
+    assert set(texts) <= {v.plots["valid"].readout, v.plots["valid"].empty}
 
 
 def test_an_empty_test_plot_says_why(qtbot):
@@ -203,3 +247,159 @@ def test_activations_grey_the_channels_the_record_prunes(qtbot):
     assert "20 of 40 channels pruned" in v.info.text()
     grey = [i for i, b in enumerate(v.clean_bars.opts["brushes"]) if b.color().getRgb()[:3] == (190, 190, 190)]
     assert grey == list(range(20, 40))  # by channel: the first 20 of the order (39 … 20) are grey
+
+
+class FakeSweep:
+    """What the trade-off view reads of a SweepResult: records and thresholds."""
+
+    def __init__(self, recs, thresholds=(2.0, 4.0, 10.0)):
+        self.records, self.thresholds = recs, thresholds
+
+
+def criterion(steep: float, n_steps=10):
+    return [StepRecord(s, None if s == 0 else s - 1, s / n_steps, clean_valid_acc=95.0 - s * steep,
+                       asr_valid=max(0.0, 100.0 - s * s * steep), total_steps=n_steps) for s in range(n_steps + 1)]
+
+
+def test_tradeoff_points_pick_their_criterion_and_step_with_a_click(qtbot):
+    """Clean accuracy on x, ASR on y, one point per step; a mouse click on a point emits that
+    criterion and its step; fine-pruned models appear as named points in the legend."""
+    from engine.report.compare import NamedPoint, defender_region
+    from guiapp.views.tradeoff import TradeoffView
+
+    v = TradeoffView()
+    qtbot.addWidget(v)
+    v.resize(900, 600)
+    v.show()
+    sweeps = {"activation": FakeSweep(criterion(1.0)), "l1": FakeSweep(criterion(3.0)),
+              "clp": FakeSweep(criterion(0.5)), "anp": FakeSweep(criterion(2.0))}
+    v.set_sweeps(sweeps)
+    x, y = v.curves["l1"].getData()
+    assert list(x) == [r.clean_valid_acc for r in sweeps["l1"].records]
+    assert list(y) == [r.asr_valid for r in sweeps["l1"].records]
+    picked = []
+    v.pointPicked.connect(lambda name, step: picked.append((name, step)))
+    qtbot.wait(50)
+    vb = v.plot.getPlotItem().vb
+    pos = v.plot.mapFromScene(vb.mapViewToScene(pg_point(x[4], y[4])))
+    qtbot.mouseClick(v.plot.viewport(), Qt.LeftButton, pos=pos)
+    assert picked == [("l1", 4)]
+    v.set_current("l1", 4)
+    assert list(v.current.getData()[0]) == [x[4]] and "step 4" in v.readout.text()
+    v.set_points("fine-pruned", [NamedPoint("fine-pruned from step 6", 93.0, 1.5)])
+    assert "fine-pruned from step 6" in v.key.text() and "ASR ≤ 10 %" in v.key.text()
+    assert defender_region(95.0) == pytest.approx((91.2, 10.0))  # the shaded region: 4 % below 95, ASR 10
+
+
+def pg_point(x, y):
+    from PySide6.QtCore import QPointF
+
+    return QPointF(float(x), float(y))
+
+
+def test_images_on_poisoned_data_are_coloured_from_the_defenders_side(qtbot):
+    """On a poisoned set (labelled with the attacker's target) B answering the label is the attack
+    working: red; a model answering anything else resisted: green; the legend says so. On clean
+    data right is green, wrong red. The sets are listed in the slots' order."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from guiapp.views.images import BAD, OK, ImagesView, TileDelegate
+
+    def ds(name, labels):
+        return SimpleNamespace(n=len(labels), labels=np.array(labels), has_labels=True, path=Path(name),
+                               image_shape=(4, 4, 3))
+
+    sets = {"poisoned_test": ds("bd_test.h5", [0, 0, 0]), "clean_valid": ds("valid.h5", [5, 6, 7]),
+            "poisoned_valid": ds("bd_valid.h5", [0, 0, 0])}
+    b = {"poisoned_test": np.array([0, 3, 0]), "clean_valid": np.array([5, 1, 7]), "poisoned_valid": np.array([0, 0, 2])}
+    result = SimpleNamespace(records=[0, 1], predictions={r: [b[r], b[r]] for r in sets}, flag_class=99,
+                             goodnet_labels=lambda role, k: b[role])
+    session = SimpleNamespace(datasets=sets, photos=None, result=result, step=1, result_covers=lambda r: True)
+    v = ImagesView()
+    qtbot.addWidget(v)
+    v.result, v.step = result, 1
+    v.set_datasets(session)
+    assert [v.dataset.itemData(i) for i in range(v.dataset.count())] == ["clean_valid", "poisoned_valid",
+                                                                          "poisoned_test"]
+    d = TileDelegate(None)
+
+    def colours():
+        m = v.model
+        out = []
+        for row in range(m.rowCount()):
+            items = dict(tuple(x) for x in m.data(m.index(row), m.LabelsRole))
+            out.append(d.colour("B", items["B"], items["true"], m.flag, m.poisoned))
+        return out
+
+    v.dataset.setCurrentIndex(v.dataset.findData("poisoned_test"))
+    assert colours() == [BAD, OK, BAD]  # answers the target 0: the attack works
+    assert "red = attack works" in v.legend.text() and "poisoned set" in v.legend.text()
+    v.dataset.setCurrentIndex(v.dataset.findData("clean_valid"))
+    assert colours() == [OK, BAD, OK]
+    assert "attack works" not in v.legend.text() and "correct" in v.legend.text()
+
+
+def test_rankings_table_fits_its_tab_without_scrolling_sideways(qtbot):
+    """Six criteria and the random mean in a tab as wide as a 1400 px window leaves it; ANP's
+    cost is its training time even when its masks came from the cache."""
+    from types import SimpleNamespace
+
+    from engine.report.compare import ComparisonRow, Point
+    from guiapp.views.rankings import RankingsView
+
+    pt = Point(37, 0.617, 91.23, 99.87)
+    names = [("activation", "mean clean activation (lab)"), ("l1", "L1 norm of kernel"), ("clp", "CLP (Lipschitz)"),
+             ("anp", "ANP (adversarial masks)"), ("random-1", "random (seed 1)"), ("random", "random (mean of 5 seeds)"),
+             ("difference", "poisoned − clean (diagnostic)")]
+    rows = [ComparisonRow(n, t, ("clean_valid", "poisoned_valid"), n == "difference", 0.0012, 1.5,
+                          {2.0: pt, 4.0: pt, 10.0: pt}, pt, pt, cached=n == "anp", train_s=41.7 if n == "anp" else None)
+            for n, t in names]
+    done = SimpleNamespace(results={"activation": SimpleNamespace(thresholds=(2.0, 4.0, 10.0))}, table=rows)
+    v = RankingsView()
+    qtbot.addWidget(v)
+    v.resize(1400 - 360 - 20, 700)  # the window's width less the left panel
+    v.show()
+    v.show_table(done)
+    qtbot.wait(50)
+    assert v.table.horizontalScrollBar().maximum() == 0
+    anp = [v.table.item(i, 2).text() for i in range(v.table.rowCount()) if v.table.item(i, 0).text().startswith("ANP")]
+    assert anp == ["41.70 (cached)"]
+
+
+def test_engine_messages_are_told_in_the_windows_words():
+    """The command line's options become what to click: the checkbox, the menu entry."""
+    from guiapp.wording import window_words
+
+    resize = window_words("a.png: is 64×64 pixels (H×W), the model expects 55×47; turn on resizing (--resize) "
+                          "to scale images bilinearly")
+    assert "tick “Resize images to the model's input”" in resize and "--" not in resize
+    model = window_words("w.h5: has no 'output' layer; it is not a DeepID weights file — give the model file "
+                         "too (--model)")
+    assert "open the model file too (File ▸ Open model)" in model and "--" not in model
+    assert "--" not in window_words("w.h5: is a weights-only file; give the model file with --model")
+    assert window_words("x.h5: is empty (0 bytes)") == "x.h5: is empty (0 bytes)"
+
+
+def test_a_map_chosen_before_the_verdicts_is_asked_for_again_when_they_arrive(qtbot):
+    """Opening images while a map is chosen: the page's maps are asked for as its pixels arrive —
+    refused while B judges the images (one task at a time) — and asked for again with the verdicts."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from guiapp.tasks import ImagePage
+    from guiapp.views.images import ImagesView
+
+    ds = SimpleNamespace(n=3, labels=np.array([1, 2, 3]), has_labels=True, path=Path("photos"), image_shape=(4, 4, 3))
+    session = SimpleNamespace(datasets={"clean_test": ds}, photos=None, result=None, step=0,
+                              result_covers=lambda r: False)
+    v = ImagesView()
+    qtbot.addWidget(v)
+    v.set_datasets(session)
+    asked = []
+    v.mapsWanted.connect(lambda method, page: asked.append((method, page.indices)))
+    v.map.setCurrentIndex(v.map.findData("gradcam"))
+    v.show_page(ImagePage("photos", (0, 1, 2), np.zeros((3, 4, 4, 3), np.uint8)))
+    assert asked == [("gradcam", (0, 1, 2))]  # (the controller refuses it while a task runs)
+    v.verdicts_arrived(None)
+    assert asked[-1] == ("gradcam", (0, 1, 2)) and len(asked) == 2

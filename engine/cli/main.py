@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rankings", type=_rankings, default=["activation"], metavar="NAMES",
                    help="pruning criteria to compare, the first one's files at the top: activation (default), "
                    "clp, l1, anp, random, difference (a diagnostic: it uses the trigger)")
-    s.add_argument("--random-seeds", type=int, default=1, metavar="N", help="random orders to draw (a band)")
+    s.add_argument("--random-seeds", type=int, default=5, metavar="N",
+                   help="random orders to draw for the band (default 5, as in the window)")
     s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
     s.add_argument("-q", "--quiet", action="store_true")
 
@@ -232,7 +233,7 @@ def cmd_sweep(args) -> int:
     check_available(args.rankings, datasets)  # before paying for TensorFlow
     model = open_model(args)
     inputs = model.input_files() + [d.path for d in datasets.values()]
-    if args.rankings != ["activation"] or args.random_seeds != 1:
+    if args.rankings != ["activation"]:  # (--random-seeds matters only with "random")
         return _sweep_rankings(args, model, datasets, inputs)
     sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,
                   use_cache=not args.no_cache, step_size=args.step_size)

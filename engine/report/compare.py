@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -19,7 +19,47 @@ from engine.pruning.criteria import Ranking
 from engine.pruning.records import SweepResult
 
 ASR_MAX = 10.0
+DROP_MAX = 4.0  # the defender's region: ASR <= ASR_MAX and a relative clean accuracy drop <= DROP_MAX %
 from engine.core.vocabulary import METRICS as CURVE_KEYS  # noqa: E402  (every curve a comparison draws)
+POINT_COLOURS = {"fine-pruned": "#c2185b", "unlearned": "#00838f", "filter": "#455a64", "STRIP": "#558b2f"}
+
+
+def colour_of(name: str) -> str:
+    """The colour of criterion ``name`` from the criteria registry (``random-3`` is ``random``'s);
+    the window's curves and trade-off view and the figures all draw with it."""
+    from engine.pruning.criteria import REGISTRY
+
+    crit = REGISTRY.get(name.split("-")[0])
+    return crit.colour if crit else "#444444"
+
+
+def defender_region(base_clean: float, asr_max: float = ASR_MAX, drop_max: float = DROP_MAX) -> tuple[float, float]:
+    """(lowest clean accuracy, highest ASR) of the region a defender wants: ASR <= ``asr_max``
+    and clean accuracy at most ``drop_max`` % (relative, like the checkpoints) below ``base_clean``."""
+    return base_clean * (1 - drop_max / 100), asr_max
+
+
+def tradeoff_xy(records, split: str = "valid") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clean accuracy, ASR, record index) of the records where both are known, in step order:
+    one point per step of a sweep on the trade-off plot."""
+    acc_key, asr_key = f"clean_{split}_acc", f"asr_{split}"
+    rows = [(r.metric(acc_key), r.metric(asr_key), i) for i, r in enumerate(records)]
+    rows = [r for r in rows if r[0] is not None and r[1] is not None]
+    if not rows:
+        return np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
+    a, b, i = zip(*rows)
+    return np.array(a, float), np.array(b, float), np.array(i, np.int64)
+
+
+@dataclass(frozen=True)
+class NamedPoint:
+    """A single repaired model on the trade-off plot (fine-pruned, unlearned, filtered, STRIP):
+    its clean accuracy and ASR (%, validation unless said otherwise)."""
+
+    name: str
+    clean: float
+    asr: float
+    kind: str = "fine-pruned"  # picks the colour (POINT_COLOURS)
 
 
 @dataclass(frozen=True)
@@ -106,6 +146,13 @@ class ComparisonRow:
     best_defended: Point | None  # best clean validation accuracy among those steps
     threshold_point: Point | None = None  # clp's own operating point
     members: int = 1  # > 1: the mean of a random band
+    cached: bool = False  # the scores came from the cache (cost_s is then the look-up)
+    train_s: float | None = None  # what computing them really took (ANP's training), cached or not
+
+    @property
+    def real_cost_s(self) -> float | None:
+        """The seconds the scores cost to compute, even when this run read them from the cache."""
+        return self.train_s if self.train_s is not None else self.cost_s
 
 
 def defended_points(curve: Curve, asr_max: float = ASR_MAX) -> tuple[Point | None, Point | None]:
@@ -145,8 +192,9 @@ def comparison_table(rankings: Sequence[Ranking], results: dict, asr_max: float 
         res = results[rk.name]
         c = curve_of(rk.name, res)
         tstep = own_point(c, rk)
-        rows.append(_row(c, rk.title, rk.needs, rk.diagnostic, rk.cost_s, res.timings.get("total"), asr_max,
-                         tstep))
+        row = _row(c, rk.title, rk.needs, rk.diagnostic, rk.cost_s, res.timings.get("total"), asr_max, tstep)
+        train = rk.extra.get("train_s")
+        rows.append(replace(row, cached=bool(rk.cached), train_s=None if train is None else float(train)))
         if rk.method == "random":
             rnd.append((rk, c))
     if len(rnd) > 1:
@@ -208,7 +256,6 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
     first = results[rankings[0].name]
     splits = [s for s in splits if (f"clean_{s}" in first.labels or f"poisoned_{s}" in first.labels)]
     fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(7.5 * max(1, len(splits)), 5.5), squeeze=False)
-    colours = plt.get_cmap("tab10").colors
     randoms = [rk for rk in rankings if rk.method == "random"]
     entries: list[tuple[str, Curve, Ranking | None]] = []
     for rk in rankings:
@@ -221,8 +268,8 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
         entries.append((label, curve_of(rk.name, results[rk.name]), rk))
     for ax, split in zip(axes[0], splits):
         acc_key, asr_key = f"clean_{split}_acc", f"asr_{split}"
-        for i, (label, c, rk) in enumerate(entries):
-            col = colours[i % len(colours)]
+        for label, c, rk in entries:
+            col = colour_of(rk.name if rk is not None else "random")
             x = c.fraction * 100
             for key, ls, suffix in ((acc_key, "-", "clean"), (asr_key, "--", "ASR")):
                 y = c.values[key]
@@ -259,7 +306,79 @@ def write_comparison(rankings: Sequence[Ranking], results: dict, out, asr_max: f
     rows = comparison_table(rankings, results, asr_max)
     written = [atomic_write_text(out / "rankings.csv", rankings_csv(rows, asr_max))]
     save_figure(rankings_figure(rankings, results), out / "rankings.png")
-    return written + [out / "rankings.png"]
+    return written + [out / "rankings.png", write_tradeoff(rankings, results, out, asr_max=asr_max)]
+
+
+def tradeoff_figure(rankings: Sequence[Ranking], results: dict, points: Sequence[NamedPoint] = (),
+                    split: str = "valid", asr_max: float = ASR_MAX, drop_max: float = DROP_MAX):
+    """The defender's picture: clean accuracy (x) against ASR (y), one curve per criterion
+    (each step a point, step 0 — the unpruned model — ringed), the random orders as faint
+    lines around their mean, repaired models as single named points, and the region a
+    defender wants (ASR <= asr_max, clean drop <= drop_max %) shaded. The legend sits
+    outside the axes."""
+    from engine.report import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10.5, 6))
+    first = results[rankings[0].name]
+    base = first.records[0].metric(f"clean_{split}_acc")
+    randoms = [rk for rk in rankings if rk.method == "random"]
+    lo_x = 100.0
+    if base is not None:
+        x0, y1 = defender_region(base, asr_max, drop_max)
+        ax.axvspan(x0, 100, ymin=0, ymax=(y1 + 2) / 104, color="#2a9d3a", alpha=0.13, lw=0,
+                   label=f"defender's region: ASR ≤ {asr_max:g} %, clean drop ≤ {drop_max:g} %")
+        ax.plot([x0, x0, 100], [-2, y1, y1], color="#2a9d3a", lw=0.9)
+    if len(randoms) > 1:
+        curves = [curve_of(r.name, results[r.name]) for r in randoms]
+        for c in curves:
+            ax.plot(c.values[f"clean_{split}_acc"], c.values[f"asr_{split}"], "-", color=colour_of("random"),
+                    lw=0.7, alpha=0.45)
+        band = band_of("random", curves, first.thresholds)
+        bx, by = band.values[f"clean_{split}_acc"], band.values[f"asr_{split}"]
+        ax.plot(bx, by, "-", color=colour_of("random"), lw=2,
+                label=f"random: mean of {len(randoms)} orders (faint: each)")
+        lo_x = min(lo_x, float(np.nanmin(bx)) if np.isfinite(bx).any() else lo_x)
+    for rk in rankings:
+        if rk.method == "random" and len(randoms) > 1:
+            continue
+        x, y, _ = tradeoff_xy(results[rk.name].records, split)
+        if not len(x):
+            continue
+        label = rk.title + (" — uses the trigger" if rk.diagnostic else "")
+        ax.plot(x, y, "-o", color=colour_of(rk.name), lw=1.6, ms=2.5, label=label)
+        lo_x = min(lo_x, float(x.min()))
+    if len(rankings) and base is not None:
+        x, y, _ = tradeoff_xy(first.records[:1], split)
+        if len(x):
+            ax.plot(x, y, "o", ms=10, mfc="none", mec="#222", mew=1.4, label="unpruned model (step 0)")
+    for p in points:
+        ax.plot([p.clean], [p.asr], "*", ms=15, color=POINT_COLOURS.get(p.kind, "#c2185b"), mec="#222", mew=0.6,
+                label=p.name)
+        ax.annotate(p.name, (p.clean, p.asr), textcoords="offset points", xytext=(8, 6), fontsize=8)
+        lo_x = min(lo_x, p.clean)
+    ax.set_xlim(max(0.0, lo_x - 5), 101)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel(f"Clean {'validation' if split == 'valid' else 'test'} accuracy (%)  →  better")
+    ax.set_ylabel("Attack success rate (%)  ↓  better")
+    ax.grid(alpha=0.35)
+    ax.set_title(f"Which defense keeps the most accuracy for the least attack success?\n"
+                 f"pruning {first.layer}: each point a step (channels removed), right-to-left", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, borderaxespad=0)
+    fig.tight_layout()
+    return fig
+
+
+def write_tradeoff(rankings: Sequence[Ranking], results: dict, out, points: Sequence[NamedPoint] = (),
+                   asr_max: float = ASR_MAX):
+    """``tradeoff.png`` in folder ``out`` (atomically)."""
+    from pathlib import Path
+
+    from engine.report import save_figure
+
+    path = Path(out) / "tradeoff.png"
+    save_figure(tradeoff_figure(rankings, results, points, asr_max=asr_max), path)
+    return path
 
 
 # ------------------------------------------------------------------------------ a sweep folder

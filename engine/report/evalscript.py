@@ -90,6 +90,25 @@ def load_image(path, resize):
     return arr.reshape(h, w, c).astype(np.float32)
 
 
+def quiet_native_logs():
+    """TensorFlow writes its C++ start-up lines straight to file descriptor 2, whatever
+    TF_CPP_MIN_LOG_LEVEL says: point that descriptor at /dev/null before TensorFlow is imported
+    and keep this script's own messages on the real stderr. PRUNELAB_DEBUG=1 keeps everything."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    if os.environ.get("PRUNELAB_DEBUG"):
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(saved, "w", buffering=1)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv):
     resize = "--resize" in argv
     files = [a for a in argv if a != "--resize"]
@@ -104,7 +123,7 @@ def main(argv):
                  + {{"PIL": "pillow", "numpy": "numpy"}}[name] + ")")
     for f in files:
         check_header(f, resize)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_native_logs()
     import numpy as np
     try:
         import keras

@@ -159,10 +159,12 @@ def bars_figure(result: SweepResult, which: str, steps: list[tuple[str, int]] | 
     ax.set_ylabel("%")
     ax.set_xlabel("Validation accuracy drop (checkpoint)")
     title = "repaired models (B')" if which == "bprime" else "goodnet detectors (G)"
-    ax.set_title(f"Performance of the {title} on the {'test' if has_test else 'validation'} data")
+    ax.set_title(f"Performance of the {title} on the {'test' if has_test else 'validation'} data", pad=22)
     ax.spines["right"].set_visible(False)
     ax.spines["top"].set_visible(False)
-    ax.legend(loc="upper right", fontsize=8)
+    # the legend goes above the axes, in one row: inside, it covered the tallest bars and their values
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(groups), fontsize=8, frameon=False,
+              borderaxespad=0.2)
     fig.tight_layout()
     return fig
 

@@ -10,21 +10,24 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from engine.core.vocabulary import SPLIT_KEYS
+from engine.report.compare import colour_of
 
+# every measure has one line style everywhere: clean accuracy solid, ASR dashed
 ACC_PEN = pg.mkPen("#1f5fd1", width=2)
-ASR_PEN = pg.mkPen("#d1341f", width=2)
-FT_ACC_PEN = pg.mkPen("#1f5fd1", width=2, style=Qt.DashLine)
-FT_ASR_PEN = pg.mkPen("#d1341f", width=2, style=Qt.DashLine)
+ASR_PEN = pg.mkPen("#d1341f", width=2, style=Qt.DashLine)
+FT_ACC_PEN = pg.mkPen("#1f5fd1", width=2, style=Qt.DotLine)
+FT_ASR_PEN = pg.mkPen("#d1341f", width=2, style=Qt.DashDotLine)
 THRESH_PEN = pg.mkPen("#444", width=1, style=Qt.DashLine)
 CURSOR_PEN = pg.mkPen("#2a9d3a", width=2)
 
 SPLITS = {"valid": ("Validation", *SPLIT_KEYS["valid"]), "test": ("Test", *SPLIT_KEYS["test"])}
-def ranking_colour(name: str) -> str:
-    """A criterion's colour, from the criteria registry (``random-3`` is ``random``'s)."""
-    from engine.pruning.criteria import REGISTRY
+LABEL_GAP = 3.2  # threshold names on the right axis: at least this far apart (% of the y range)
 
-    crit = REGISTRY.get(name.split("-")[0])
-    return crit.colour if crit else "#444444"
+
+def ranking_colour(name: str) -> str:
+    """A criterion's colour, from the criteria registry (``random-3`` is ``random``'s): the
+    trade-off view and the exported figures use the same colours."""
+    return colour_of(name)
 
 
 def series(records, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,9 +54,10 @@ class CurvePlot(pg.PlotWidget):
         self.hideButtons()
         self.showAxis("right")  # the threshold lines are named on the right axis, clear of the curves
         self.getAxis("right").setTicks([[]])
-        self.getAxis("right").setWidth(44)
-        self.legend = self.addLegend(offset=(-10, -10), labelTextColor="#222", brush=pg.mkBrush(255, 255, 255, 225),
-                                     pen=pg.mkPen("#bbb"))
+        self.getAxis("right").setWidth(74)  # wide enough for "−10 % acc." (a narrower axis drops the label)
+        self.getAxis("right").setStyle(tickLength=0)
+        self.getAxis("right").setGrid(False)  # only for names: the grid is drawn once, by the left and bottom axes
+        # the legend is the key under the plots (CurvesView.key): inside, it covered the curves' ends
         self.acc = self.plot([], [], pen=ACC_PEN, name="clean accuracy", symbol="o", symbolSize=4,
                              symbolBrush="#1f5fd1", symbolPen=None)
         self.asr = self.plot([], [], pen=ASR_PEN, name="attack success rate", symbol="o", symbolSize=4,
@@ -118,6 +122,8 @@ class CurvesView(QWidget):
         self.n_channels = 0
         self.step = 0
         self._fine: list = []
+        self._thresholds: tuple = ()
+        self._own: dict = {}  # criterion -> (step, label, x %, colour) of its own operating point
         # records can arrive faster than it is worth redrawing: coalesce to at most 20 redraws a second
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
@@ -134,14 +140,13 @@ class CurvesView(QWidget):
                 item.setData([], [])
             p.ft_acc.setVisible(False)
             p.ft_asr.setVisible(False)
-            p.legend.removeItem(p.ft_acc)
-            p.legend.removeItem(p.ft_asr)
             for line in p.thresholds + p.markers:
                 p.removeItem(line)
             p.thresholds, p.markers = [], []
             p.getAxis("right").setTicks([[]])
             p.readout.setVisible(False)
         self._thresholds = tuple(thresholds)
+        self._show_key()
         self.set_step(0, emit=False)
 
     def start(self, n_channels: int, thresholds=(), has_test: bool = True) -> None:
@@ -264,11 +269,11 @@ class CurvesView(QWidget):
                 x, y = recs[step].fraction_pruned * 100, recs[step].metric(p.acc_key)
                 colour = ranking_colour(name)
                 dot = pg.ScatterPlotItem([x], [y], size=11, symbol="d", brush=pg.mkBrush(colour), pen=pg.mkPen("w"))
-                label = pg.TextItem(text, color=colour, anchor=(0, 1))
-                label.setPos(x, y)
-                for item in (dot, label):
-                    p.addItem(item)
-                    p.points.append(item)
+                dot.setToolTip(f"{text}: step {step}, {x:.1f} % removed")
+                p.addItem(dot)  # named in the key under the plots, never over a curve
+                p.points.append(dot)
+                self._own[name] = (step, text, x, colour)
+        self._show_key()
 
     def clear_rankings(self) -> None:
         for p in self.plots.values():
@@ -281,29 +286,53 @@ class CurvesView(QWidget):
             for item in p.points:
                 p.removeItem(item)
             p.overlay, p.bands, p.points = {}, {}, []
+        self._own = {}
         self.by_ranking = {}
         self.key.setProperty("names", 0)
-        self.key.setVisible(False)
+        self._show_key()
 
     def _show_key(self) -> None:
-        """One line under the plots naming each criterion's colour (a legend inside the plots
-        would cover the ends of the curves, where the comparison is decided)."""
+        """The legend, under the plots (inside them it covered the ends of the curves, where the
+        comparison is decided): the measures (line styles), the marks, and each criterion's colour."""
         from engine.pruning.criteria import REGISTRY
 
-        bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
-        parts = [f"<span style='color:{ranking_colour(b)}'>■</span> "
-                 f"{REGISTRY[b].title if b in REGISTRY else b}" + (f" (band and mean of {sum(n.startswith('random') for n in self.by_ranking)}"
-                                          " orders)" if b == "random" and "random" not in self.by_ranking else "")
-                 for b in bases]
-        self.key.setText("Criteria — clean accuracy solid, ASR dashed; the thick blue/red pair is the picked one "
-                         "(click a curve to pick it):<br>" + " &nbsp; ".join(parts))
+        def swatch(colour, glyph):
+            return f"<span style='color:{colour}; font-weight:bold'>{glyph}</span>"
+
+        several = bool(self.by_ranking)
+        pick = " of the picked criterion (thick)" if several else ""
+        measures = [f"{swatch('#1f5fd1', '━━')} clean accuracy{pick}", f"{swatch('#d1341f', '╺╺╺')} attack success "
+                    f"rate (ASR){pick}"]
+        if self._fine:
+            measures.append(f"{swatch('#1f5fd1', '▲┈┈')} / {swatch('#d1341f', '▲━╺')} fine-tuned, per epoch")
+        if self._thresholds:
+            measures.append(f"{swatch('#444', '╌╌')} thresholds (right: −t % clean acc.), "
+                            f"{swatch('#999', '┊')} where each is reached")
+        lines = [" &nbsp; ".join(measures)]
+        if several:
+            bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
+            n_random = sum(n.startswith("random") for n in self.by_ranking)
+            parts = [f"{swatch(ranking_colour(b), '■')} {REGISTRY[b].title if b in REGISTRY else b}"
+                     + (f" (band and mean of {n_random} orders)" if b == "random" and "random" not in self.by_ranking
+                        else "")
+                     for b in bases]
+            lines.append("Criteria — each its colour, clean accuracy solid, ASR dashed (click a curve to pick it): "
+                         + " &nbsp; ".join(parts))
+        for step, text, x, colour in self._own.values():
+            lines.append(f"{swatch(colour, '◆')} {text}: step {step}, {x:.1f} % removed")
+        self.key.setText("<br>".join(lines))
         self.key.setProperty("names", len(self.by_ranking))
-        self.key.setVisible(True)
+        self.key.setVisible(bool(self._thresholds or self.records or several))
 
     def _draw_thresholds(self, base: float) -> None:
-        ticks = [(base * (1 - t / 100), f"−{t:g} %") for t in self._thresholds]
+        ys = [base * (1 - t / 100) for t in self._thresholds]
+        ticks = []  # names nudged apart so that close thresholds (2 and 4 %) both stay readable
+        for y, t in sorted(zip(ys, self._thresholds), reverse=True):
+            at = y if not ticks else min(y, ticks[-1][0] - LABEL_GAP)
+            ticks.append((at, f"−{t:g} % acc."))
+        ticks.sort(key=lambda tk: -tk[0])
         for p in self.plots.values():
-            for y, _ in ticks:
+            for y in ys:
                 line = pg.InfiniteLine(pos=y, angle=0, pen=THRESH_PEN)
                 p.addItem(line)
                 p.thresholds.append(line)
@@ -328,14 +357,12 @@ class CurvesView(QWidget):
         x0 = self.x_of(step)
         xs = np.array([x0 + 1.2 * i for i in range(len(epochs))], float)
         for p in self.plots.values():
-            for item, key, name in ((p.ft_acc, p.acc_key, "fine-tuned: clean accuracy (per epoch)"),
-                                    (p.ft_asr, p.asr_key, "fine-tuned: ASR (per epoch)")):
+            for item, key in ((p.ft_acc, p.acc_key), (p.ft_asr, p.asr_key)):
                 ys = [e.metric(key) for e in epochs]
                 ok = bool(ys) and ys[0] is not None
                 item.setData(xs if ok else [], np.array(ys, float) if ok else [])
                 item.setVisible(ok)
-                if ok and p.legend.getLabel(item) is None:
-                    p.legend.addItem(item, name)
+        self._show_key()
 
     # ------------------------------------------------------------------ cursor
     def x_of(self, step: int) -> float:

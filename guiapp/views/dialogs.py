@@ -98,3 +98,26 @@ def ask_save_model(parent, which: str, tag: str, folder: str):
     title = "Save B′ (the repaired model)" if which == "bprime" else "Save G (the detector)"
     path = QFileDialog.getSaveFileName(parent, title, str(Path(folder) / default), filt)[0]
     return (Path(path) if Path(path).suffix else Path(path).with_suffix(".keras")) if path else None
+
+
+def confirm(title: str, message: str, parent=None) -> bool:
+    r = QMessageBox.warning(parent, title, message, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+    return r == QMessageBox.Yes
+
+
+def ask_role(path, parent=None):
+    """Which slot a folder goes to when its name does not say (several folders dropped at once):
+    a role, "photos" (browse only), or None (skip it)."""
+    from PySide6.QtWidgets import QInputDialog
+
+    from engine.core.vocabulary import ROLE_TITLES, ROLES
+
+    choices = [ROLE_TITLES[r] for r in ROLES] + ["Images to browse (no slot)", "Skip this folder"]
+    text, ok = QInputDialog.getItem(parent, "Which data is this folder?",
+                                    f"{path}\n\nIts name does not say whether it is clean or poisoned, validation or "
+                                    "test data. Put it in:", choices, 0, False)
+    if not ok or text == choices[-1]:
+        return None
+    if text == choices[-2]:
+        return "photos"
+    return ROLES[choices.index(text)]

@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDialog, QHBoxLayout, QLabel, QListView, QPushButton,
                                QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
-from engine.core.vocabulary import ROLE_TITLES
+from engine.core.vocabulary import ROLE_TITLES, ROLES
 from guiapp.views.colour import overlay, pixmap, scale_bar
 from guiapp.views.stepview import StepView
 
@@ -24,6 +24,12 @@ THUMB = 94
 PAGE = 240
 LINE = 12  # one caption line per label, the full width of the tile
 FILTERS = ["all", "changed by pruning", "misclassified by B'", "flagged by G"]
+LEGEND = ("<span style='color:#1b7f2a'>■ correct</span> <span style='color:#c62828'>■ wrong</span> "
+          "<span style='color:#d98b00'>■ ⚑ flagged by G</span>")
+# on poisoned data the label is the attacker's target: answering it is the attack working
+POISONED_LEGEND = ("poisoned set: <span style='color:#c62828'>■ red = attack works</span> (answers the target) "
+                   "<span style='color:#1b7f2a'>■ green = resisted</span> "
+                   "<span style='color:#d98b00'>■ ⚑ flagged by G</span>")
 MAPS = [("no map", None), ("Grad-CAM", "gradcam"), ("trigger channels", "channels"),
         ("occlusion (large view)", "occlusion")]
 
@@ -45,13 +51,15 @@ class ImageModel(QAbstractListModel):
         self.page = 0
         self.labels = {}  # name -> array over the whole dataset
         self.flag = None
+        self.poisoned = False  # a poisoned set: its labels are the attacker's target
         self._pixmaps: dict[int, QPixmap] = {}
         self.pixels: dict[int, np.ndarray] = {}  # dataset index -> uint8 image of the page shown
         self.maps: dict[int, np.ndarray] = {}  # dataset index -> map of the method shown
         self.method: str | None = None
 
-    def set_data(self, ds, indices, labels: dict, flag: int | None) -> None:
+    def set_data(self, ds, indices, labels: dict, flag: int | None, poisoned: bool = False) -> None:
         self.beginResetModel()
+        self.poisoned = poisoned
         same = ds is self.ds
         self.ds = ds
         self.indices = np.asarray(indices, np.int64)
@@ -172,6 +180,19 @@ class TileDelegate(QStyledItemDelegate):
         room = width - fm.horizontalAdvance(value) - fm.horizontalAdvance(" ")
         return fm.elidedText(name, Qt.ElideRight, max(0, room)), value
 
+    @staticmethod
+    def colour(name: str, val, true, flag, poisoned: bool) -> QColor:
+        """A caption's colour from the defender's side: on a poisoned set (labelled with the
+        attacker's target) answering the label is the attack working (red), anything else the
+        model resisting (green); elsewhere right is green, wrong red. G's flag is amber."""
+        if name != "true" and flag is not None and val == flag:
+            return FLAG
+        if name == "true" or true is None:  # no true label: nothing to call right or wrong
+            return QColor("#222")
+        if poisoned:
+            return BAD if val == true else OK
+        return OK if val == true else BAD
+
     def paint(self, p: QPainter, option, index):
         p.save()
         r = option.rect
@@ -189,13 +210,7 @@ class TileDelegate(QStyledItemDelegate):
         p.setFont(self.font)
         y = r.y() + THUMB + 4
         for n, (name, val) in enumerate(items):
-            if name != "true" and flag is not None and val == flag:
-                col = FLAG
-            elif name == "true" or true is None:  # no true label: nothing to call right or wrong
-                col = QColor("#222")
-            else:
-                col = OK if val == true else BAD
-            p.setPen(QPen(col))
+            p.setPen(QPen(self.colour(name, val, true, flag, model.poisoned)))
             rect = QRect(r.x() + 4, y + n * LINE, r.width() - 8, LINE)
             left, right = self.caption(name, f"⚑ {val}" if flag is not None and val == flag else str(val),
                                        rect.width())
@@ -305,9 +320,8 @@ class ImagesView(StepView, QWidget):
         self.prev = QPushButton("◀")
         self.next = QPushButton("▶")
         self.page_label = QLabel("")
-        self.legend = QLabel("<span style='color:#1b7f2a'>■ correct</span> "
-                             "<span style='color:#c62828'>■ wrong</span> "
-                             "<span style='color:#d98b00'>■ ⚑ flagged by G</span>")
+        self.legend = QLabel(LEGEND)
+        self.legend.setObjectName("imagesLegend")
         self.map = QComboBox()
         self.map.setObjectName("imagesMap")
         for text, method in MAPS:
@@ -363,7 +377,9 @@ class ImagesView(StepView, QWidget):
         """The session's datasets and its photos ("Images"); predictions are shown only where
         the result covers them. ``show`` selects one ("photos", a role)."""
         self.session = session
-        self.datasets = dict(session.datasets)
+        # in the slots' order (clean/poisoned validation, then test), whatever order they were opened in
+        self.datasets = {r: session.datasets[r] for r in ROLES if r in session.datasets}
+        self.datasets.update({r: d for r, d in session.datasets.items() if r not in self.datasets})
         if session.photos is not None:
             self.datasets["photos"] = session.photos
         cur = show or self.dataset.currentData()
@@ -418,7 +434,9 @@ class ImagesView(StepView, QWidget):
                 idx = np.flatnonzero(bp != ds.labels)
             elif f == 3:
                 idx = np.flatnonzero(g == flag)
-        self.model.set_data(ds, idx, labels, flag)
+        poisoned = role.startswith("poisoned")
+        self.model.set_data(ds, idx, labels, flag, poisoned)
+        self.legend.setText(POISONED_LEGEND if poisoned else LEGEND)
         self._update_page_label()
 
     def _update_page_label(self) -> None:
@@ -468,6 +486,9 @@ class ImagesView(StepView, QWidget):
     def verdicts_arrived(self, verdicts) -> None:
         self.refresh()
         self._open_pending()
+        # the maps asked for while the verdicts were being computed were refused (one task at a
+        # time): ask again now, so a map chosen before the folder was opened is drawn on it
+        self.model._want_maps()
 
     def show_photos(self, session) -> None:
         """Dropped images: show their set; a single image opens large with its verdicts as soon

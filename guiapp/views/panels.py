@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QSpinBox, QFrame, QGridLayout, QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea,
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from engine.core.vocabulary import ROLE_TITLES, ROLES
@@ -23,8 +23,10 @@ class DataSlot(QFrame):
     """One labelled slot (clean valid, poisoned valid, ...) that accepts a dropped file."""
 
     fileDropped = Signal(str, object)  # role, Path
-    browse = Signal(str)
+    browse = Signal(str)  # a file
+    browseFolder = Signal(str)  # a folder of images
     cleared = Signal(str)
+    TINY = 50  # fewer clean validation images than this: the checkpoints are coarse
 
     def __init__(self, role: str, parent=None):
         super().__init__(parent)
@@ -36,11 +38,17 @@ class DataSlot(QFrame):
         lay.setContentsMargins(6, 4, 6, 4)
         lay.setVerticalSpacing(1)
         self.title = QLabel(f"<b>{ROLE_TITLES[role]}</b>")
-        self.info = QLabel("drop a file here")
+        self.info = QLabel("drop a file or folder here")
         self.info.setStyleSheet("color:#777")
         self.info.setWordWrap(True)
         self.btn = QToolButton(text="…")
-        self.btn.setToolTip(f"Open the {ROLE_TITLES[role].lower()} file")
+        self.btn.setObjectName(f"browse_{role}")
+        self.btn.setToolTip(f"Open the {ROLE_TITLES[role].lower()} data: a lab .h5 file, or a folder of images")
+        menu = QMenu(self.btn)
+        self.act_file = menu.addAction("File (.h5, images)…", lambda: self.browse.emit(self.role))
+        self.act_folder = menu.addAction("Folder of images…", lambda: self.browseFolder.emit(self.role))
+        self.btn.setMenu(menu)
+        self.btn.setPopupMode(QToolButton.InstantPopup)
         self.clear_btn = QToolButton(text="×")
         self.clear_btn.setToolTip("Remove this dataset")
         self.clear_btn.setEnabled(False)
@@ -48,26 +56,47 @@ class DataSlot(QFrame):
         lay.addWidget(self.btn, 0, 1)
         lay.addWidget(self.clear_btn, 0, 2)
         lay.addWidget(self.info, 1, 0, 1, 3)
-        self.btn.clicked.connect(lambda: self.browse.emit(self.role))
+        self.warn = QLabel("")  # stays while the dataset does: what looks wrong about it
+        self.warn.setObjectName(f"slotWarning_{role}")
+        self.warn.setWordWrap(True)
+        self.warn.setStyleSheet("color:#8a5300; background:#fff1d6; border:1px solid #e0a030; padding:2px")
+        self.warn.setVisible(False)
+        lay.addWidget(self.warn, 2, 0, 1, 3)
         self.clear_btn.clicked.connect(lambda: self.cleared.emit(self.role))
         self.path: Path | None = None
 
     def show_dataset(self, ds) -> None:
         if ds is None:
             self.path = None
-            self.info.setText("drop a file here")
+            self.info.setText("drop a file or folder here")
             self.info.setStyleSheet("color:#777")
             self.info.setToolTip("")
             self.clear_btn.setEnabled(False)
+            self.warn.setVisible(False)
             return
         self.path = ds.path
         h, w, c = ds.image_shape
-        labels = (f"all labelled {ds.target} (the target)" if ds.single_target and ds.n > 1
+        one_class = ds.has_labels and ds.single_target and ds.n > 1
+        labels = ("no labels" if not ds.has_labels else f"all labelled {ds.target} (the target)" if one_class
                   else f"labels {ds.label_min}–{ds.label_max}")
-        self.info.setText(f"✓ {ds.path.name} · {ds.n:,} images {h}×{w}×{c} · {labels}")
-        self.info.setStyleSheet("color:#1b6e1b")
+        warnings = self.warnings(ds, one_class)
+        self.info.setText(f"{'⚠' if warnings else '✓'} {ds.path.name} · {ds.n:,} images {h}×{w}×{c} · {labels}")
+        self.info.setStyleSheet("color:#8a5300" if warnings else "color:#1b6e1b")
         self.info.setToolTip(f"{ds.path}\n{ds.describe()}")
+        self.warn.setText("\n".join(f"⚠ {w}" for w in warnings))
+        self.warn.setVisible(bool(warnings))
         self.clear_btn.setEnabled(True)
+
+    def warnings(self, ds, one_class: bool) -> list[str]:
+        """What looks wrong about ``ds`` in this slot (shown until the slot changes)."""
+        out = []
+        if self.role.startswith("clean") and one_class:
+            out.append(f"every image is labelled {ds.target}: this looks like a poisoned set (all labelled "
+                       "with the attacker's target), not clean data — drop it on a poisoned slot")
+        if self.role == "clean_valid" and 0 < ds.n < self.TINY:
+            out.append(f"only {ds.n} validation images: accuracy moves in steps of {100 / ds.n:.0f} %, so the "
+                       "checkpoints are coarse (several may fall on the same step)")
+        return out
 
     def dragEnterEvent(self, ev):
         if len(local_paths(ev.mimeData())) == 1:

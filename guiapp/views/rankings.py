@@ -13,12 +13,13 @@ SHORT = {"clean_valid": "clean val", "poisoned_valid": "poisoned val"}
 
 
 def _pt(p) -> str:
-    """'step 12 · 91.2 / 99.8' (clean accuracy / ASR on validation), or '' if never reached."""
+    """'step 12' over '91.2 / 99.8' (clean accuracy / ASR on validation), or '' if never reached:
+    two short lines, so that the table fits its tab without scrolling sideways."""
     if p is None:
         return ""
     clean = "—" if p.clean is None else f"{p.clean:.1f}"
     asr = "—" if p.asr is None else f"{p.asr:.1f}"
-    return f"step {p.step} · {clean} / {asr}"
+    return f"step {p.step}\n{clean} / {asr}"
 
 
 class RankingsView(QWidget):
@@ -36,6 +37,7 @@ class RankingsView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(True)
         self.table.cellClicked.connect(self._clicked)
         lay.addWidget(self.table, 1)
         self._names: list[str] = []
@@ -46,7 +48,7 @@ class RankingsView(QWidget):
 
         thresholds = next(iter(done.results.values())).thresholds
         cols = (["criterion", "needs", "cost (s)"] + [f"{t:g} % drop" for t in thresholds]
-                + [f"first ASR ≤ {ASR_MAX:g} %", f"best clean with ASR ≤ {ASR_MAX:g} %"])
+                + [f"first\nASR ≤ {ASR_MAX:g} %", f"best clean\nwith ASR ≤ {ASR_MAX:g} %"])
         t = self.table
         t.clear()
         t.setColumnCount(len(cols))
@@ -55,8 +57,9 @@ class RankingsView(QWidget):
         self._names = []
         for i, row in enumerate(done.table):
             self._names.append(row.name)
-            needs = " + ".join(SHORT[r] for r in row.needs) or "weights only"
-            cost = "" if row.cost_s is None else f"{row.cost_s:.2f}"
+            needs = " +\n".join(SHORT[r] for r in row.needs) or "weights only"
+            real = row.real_cost_s
+            cost = "" if real is None else f"{real:.2f}" + (" (cached)" if row.cached else "")
             cells = [row.title, needs, cost] + [_pt(row.checkpoints.get(th)) for th in thresholds] + \
                 [_pt(row.first_defended), _pt(row.best_defended)]
             for j, text in enumerate(cells):
@@ -68,8 +71,12 @@ class RankingsView(QWidget):
                     item.setFont(f)
                     item.setToolTip("diagnostic: it uses the poisoned data, which a defender does not have")
                 t.setItem(i, j, item)
-        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.note.setText("Each cell: step · clean accuracy / ASR on validation data (%). Click a row (or a "
+        head = t.horizontalHeader()  # the criterion's name whole, the other columns share what is left
+        head.setSectionResizeMode(QHeaderView.Stretch)
+        head.setSectionResizeMode(0, QHeaderView.ResizeToContents)
+        head.setMinimumSectionSize(40)
+        t.resizeRowsToContents()
+        self.note.setText("Each cell: the step, then clean accuracy / ASR on validation data (%). Click a row (or a "
                           "curve) to make that criterion's sweep the one the cursor, Save B′/G and Fine-tune "
                           "act on. Grey italics: a diagnostic that uses the trigger.")
 
