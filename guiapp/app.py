@@ -10,7 +10,8 @@ import os
 import sys
 import time
 
-TAB_INDEX = {"curves": 0, "activations": 1, "images": 2, "results": 3, "rankings": 4, "tradeoff": 5}
+TAB_INDEX = {"curves": 0, "activations": 1, "images": 2, "results": 3, "rankings": 4, "tradeoff": 5, "scan": 6,
+             "repair": 7}
 
 
 def process_age() -> float | None:

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from guiapp.views import dialogs
 
-TABS = ("Curves", "Activations", "Images", "Results", "Rankings", "Trade-off")
+TABS = ("Curves", "Activations", "Images", "Results", "Rankings", "Trade-off", "Scan", "Repair")
 
 
 def build_menus(win) -> None:
