@@ -169,7 +169,7 @@ class MainWindow(QMainWindow):
         rv.runRequested.connect(lambda methods, frr, epochs: rp.start(methods, frr, epochs))
         rv.saveRequested.connect(lambda key: self.save_repaired(key))
         rp.repairStarted.connect(lambda: rv.set_running(True, sc.triggers() is not None))
-        rp.repairFinished.connect(rv.show_result)
+        rp.repairFinished.connect(lambda res: (rv.show_result(res), self.images.refresh()))
         rp.repairCancelled.connect(lambda: (rv.cancelled(), status.showMessage("Repair cancelled; nothing was "
                                                                                "written", 8000)))
         rp.points.connect(self._repaired_points)

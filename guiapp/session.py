@@ -40,6 +40,7 @@ class Session:
     photos: object = None  # image files or folders dropped on the window (not a lab slot)
     photo_verdicts: object = None  # tasks.PhotoVerdicts for ``photos``
     resize: bool = False  # resize images of another size to the model's input
+    repair: object = None  # engine.analysis.repair.RepairResult of the open model (its Gs' answers)
     task: Task | None = None
     _readers: Counter = field(default_factory=Counter)  # id(dataset) -> open reads
     _retired: dict = field(default_factory=dict)  # id -> dataset waiting to be closed
@@ -134,6 +135,8 @@ class Session:
 
         if self.result is not None and self.result.model_path != str(model.path):
             self.set_result(None)  # it describes another model
+        if self.repair is not None and self.repair.model_path != str(model.path):
+            self.repair = None
         self.model, self.default_layer = model, default_layer
         dropped = []
         for role, ds in list(self.datasets.items()):

@@ -132,6 +132,15 @@ def test_repair_tab_uses_the_scans_trigger_fills_its_table_the_tradeoff_and_save
     names = [p.name for p in win.tradeoff.points()]
     assert "G trigger filter" in names and "G STRIP" in names
     assert not rv.save_btns["unlearned"].isEnabled() and rv.save_btns["strip"].isEnabled()
+    # each G's answers beside B's in the image browser (flags in G's colour), for the file the repair evaluated
+    win.tabs.setCurrentWidget(win.images)
+    win.images.dataset.setCurrentIndex(win.images.dataset.findData("poisoned_test"))
+    m = win.images.model
+    labels = dict(m.data(m.index(0), m.LabelsRole))
+    assert {"true", "B", "G_filter", "G_strip"} <= set(labels)
+    i = m.image_index(0)
+    assert labels["G_filter"] == res.answers["G_filter"]["poisoned_test"][i]
+    assert m.flag == tab_badnet["n_classes"]
     # Save G: the model and its eval script; G has N+1 outputs
     path = tmp_path / "G_strip.keras"
     with qtbot.waitSignal(win.ctl.saved, timeout=LONG):

@@ -48,6 +48,8 @@ class RepairController(QObject):
 
         def finished(res):
             self.result, self.model_path = res, str(model.path)
+            if s.model is model:
+                s.repair = res  # its Gs' answers join B's in the image browser
             c.progress.emit(f"repair done in {res.seconds:.0f} s", 1, 1)
             c.message.emit("Repair finished: the comparison is in the Repair tab")
             self.repairFinished.emit(res)

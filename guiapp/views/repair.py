@@ -5,9 +5,14 @@ Fed the engine's ``RepairResult``; nothing is computed here."""
 
 from __future__ import annotations
 
+from pathlib import PurePath, PureWindowsPath
+
+import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDoubleSpinBox, QHBoxLayout, QHeaderView, QLabel,
-                               QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
 
 METHODS = (("unlearn", "Unlearning", "fine-tune a copy of B on clean validation images, a share stamped with the "
             "reversed trigger but keeping their true label (needs a trigger: the scan's)"),
@@ -17,12 +22,20 @@ METHODS = (("unlearn", "Unlearning", "fine-tune a copy of B on clean validation 
             "(needs no trigger)"))
 COLUMNS = [("method", "method"), ("kind", "kind"), ("clean_acc", "clean acc. %"), ("asr", "ASR %"),
            ("detection", "detected %"), ("false_flags", "false flags %"), ("seconds", "seconds"), ("note", "note")]
-G_KEYS = {"unlearn": "unlearned", "filter": "filter", "strip": "strip", "combined": "combined"}
+# the chart's bars per method: the engine's report figure's measures and colours (engine.report.repair)
+BARS = (("clean_acc", "clean accuracy", "#2ca02c"), ("asr", "attack success", "#d62728"),
+        ("detection", "poisoned detected (N)", "#ff7f0e"), ("false_flags", "clean falsely flagged", "#1f77b4"))
 G_TITLES = {"unlearned": "G (unlearning)", "filter": "G (trigger filter)", "strip": "G (STRIP)",
             "combined": "G (combined)"}
 INTRO = ("Pick the methods and press <b>Run</b>. Unlearning and the trigger filter use the reversed trigger of the "
          "Scan tab (or the repair scans first); STRIP needs none. Thresholds and training use clean validation "
          "data only; poisoned data — real, or the scan's stand-in — is only evaluated.")
+
+
+def short(text: str) -> str:
+    """``text`` with each path in it cut to its file name."""
+    return " ".join(PureWindowsPath(w).name if "\\" in w else PurePath(w).name if "/" in w else w
+                    for w in str(text).split(" "))
 
 
 class RepairView(QWidget):
@@ -78,7 +91,31 @@ class RepairView(QWidget):
         for i in range(len(COLUMNS) - 1):
             hh.setSectionResizeMode(i, QHeaderView.ResizeToContents)
         hh.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.Stretch)
-        outer.addWidget(self.table, 1)
+        self.split = split = QSplitter(Qt.Vertical)
+        split.addWidget(self.table)
+        chart = QWidget()
+        cv = QVBoxLayout(chart)
+        cv.setContentsMargins(0, 0, 0, 0)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setObjectName("repairPlot")
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.setLabel("left", "%")
+        self.plot.setYRange(0, 100, padding=0.02)
+        self.plot.showGrid(y=True, alpha=0.25)
+        self.bars = {}
+        for i, (key, title, colour) in enumerate(BARS):
+            item = pg.BarGraphItem(x=[], height=[], width=0.2, brush=colour, pen=pg.mkPen(None))
+            self.plot.addItem(item)
+            self.bars[key] = item
+        cv.addWidget(self.plot, 1)
+        self.key = QLabel(" &nbsp; ".join(f"<span style='color:{c}'>■</span> {t}" for _, t, c in BARS)
+                          + " &nbsp; (clean test and poisoned test when given, else held-out validation)")
+        self.key.setObjectName("repairKey")
+        cv.addWidget(self.key)
+        split.addWidget(chart)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        outer.addWidget(split, 1)
         self.sources = QLabel("")
         self.sources.setObjectName("repairSources")
         self.sources.setWordWrap(True)
@@ -135,7 +172,14 @@ class RepairView(QWidget):
                     item.setForeground(Qt.gray)
                 self.table.setItem(i, j, item)
         self.table.resizeRowsToContents()
-        pois = [f"{role.replace('_', ' ')}: {src}" for role, src in res.eval_sources.items()]
+        # the whole table above the chart (the chart takes what is left, at least 180 px)
+        need = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows))) + 6
+        total = sum(self.split.sizes()) or self.split.height()
+        self.split.setSizes([min(need, max(120, total - 180)), max(180, total - need)])
+        self._draw(res)
+        # file names only (the full paths in the tooltip)
+        pois = [f"{role.replace('_', ' ')}: {short(src)}" for role, src in res.eval_sources.items()]
+        self.sources.setToolTip("\n".join(f"{role}: {src}" for role, src in res.eval_sources.items()))
         trig = ", ".join(f"label {t.label}" for t in res.triggers) or "none"
         scan = " (the repair ran the scan first)" if res.scan is not None else ""
         self.sources.setText(f"Evaluated on — {'; '.join(pois)}. Reversed trigger: {trig}{scan}. "
@@ -144,3 +188,15 @@ class RepairView(QWidget):
                           "detected = poisoned images answered N; false flags = clean images answered N.")
         for key, b in self.save_btns.items():
             b.setEnabled(key in res.goodnets)
+
+    def _draw(self, res) -> None:
+        """Grouped bars: each method's four measures (the items were created once)."""
+        rows = [r for r in res.rows if r.kind != "skipped" and r.clean_acc is not None]
+        x = np.arange(len(rows), dtype=float)
+        w = 0.8 / len(BARS)
+        for i, (key, _, _) in enumerate(BARS):
+            h = np.array([np.nan if getattr(r, key) is None else float(getattr(r, key)) for r in rows])
+            keep = np.isfinite(h)
+            self.bars[key].setOpts(x=x[keep] + (i - 1.5) * w, height=h[keep], width=w)
+        self.plot.getAxis("bottom").setTicks([[(i, r.method.replace(" + ", "+")) for i, r in enumerate(rows)]])
+        self.plot.setXRange(-0.6, max(0.6, len(rows) - 0.4), padding=0)

@@ -243,7 +243,7 @@ class ScanView(QWidget):
             self.line.label.setFormat(f"median {med:.1f}" if med is not None else "")
             self.plot.setLabel("left", "mask L1 norm (pixels)")
         self.line.setVisible(bool(rows))
-        step = max(1, len(rows) // 30)
+        step = max(1, -(-len(rows) // 16))  # at most 16 names under the bars: they never overlap
         self.plot.getAxis("bottom").setTicks([[(i, str(r.label)) for i, r in enumerate(rows)][::step]])
         if rows:
             lo = min(0.0, float(h.min()))
