@@ -246,6 +246,14 @@ class MainWindow(QMainWindow):
         self.model_panel.show_model(opened.model, opened.default_layer, opened.layers)
         self.ctl.set_input_scale(self.model_panel.scale_choice())
         self.setWindowTitle(f"PruneLab — {opened.model.name}")
+        path = str(opened.model.path)
+        if self.scanner.done is not None and self.scanner.done.model_path != path:
+            self.scanner.done = None  # the scan and the repair described another model
+            self.scan_view.show_scan(None)
+        if self.repairer.model_path not in (None, path):
+            self.repairer.result, self.repairer.model_path, self._repair_points = None, None, []
+            self.repair_view.show_result(None)
+            self.tradeoff.set_points("repair", [])
         self._invalidate()
 
     def _dataset_changed(self, role: str, ds) -> None:

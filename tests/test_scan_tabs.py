@@ -202,6 +202,10 @@ def test_a_scan_without_evidence_says_so_plainly(qtbot):
     v = ScanView()
     qtbot.addWidget(v)
     assert not v.use_btn.isEnabled() and not v.save_btn.isEnabled()  # nothing to use or save yet
+    v.set_running(True)
+    assert "Scanning" in v.verdict.text() and not v.scan_btn.isEnabled()
+    v.set_running(False)  # the scan failed (its error has its dialog): the tab is as before
+    assert "Is there a backdoor?" in v.verdict.text() and v.scan_btn.isEnabled()
     v.show_scan(_done([], [(4, 1.3), (7, 0.2), (1, -0.9)]))
     text = v.verdict.text()
     assert "No evidence of a backdoor" in text and "label, 4," in text and "1.30" in text

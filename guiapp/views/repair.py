@@ -145,7 +145,10 @@ class RepairView(QWidget):
         self.runRequested.emit(self.methods(), float(self.frr.value()), int(self.epochs.value()))
 
     def set_running(self, running: bool, scanned: bool = True) -> None:
+        was, self._running = getattr(self, "_running", False), running
         self.run_btn.setEnabled(not running)
+        if was and not running:  # ended without a result (failed): the words from before
+            self.note.setText(INTRO)
         if running:
             self.note.setText("Repairing… (progress and Cancel in the bar below)" if scanned else
                               "Scanning for the trigger, then repairing… (progress and Cancel in the bar below)")
@@ -158,6 +161,15 @@ class RepairView(QWidget):
         """The engine's RepairResult: one row per method (the baseline B first, skipped ones last)."""
         self.result = res
         self.set_running(False)
+        if res is None:  # none (another model was opened)
+            self.table.setRowCount(0)
+            for item in self.bars.values():
+                item.setOpts(x=[], height=[])
+            self.sources.setText("")
+            self.note.setText(INTRO)
+            for b in self.save_btns.values():
+                b.setEnabled(False)
+            return
         rows = res.rows
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):

@@ -157,9 +157,12 @@ class ScanView(QWidget):
 
     # ------------------------------------------------------------------ data
     def set_running(self, running: bool) -> None:
+        was, self._running = getattr(self, "_running", False), running
         self.scan_btn.setEnabled(not running)
         if running:
             self.verdict.setText("Scanning… (progress and Cancel in the bar below)")
+        elif was:  # ended without a result (failed): what was there before
+            self.verdict.setText(self._verdict_text() if self.done is not None else INTRO)
 
     def cancelled(self) -> None:
         self.set_running(False)
