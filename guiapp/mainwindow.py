@@ -201,6 +201,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.ctl.shutdown()
+        self.scanner.cleanup()  # the stand-in files written in temporary folders
         super().closeEvent(ev)
 
     def show_error(self, message: str) -> None:

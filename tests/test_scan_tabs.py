@@ -105,6 +105,10 @@ def test_scan_tab_flags_the_target_draws_its_trigger_and_stands_it_in_for_poison
         win.save_scan(out)
     info = json.loads((out / "scan.json").read_text())
     assert info["flagged"] == [TARGET] and (out / f"trigger_{TARGET}.npz").is_file() and (out / "scan.png").is_file()
+    # the stand-ins' temporary files go when the window closes
+    standins = [Path(win.session.datasets[r].path) for r in ("poisoned_valid", "poisoned_test")]
+    win.close()
+    assert not any(p.exists() for p in standins)
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ class ScanController(QObject):
         super().__init__(parent or ctl)
         self.ctl = ctl
         self.done: scantasks.ScanDone | None = None  # the last finished scan
+        self.folders: list[Path] = []  # the stand-ins' temporary folders, removed by cleanup()
 
     @property
     def session(self):
@@ -87,6 +88,7 @@ class ScanController(QObject):
         sources = {src: s.datasets[src] for src in scantasks.STANDIN_FOR.values() if src in s.datasets}
 
         def written(paths):
+            self.folders.extend({Path(p).parent for p in paths.values()})
             c.progress.emit(f"stand-in poisoned data: reversed trigger, label {label}", 1, 1)
             for role, p in paths.items():
                 c.open_data(Path(p), role=role)
@@ -105,3 +107,11 @@ class ScanController(QObject):
         return c.run("saving", lambda st: scantasks.save_scan(d, model, clean, Path(folder), inputs, st),
                      roles=("clean_valid",), on_return=lambda p: c._saved(p, "Scan written"),
                      busy=f"Writing the scan folder {Path(folder).name}…") is not None
+
+    def cleanup(self) -> None:
+        """Remove the stand-ins' temporary folders (when the window closes, its datasets closed)."""
+        import shutil
+
+        for d in self.folders:
+            shutil.rmtree(d, ignore_errors=True)
+        self.folders = []

@@ -185,7 +185,8 @@ class RepairView(QWidget):
                 self.table.setItem(i, j, item)
         self.table.resizeRowsToContents()
         # the whole table above the chart (the chart takes what is left, at least 180 px)
-        need = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows))) + 6
+        need = (self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows)))
+                + 2 * self.table.frameWidth() + 10)
         total = sum(self.split.sizes()) or self.split.height()
         self.split.setSizes([min(need, max(120, total - 180)), max(180, total - need)])
         self._draw(res)
