@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from guiapp import scantasks
+from guiapp.session import SlotBusy
 
 
 class ScanController(QObject):
@@ -81,7 +82,7 @@ class ScanController(QObject):
         for role in roles:
             try:
                 s.check_slot_free(role)
-            except Exception as e:  # SlotBusy: a running task reads that slot
+            except SlotBusy as e:  # a running task reads that slot
                 c.error.emit(str(e))
                 return False
         trig, inputs = r.triggers[label], s.inputs()
