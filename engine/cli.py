@@ -230,7 +230,6 @@ def _open_datasets(args) -> dict:
 
 def cmd_sweep(args) -> int:
     from engine import atomic
-    from engine.models import load_model
     from engine.outputs import write_sweep_outputs
     from engine.sweep import Progress, Sweep
 
@@ -316,7 +315,6 @@ def cmd_eval(args) -> int:
     import json
 
     from engine.data import open_dataset
-    from engine.models import load_model
     from engine.runtime import predict_dataset_labels
 
     model = open_model(args)
@@ -394,7 +392,6 @@ def cmd_finetune(args) -> int:
     from engine import atomic
     from engine.data import open_dataset
     from engine.finetune import EpochRecord, FineTune, FineTuneConfig
-    from engine.models import load_model
     from engine.outputs import read_sweep_summary, resolve_step, write_finetune_outputs
 
     if args.ranking:

@@ -750,14 +750,21 @@ def run_maps_cli(args, bar) -> int:
                 n = _limited(ds, args.limit)
                 acc = MeanAccumulator(maker.input_hw, args.method)
                 first: list[MapChunk] = []
+                peak = 0.0
                 with _npz_entry(zf, name, (n,) + maker.input_hw) as write:
                     for ch in iter_maps(maker, ds, limit=n,
                                         progress=lambda d, t, name=name: bar.update("maps", d, t, name)):
                         write(ch.maps)
                         acc.add(ch.images, ch.maps)
+                        peak = max(peak, float(ch.maps.max())) if len(ch.maps) else peak
                         if ch.start < GRID_IMAGES:
                             first.append(ch)
                 bar.close()
+                if peak == 0.0:
+                    from engine.errors import warn
+
+                    warn(ds.path, f"every {args.method} map is zero: nothing in these images moves the "
+                         "model's answer at this layer")
                 k = min(GRID_IMAGES, n)
                 x = np.concatenate([c.images for c in first])[:k]
                 m = np.concatenate([c.maps for c in first])[:k]

@@ -278,7 +278,7 @@ def make_split(model, layer_name: str | None, path=None) -> PruneSplit:
     k = keras()
     graph = Graph(model)
     layer = find_layer(model, layer_name, path)
-    name, kind = layer.name, type(layer).__name__
+    name = layer.name
     nodes = graph.nodes_of(layer)
     if len(nodes) != 1:
         raise PruneLabError(path, f"layer '{name}' is used {len(nodes)} times in the model; pruning needs a "
