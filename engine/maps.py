@@ -709,7 +709,7 @@ def run_maps_cli(args, bar) -> int:
 
     from engine.outputs import check_output_folder
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, "maps")
     if args.limit is not None and args.limit < 1:
         raise PruneLabError(None, f"--limit must be at least 1 (got {args.limit})")
     chans = parse_channels(args.channels)
@@ -744,7 +744,7 @@ def run_maps_cli(args, bar) -> int:
     names = array_names([d.path for d in datasets])
     how = args.method if args.method == "occlusion" else f"{args.method} at {maker.layer}"
     how += f" (channels {','.join(map(str, chans))})" if chans else ""
-    with staged_output(args.out, inputs) as stage:
+    with staged_output(args.out, inputs, "maps") as stage:
         with zipfile.ZipFile(stage / "maps.npz", "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             for ds, name in zip(datasets, names):
                 n = _limited(ds, args.limit)
