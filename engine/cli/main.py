@@ -226,7 +226,7 @@ def cmd_sweep(args) -> int:
                 setattr(args, role, pth)
     from engine.report.outputs import check_output_folder
 
-    check_output_folder(args.out)  # before the sweep: a refused folder wastes no work
+    check_output_folder(args.out, "sweep")  # before the sweep: a refused folder wastes no work
     datasets = _open_datasets(args)
     from engine.pruning.criteria import check_available
 
@@ -357,7 +357,7 @@ def cmd_demo(args) -> int:
     spec.pruning_aware = args.pruning_aware
     from engine.report.outputs import staged_output
 
-    with staged_output(args.out) as stage:
+    with staged_output(args.out, kind="demo") as stage:
         generate_demo(spec, stage, data_only=args.data_only, log=lambda t: print(t, file=sys.stderr))
     print(f"wrote {args.out}")
     return 0
@@ -389,7 +389,7 @@ def cmd_finetune(args) -> int:
 
     from engine.report.outputs import check_output_folder
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, "finetune")
     summary = read_sweep_summary(args.from_sweep)
     step = resolve_step(summary, args.step)
     n_pruned = pruned_count(summary_pruned_per_record(summary), step)

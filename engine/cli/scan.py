@@ -26,7 +26,7 @@ def cmd_scan(args) -> int:
     from engine.report.outputs import check_output_folder
     from engine.report.scan import write_scan_outputs
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, "scan")
     ds = open_dataset(args.clean_valid, resize=args.resize)
     if not ds.has_labels:  # before paying for TensorFlow
         raise PruneLabError(ds.path, "has no labels; the scan needs clean images with their true classes "

@@ -421,7 +421,7 @@ def write_rankings_sweep(rankings: Sequence[Ranking], results: dict, model, out,
                      "ranking_name": rk.name}
             write_sweep_outputs(results[rk.name], model, side / rk.name, inputs=inputs, with_models=with_models,
                                 extra=extra, state=state, log=log)
-        with staged_output(out, inputs) as stage:
+        with staged_output(out, inputs, "sweep") as stage:
             write_sweep_outputs(results[rankings[0].name], model, stage, inputs=inputs, with_models=with_models,
                                 extra={"rankings": rankings_index(rankings)}, datasets=datasets, state=state,
                                 log=log)

@@ -109,7 +109,7 @@ def write_repair_outputs(result, out: str | os.PathLike, *, inputs: Iterable = (
 
     state = state or JobState()
     inputs = list(inputs)
-    with staged_output(out, inputs) as stage:
+    with staged_output(out, inputs, "repair") as stage:
         if with_models:
             if result.unlearned is not None:
                 state.cancel_point()

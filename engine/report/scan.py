@@ -112,7 +112,7 @@ def write_scan_outputs(result: ScanResult, model, out: str | os.PathLike, *, cle
     clean = None
     if clean_ds is not None:
         clean = clean_ds.take(np.arange(min(clean_ds.n, 3)))
-    with staged_output(out, inputs) as stage:
+    with staged_output(out, inputs, "scan") as stage:
         for t, trig in result.triggers.items():
             if state is not None:
                 state.cancel_point()
