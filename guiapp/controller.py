@@ -14,8 +14,11 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.core.vocabulary import ROLE_TITLES, ROLES
 from engine.core.errors import PruneLabError, UnsafeModelError
+from engine.core.state import Progress
 from engine.models.scale import ScaleDecision
+from engine.pruning.criteria.sweeps import RankingStep
 from guiapp import tasks
+from guiapp.kinds import TaskKind
 from guiapp.session import Session, SlotBusy
 from guiapp.worker import Worker
 
@@ -117,7 +120,7 @@ class Controller(QObject):
 
     def toggle_pause(self) -> None:
         w = self.worker
-        if w is None or w.name != "sweep":
+        if w is None or w.name != TaskKind.SWEEP:
             return
         if w.pause_requested:
             w.resume()
@@ -317,9 +320,9 @@ class Controller(QObject):
                 if ev.fallback_reason:
                     self.warning.emit(f"naive loop (no fast path): {ev.fallback_reason}")
                 self.sweepStarted.emit(ev)
-            elif hasattr(ev, "phase"):
+            elif isinstance(ev, Progress):
                 self.progress.emit(ev.text, ev.done, ev.total)
-            elif hasattr(ev, "record"):  # one criterion's step, when several are swept
+            elif isinstance(ev, RankingStep):  # one criterion's step, when several are swept
                 self.rankingRecord.emit(ev.name, ev.record)
             else:
                 if ev.reached:
@@ -343,7 +346,7 @@ class Controller(QObject):
             task = lambda st: tasks.run_rankings(model, datasets, names, layer, thresholds,  # noqa: E731
                                                  random_seeds, step_size, st, input_scale)
 
-        started = self.run("sweep", task, roles=tuple(datasets), on_yield=record, on_return=finished,
+        started = self.run(TaskKind.SWEEP, task, roles=tuple(datasets), on_yield=record, on_return=finished,
                            on_abort=self.sweepCancelled.emit, busy="computing activations…") is not None
         if started:
             s.set_result(None)  # the previous sweep no longer describes what is on screen
@@ -381,7 +384,7 @@ class Controller(QObject):
         if s.result is None or s.model is None:
             return
         model, res, inputs = s.model, s.result, s.inputs()
-        self.run("saving", lambda st: tasks.run_save(model, res, which, step, path, inputs, st),
+        self.run(TaskKind.SAVING, lambda st: tasks.run_save(model, res, which, step, path, inputs, st),
                  on_return=lambda p: self._saved(p, f"Saved {'B′' if which == 'bprime' else 'G'} at step {step}"),
                  busy=f"Saving {path.name}…")
 
@@ -390,7 +393,7 @@ class Controller(QObject):
         if not s.fine_tuned:
             return
         ft, model, inputs = s.fine_tuned[index], s.model, s.inputs()
-        self.run("saving", lambda st: tasks.run_save_fine_tuned(model, ft, which, path, inputs, st),
+        self.run(TaskKind.SAVING, lambda st: tasks.run_save_fine_tuned(model, ft, which, path, inputs, st),
                  on_return=lambda p: self._saved(p, "Saved the fine-pruned model"), busy=f"Saving {path.name}…")
 
     def export(self, folder: Path) -> None:
@@ -400,7 +403,7 @@ class Controller(QObject):
             return
         model, res, inputs, step = s.model, s.result, s.inputs(), s.step
         datasets = {r: d for r, d in s.datasets.items() if s.result_covers(r)}
-        self.run("export", lambda st: tasks.run_export(model, res, datasets, folder, inputs, step, st),
+        self.run(TaskKind.EXPORT, lambda st: tasks.run_export(model, res, datasets, folder, inputs, step, st),
                  roles=tuple(datasets), on_return=lambda p: self._saved(p, "Report, B′ and G written"),
                  busy="Writing the report, B′ and G…")
 
@@ -418,7 +421,7 @@ class Controller(QObject):
         epochs: list = []
 
         def record(ev):
-            if hasattr(ev, "phase"):
+            if isinstance(ev, Progress):
                 self.progress.emit(f"fine-tuning from step {step}: {ev.text}", ev.done, ev.total)
             else:
                 epochs.append(ev)
@@ -429,7 +432,7 @@ class Controller(QObject):
             self.progress.emit(f"fine-tuned {ft.config.epochs} epochs", 1, 1)
             self.fineTuneFinished.emit(ft)
 
-        if self.run("fine-tuning", lambda st: tasks.run_fine_tune(model, datasets, res, step, params, st),
+        if self.run(TaskKind.FINE_TUNING, lambda st: tasks.run_fine_tune(model, datasets, res, step, params, st),
                     roles=tuple(datasets), on_yield=record, on_return=finished,
                     busy=f"Fine-tuning from step {step}…") is not None:
             self.fineTuneEpochs.emit(step, [])
