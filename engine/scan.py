@@ -25,7 +25,6 @@ Nothing here reads or writes files, draws figures or parses arguments (see
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Sequence
