@@ -302,7 +302,7 @@ class ChannelMaps:
 def _map_layer(model, layer):
     """Where the maps of a sweep of ``layer`` are drawn: the layer, or for a hidden Dense layer
     the last Conv2D before it (the engine's rule, as for backdoor_map.png)."""
-    from engine.split import conv_before
+    from engine.pruning.graph import conv_before
 
     return (conv_before(model, layer) or layer) if layer else None
 

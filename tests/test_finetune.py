@@ -143,8 +143,8 @@ def test_a_dense_layer_sweeps_and_fine_tunes_end_to_end(small_lab, tmp_path):
 
 
 def test_the_record_to_channels_rule_reads_old_summaries_safely():
-    from engine.errors import PruneLabError
-    from engine.sweep import pruned_count, summary_pruned_per_record
+    from engine.core.errors import PruneLabError
+    from engine.pruning.records import pruned_count, summary_pruned_per_record
 
     assert pruned_count([0, 10, 20, 21], 3) == 21 and pruned_count(None, 7) == 7
     with pytest.raises(PruneLabError):

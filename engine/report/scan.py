@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 
 from engine.io.atomic import atomic_path, atomic_write_text
-from engine.analysis.scan import ANOMALY_THRESHOLD, ScanResult
+from engine.analysis.scanresult import ANOMALY_THRESHOLD, ScanResult
 from engine.analysis.trigger import Trigger, save_trigger, stamp, trigger_file_name
 
 
