@@ -109,5 +109,10 @@ def unlearn_events(model, clean_valid, triggers: list[Trigger], config: UnlearnC
                 yield Progress("unlearning", (epoch - 1) * batches + b + 1, cfg.epochs * batches,
                                f"epoch {epoch}/{cfg.epochs}")
         res.losses.append(float(np.mean(losses)))
+    # rebuilt from its config, without the optimizer (clone_model keeps it compiled): saved, it is B's size
+    plain = type(net).from_config(net.get_config())
+    plain.set_weights(net.get_weights())
+    plain.name = net.name
+    res.model = plain
     res.seconds = time.perf_counter() - t0
     return res

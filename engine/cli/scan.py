@@ -20,7 +20,7 @@ def _scan_labels(text: str | None, n_classes: int):
 
 
 def cmd_scan(args) -> int:
-    from engine.analysis.scan import MIN_CLEAN_IMAGES, check_scan_inputs, scan_events
+    from engine.analysis.scan import MIN_CLEAN_IMAGES, _check_classifier, check_scan_inputs, scan_events
     from engine.core.state import JobState, Progress
     from engine.io.datasets import open_dataset
     from engine.report.outputs import check_output_folder
@@ -38,6 +38,7 @@ def cmd_scan(args) -> int:
     ds.expect(model.input_hwc)
     labels = _scan_labels(args.labels, model.n_classes)
     check_scan_inputs(model, ds, labels)  # a refusal comes before the input-scale line
+    _check_classifier(model)
     settle_input_scale(args, model, ds)
     inputs = model.input_files() + [ds.path]
     bar = ProgressPrinter(quiet=args.quiet)
