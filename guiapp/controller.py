@@ -18,6 +18,7 @@ from engine.core.state import Progress
 from engine.models.scale import ScaleDecision
 from engine.pruning.criteria.sweeps import RankingStep
 from guiapp import tasks
+from guiapp.controllers.maps import MapsMixin
 from guiapp.kinds import TaskKind
 from guiapp.session import Session, SlotBusy
 from guiapp.worker import Worker
@@ -32,7 +33,7 @@ def describe_error(e: BaseException) -> str:
     return f"internal error ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
 
 
-class Controller(QObject):
+class Controller(MapsMixin, QObject):
     modelOpened = Signal(object)  # tasks.OpenedModel
     datasetChanged = Signal(str, object)  # role, dataset or None
     fileOpened = Signal(object)  # Path, for the recent-files menu
@@ -70,7 +71,6 @@ class Controller(QObject):
         self._workers: set[Worker] = set()  # every thread still running, the slot's included
         self._pending = 0  # opens still to arrive of the last demo or drop
         self._judging = None  # (photos path, step) being judged now
-        self._makers: dict = {}  # traced map makers, reused page after page
         self._channel_maps = None  # tasks.ChannelMaps of the last result
         # the window's question for a folder whose name says no slot: a role, "photos", or None (skip it)
         self.ask_role = lambda path: None
@@ -446,70 +446,6 @@ class Controller(QObject):
         w = self.run("reading images", lambda st: tasks.read_page(ds, indices, st), light=True,
                      on_return=self.pageRead.emit)
         w.finished.connect(lambda: self.session.release(ds))
-
-    # ------------------------------------------------------------------ maps
-    def _map_inputs(self, method: str):
-        """(model, layer, channels) for maps, or None with a message why not."""
-        from engine.analysis.maps import top_difference_channels
-
-        s = self.session
-        if s.model is None or s.result is None:
-            self.message.emit("Maps need a finished sweep (they are drawn at the pruned layer)")
-            return None
-        channels = None
-        if method == "channels":
-            channels = top_difference_channels(s.result.mean_activation)
-            if channels is None:
-                self.message.emit("Channel maps need poisoned validation data (they show the trigger channels)")
-                return None
-        return s.model, s.result.layer, channels
-
-    def page_maps(self, method: str, page) -> None:
-        got = self._map_inputs(method)
-        if got is not None:
-            model, layer, ch = got
-            self.run("maps", lambda st: tasks.page_maps(self._makers, model, layer, method, ch, page, st),
-                     on_return=self.mapsRead.emit, busy=f"Drawing {method} maps…")
-
-    def image_maps(self, method: str, path: str, index: int, pixels) -> None:
-        got = self._map_inputs(method)
-        if got is not None:
-            model, layer, ch = got
-            res, step = self.session.result, self.session.step
-            self.run("maps", lambda st: tasks.image_maps(self._makers, model, res, step, method, ch, path, index,
-                                                         pixels, st),
-                     on_return=self.imageMaps.emit, busy=f"Drawing the {method} maps of B and B′…")
-
-    def mean_maps(self, method: str) -> None:
-        got = self._map_inputs(method)
-        s = self.session
-        if got is None or "clean_valid" not in s.datasets:
-            return
-        model, layer, ch = got
-        clean, poisoned = s.datasets["clean_valid"], s.datasets.get("poisoned_valid")
-        roles = ("clean_valid", "poisoned_valid")
-        self.run("maps", lambda st: tasks.mean_maps(self._makers, model, layer, method, ch, clean, poisoned, st),
-                 roles=roles, on_return=self.meanMaps.emit, busy=f"Mean {method} maps over validation data…")
-
-    def channel_maps(self) -> None:
-        """Each channel's mean activation map on clean and poisoned validation (once per result)."""
-        s = self.session
-        if self._channel_maps is not None and self._channel_maps[0] is s.result:
-            self.channelMaps.emit(self._channel_maps[1])
-            return
-        got = self._map_inputs("gradcam")
-        if got is None:
-            return
-        model, layer, _ = got
-        sets = {r: s.datasets[r] for r in ("clean_valid", "poisoned_valid") if r in s.datasets}
-        res = s.result
-
-        def done(maps):
-            self._channel_maps = (res, maps)
-            self.channelMaps.emit(maps)
-
-        self.run("maps", lambda st: tasks.channel_maps(model, layer, sets, st), roles=tuple(sets),
-                 on_return=done, busy="Mean activation maps of every channel…")
 
     def wait_idle(self, timeout_ms: int = 60000) -> None:
         """Process events until no job runs (for automation and tests)."""

@@ -41,6 +41,8 @@ class Session:
     photo_verdicts: object = None  # tasks.PhotoVerdicts for ``photos``
     resize: bool = False  # resize images of another size to the model's input
     task: Task | None = None
+    # traced map makers, reused page after page; they belong to the model and go with it
+    map_makers: dict = field(default_factory=dict)
     _readers: Counter = field(default_factory=Counter)  # id(dataset) -> open reads
     _retired: dict = field(default_factory=dict)  # id -> dataset waiting to be closed
 
@@ -134,6 +136,8 @@ class Session:
 
         if self.result is not None and self.result.model_path != str(model.path):
             self.set_result(None)  # it describes another model
+        if model is not self.model:
+            self.map_makers = {}  # traced for the old model
         self.model, self.default_layer = model, default_layer
         dropped = []
         for role, ds in list(self.datasets.items()):
