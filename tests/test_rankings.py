@@ -325,7 +325,7 @@ def test_tradeoff_points_and_figure():
     from types import SimpleNamespace
 
     from engine.report.compare import NamedPoint, defender_region, tradeoff_figure, tradeoff_xy
-    from engine.report import _plt
+    from engine.report.figures import _plt
     from engine.pruning.records import StepRecord
 
     recs = [StepRecord(s, None if s == 0 else s - 1, s / 4, clean_valid_acc=90.0 - s, asr_valid=None if s == 2

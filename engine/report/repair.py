@@ -70,7 +70,7 @@ def repair_summary(result, extra: dict | None = None) -> dict:
 
 def comparison_figure(result, path: Path) -> None:
     """Grouped bars per method: clean accuracy, ASR, poisoned detected, clean falsely flagged."""
-    from engine.report import _plt, save_figure
+    from engine.report.figures import _plt, save_figure
 
     plt = _plt()
     rows = [r for r in result.rows if r.kind != "skipped" and r.clean_acc is not None]
