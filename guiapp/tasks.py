@@ -311,7 +311,7 @@ def _maker(makers: dict, model, layer, method: str, channels):
     """One traced map maker per (model, layer, method, channels), kept across pages."""
     from engine.analysis.maps import MapMaker
 
-    layer = _map_layer(model, layer)
+    layer = _map_layer(model.model, layer)
     key = (id(model.model), model.input_scale, layer, method, tuple(channels or ()))
     if key not in makers:
         makers[key] = MapMaker(model.model, layer, method, list(channels) if channels else None,
