@@ -472,9 +472,6 @@ def _probs_model(badnet):
 
 
 def run_repair(model, datasets, **kw) -> RepairResult:
-    gen = repair_events(model, datasets, **kw)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+    from engine.core.state import drive
+
+    return drive(repair_events(model, datasets, **kw))

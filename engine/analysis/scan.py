@@ -225,14 +225,9 @@ def scan_events(model, clean_valid, *, labels: Sequence[int] | None = None, seed
 def run_scan(model, clean_valid, *, labels: Sequence[int] | None = None, seed: int = 0,
              budget: int | None = None, state=None, progress=None) -> ScanResult:
     """Drive :func:`scan_events` to the end; ``progress(Progress)`` sees each event."""
-    gen = scan_events(model, clean_valid, labels=labels, seed=seed, budget=budget, state=state)
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(ev)
+    from engine.core.state import drive
+
+    return drive(scan_events(model, clean_valid, labels=labels, seed=seed, budget=budget, state=state), progress)
 
 
 def _attack_success(run, model, x: np.ndarray, trig: Trigger) -> float:

@@ -46,14 +46,10 @@ def anp_ranking(model, dataset, layer: str | None = None, config: ANPConfig | No
                 use_cache: bool = True, state=None,
                 progress: Callable[[int, int], None] | None = None) -> Ranking:
     """Train ANP's masks on ``dataset`` (clean validation; nothing else is read)."""
-    gen = anp_events(model, dataset, layer, config, use_cache=use_cache, state=state)
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(ev.done, ev.total)
+    from engine.core.state import drive
+
+    return drive(anp_events(model, dataset, layer, config, use_cache=use_cache, state=state),
+                 (lambda ev: progress(ev.done, ev.total)) if progress is not None else None)
 
 
 def anp_events(model, dataset, layer: str | None = None, config: ANPConfig | None = None, *,
