@@ -111,7 +111,8 @@ sys.path.insert(0, sys.argv[1])
 spec = json.loads(sys.argv[2])
 from engine.io.datasets import LabDataset
 from engine.models.loading import load_model
-from engine.pruning.criteria import ANPConfig, RankingStep, RankingSweeps
+from engine.pruning.criteria import ANPConfig
+from engine.pruning.rankings import RankingStep, RankingSweeps
 lm = load_model(spec["model"])
 ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
 rs = RankingSweeps(lm, ds, spec["rankings"], anp=ANPConfig(iterations=spec["anp_iterations"]))

@@ -16,7 +16,7 @@ from engine.core.vocabulary import ROLE_TITLES, ROLES
 from engine.core.errors import PruneLabError, UnsafeModelError
 from engine.core.state import Progress
 from engine.models.scale import ScaleDecision
-from engine.pruning.criteria.sweeps import RankingStep
+from engine.pruning.rankings import RankingStep
 from guiapp import tasks
 from guiapp.controllers.maps import MapsMixin
 from guiapp.kinds import TaskKind

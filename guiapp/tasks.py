@@ -123,7 +123,7 @@ def run_rankings(model, datasets: dict, names, layer, thresholds, random_seeds: 
     :class:`RankingsDone`."""
     yield settle_input_scale(model, input_scale, datasets)
     from engine.report.compare import comparison_table
-    from engine.pruning.criteria import RankingSweeps
+    from engine.pruning.rankings import RankingSweeps
 
     rs = RankingSweeps(model, datasets, names, layer, thresholds, random_seeds=random_seeds, state=state,
                        step_size=step_size)

@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.pruning.rules import check_labels_in_range
 from engine.analysis.scanresult import (ANOMALY_THRESHOLD, MIN_ATTACK_SUCCESS, LabelScan, ScanResult,
                                         anomaly_indices, prescreen_scores)
 from engine.analysis.trigger import Trigger
@@ -71,9 +72,7 @@ def check_scan_inputs(model, clean_valid, labels: Sequence[int] | None = None) -
     if clean_valid.n < MIN_CLEAN_IMAGES:
         raise PruneLabError(path, f"holds {clean_valid.n} clean images; the scan needs at least "
                             f"{MIN_CLEAN_IMAGES} ({MIN_CLEAN_IMAGES - 16} to optimise on, 16 held out)")
-    if clean_valid.label_max >= model.n_classes:
-        raise PruneLabError(path, f"labels go up to {clean_valid.label_max} but the model has only "
-                            f"{model.n_classes} classes")
+    check_labels_in_range(clean_valid, model.n_classes)
     if hasattr(clean_valid, "expect"):
         clean_valid.expect(model.input_hwc)
     if labels is not None:

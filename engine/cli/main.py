@@ -254,7 +254,7 @@ def cmd_sweep(args) -> int:
 
 def _sweep_rankings(args, model, datasets, inputs) -> int:
     from engine.report.compare import comparison_table, summary_lines, write_rankings_sweep
-    from engine.pruning.criteria import RankingSweeps
+    from engine.pruning.rankings import RankingSweeps
     from engine.core.state import Progress
 
     rs = RankingSweeps(model, datasets, args.rankings, args.layer, args.thresholds, random_seeds=args.random_seeds,
@@ -298,6 +298,8 @@ def _print_summary(result, out: Path) -> None:
 def cmd_eval(args) -> int:
     import json
 
+    from engine.pruning.rules import check_labels_in_range
+
     from engine.io.datasets import open_dataset
     from engine.models.runner import predict_dataset_labels
 
@@ -314,8 +316,8 @@ def cmd_eval(args) -> int:
     for src in ([args.image] if args.image else args.data):
         ds = open_dataset(src, model.input_hwc, resize=args.resize)
         path, labelled = ds.path, ds.has_labels
-        if labelled and ds.label_max >= n_real:
-            raise PruneLabError(path, f"labels go up to {ds.label_max} but the model has only {n_real} classes")
+        if labelled:
+            check_labels_in_range(ds, n_real)
         if not scale_set:
             settle_input_scale(args, model, ds if labelled and not (ds.single_target and ds.n > 1) else None)
             scale_set = True

@@ -65,9 +65,9 @@ def anp_events(model, dataset, layer: str | None = None, config: ANPConfig | Non
     if split.head is None:
         raise PruneLabError(model.path, f"the 'anp' ranking needs the network after '{split.layer}' to "
                             f"depend on it alone ({split.head_problem})")
-    if dataset.label_max >= model.n_classes:
-        raise PruneLabError(dataset.path, f"labels go up to {dataset.label_max} but the model has only "
-                            f"{model.n_classes} classes")
+    from engine.pruning.rules import check_labels_in_range
+
+    check_labels_in_range(dataset, model.n_classes)
     info = {"config": asdict(cfg)}
     key = None
     if use_cache:
