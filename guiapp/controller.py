@@ -76,7 +76,7 @@ class Controller(MapsMixin, QObject):
         self.ask_role = lambda path: None
 
     # ------------------------------------------------------------------ running tasks
-    def run(self, name: str, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
+    def run(self, name: TaskKind, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
             on_error=None, light: bool = False, busy: str | None = None) -> Worker | None:
         """Start ``task(state)`` in a worker. Long tasks take the one slot (and hold the datasets
         of ``roles`` until they end); light ones run beside it."""
@@ -147,7 +147,7 @@ class Controller(MapsMixin, QObject):
     # ------------------------------------------------------------------ opening
     def open_files(self, paths) -> None:
         """Route files by their content: models, weights, datasets (dropped, or from recent)."""
-        self.run("reading files", lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
+        self.run(TaskKind.READING_FILES, lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
 
     def _route(self, route: tasks.FileRoute) -> None:
         named = [p for p, role in route.folders if role is not None]  # their name says a slot
@@ -179,7 +179,7 @@ class Controller(MapsMixin, QObject):
                 return True
             return False
 
-        if self.run("loading the model", lambda st: tasks.open_model(path, weights, allow_unsafe, st),
+        if self.run(TaskKind.LOADING_MODEL, lambda st: tasks.open_model(path, weights, allow_unsafe, st),
                     on_return=self._model_opened, on_error=refused,
                     busy=f"Opening {Path(path or weights).name}…") is None:
             self._arrived()
@@ -209,7 +209,7 @@ class Controller(MapsMixin, QObject):
             return
         m, resize = self.session.model, self.session.resize
         hwc = m.input_hwc if m is not None else None
-        self.run("opening data", lambda st: tasks.open_dataset(path, hwc, resize, st), light=True,
+        self.run(TaskKind.OPENING_DATA, lambda st: tasks.open_dataset(path, hwc, resize, st), light=True,
                  on_return=lambda v: self._data_opened(Path(path), role, *v),
                  on_error=lambda e: self._arrived())
 
@@ -241,7 +241,7 @@ class Controller(MapsMixin, QObject):
             self.photo_verdicts(self.session.step)
             self._arrived()
 
-        self.run("opening images", lambda st: tasks.open_photos(list(paths), hwc, resize, st), light=True,
+        self.run(TaskKind.OPENING_IMAGES, lambda st: tasks.open_photos(list(paths), hwc, resize, st), light=True,
                  on_return=opened, on_error=lambda e: self._arrived())
 
     def photo_verdicts(self, step: int) -> None:
@@ -261,7 +261,7 @@ class Controller(MapsMixin, QObject):
                 self.photoVerdicts.emit(verdicts)
 
         # in the task slot: a naive sweep zeroes the model's weights in place while it runs
-        w = self.run("judging images", lambda st: tasks.photo_verdicts(model, res, step, ds, st),
+        w = self.run(TaskKind.JUDGING_IMAGES, lambda st: tasks.photo_verdicts(model, res, step, ds, st),
                      on_return=arrived, busy="B, B′ and G judge the images…")
         if w is not None:
             self._judging = want
@@ -283,7 +283,7 @@ class Controller(MapsMixin, QObject):
                 self.clear_data(role)
             self.open_set(paths.model, None, paths.datasets)
 
-        self.run("preparing the demo", lambda st: tasks.prepare_demo(variant, st), on_return=prepared,
+        self.run(TaskKind.PREPARING_DEMO, lambda st: tasks.prepare_demo(variant, st), on_return=prepared,
                  busy="Preparing the demo (its first use renders the data)…")
 
     def open_set(self, model, weights, datasets: dict) -> None:
@@ -443,7 +443,7 @@ class Controller(MapsMixin, QObject):
         if ds is None:
             return
         self.session.hold(ds)
-        w = self.run("reading images", lambda st: tasks.read_page(ds, indices, st), light=True,
+        w = self.run(TaskKind.READING_IMAGES, lambda st: tasks.read_page(ds, indices, st), light=True,
                      on_return=self.pageRead.emit)
         w.finished.connect(lambda: self.session.release(ds))
 

@@ -35,6 +35,14 @@ class TaskKind(str, Enum):
     SAVING = "saving"
     EXPORT = "export"
     FINE_TUNING = "fine-tuning"
+    MAPS = "maps"
+    READING_FILES = "reading files"
+    LOADING_MODEL = "loading the model"
+    OPENING_DATA = "opening data"
+    OPENING_IMAGES = "opening images"
+    JUDGING_IMAGES = "judging images"
+    PREPARING_DEMO = "preparing the demo"
+    READING_IMAGES = "reading images"
 
     def __str__(self) -> str:
         return self.value

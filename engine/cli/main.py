@@ -82,9 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
     s.add_argument("--step-size", default="1", metavar="K|P%", help="channels pruned per step, or a share of the layer such as 10%% (drops are still found channel by channel)")
     s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
+    from engine.pruning.criteria import REGISTRY
+
     s.add_argument("--rankings", type=_rankings, default=["activation"], metavar="NAMES",
-                   help="pruning criteria to compare, the first one's files at the top: activation (default), "
-                   "clp, l1, anp, random, difference (a diagnostic: it uses the trigger)")
+                   help="pruning criteria to compare, the first one's files at the top: " + ", ".join(
+                       n + (" (default)" if n == "activation" else "") + (" (a diagnostic: it uses the trigger)"
+                                                                          if c.diagnostic else "")
+                       for n, c in REGISTRY.items()))
     s.add_argument("--random-seeds", type=int, default=5, metavar="N",
                    help="random orders to draw for the band (default 5, as in the window)")
     s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")

@@ -5,6 +5,7 @@ map. Mixed into :class:`guiapp.controller.Controller`, whose task runner and sig
 from __future__ import annotations
 
 from guiapp import tasks
+from guiapp.kinds import TaskKind
 
 
 class MapsMixin:
@@ -28,7 +29,7 @@ class MapsMixin:
         got = self._map_inputs(method)
         if got is not None:
             model, layer, ch = got
-            self.run("maps", lambda st: tasks.page_maps(self.session.map_makers, model, layer, method, ch, page, st),
+            self.run(TaskKind.MAPS, lambda st: tasks.page_maps(self.session.map_makers, model, layer, method, ch, page, st),
                      on_return=self.mapsRead.emit, busy=f"Drawing {method} maps…")
 
     def image_maps(self, method: str, path: str, index: int, pixels) -> None:
@@ -36,7 +37,7 @@ class MapsMixin:
         if got is not None:
             model, layer, ch = got
             res, step = self.session.result, self.session.step
-            self.run("maps", lambda st: tasks.image_maps(self.session.map_makers, model, res, step, method, ch, path, index,
+            self.run(TaskKind.MAPS, lambda st: tasks.image_maps(self.session.map_makers, model, res, step, method, ch, path, index,
                                                          pixels, st),
                      on_return=self.imageMaps.emit, busy=f"Drawing the {method} maps of B and B′…")
 
@@ -48,7 +49,7 @@ class MapsMixin:
         model, layer, ch = got
         clean, poisoned = s.datasets["clean_valid"], s.datasets.get("poisoned_valid")
         roles = ("clean_valid", "poisoned_valid")
-        self.run("maps", lambda st: tasks.mean_maps(self.session.map_makers, model, layer, method, ch, clean, poisoned, st),
+        self.run(TaskKind.MAPS, lambda st: tasks.mean_maps(self.session.map_makers, model, layer, method, ch, clean, poisoned, st),
                  roles=roles, on_return=self.meanMaps.emit, busy=f"Mean {method} maps over validation data…")
 
     def channel_maps(self) -> None:
@@ -68,5 +69,5 @@ class MapsMixin:
             self._channel_maps = (res, maps)
             self.channelMaps.emit(maps)
 
-        self.run("maps", lambda st: tasks.channel_maps(model, layer, sets, st), roles=tuple(sets),
+        self.run(TaskKind.MAPS, lambda st: tasks.channel_maps(model, layer, sets, st), roles=tuple(sets),
                  on_return=done, busy="Mean activation maps of every channel…")
