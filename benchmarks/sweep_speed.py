@@ -91,11 +91,12 @@ res = Sweep(lm, ds, method=spec.get("method", "auto")).run()
 t2 = time.perf_counter()
 outputs_s = 0.0
 if spec.get("outputs"):  # what `prunelab sweep` writes after the sweep (report, figures, map, B'/G)
-    import tempfile
+    import shutil, tempfile
     from engine.report.outputs import write_sweep_outputs
-    write_sweep_outputs(res, lm, tempfile.mkdtemp(prefix="prunelab-bench-out-"), datasets=ds,
-                        with_models=spec["outputs"] == "models")
+    out = tempfile.mkdtemp(prefix="prunelab-bench-out-")
+    write_sweep_outputs(res, lm, out, datasets=ds, with_models=spec["outputs"] == "models")
     outputs_s = time.perf_counter() - t2
+    shutil.rmtree(out, ignore_errors=True)
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]  # peak RSS of *this* process
 print(json.dumps({"sweep_s": t2 - t1, "process_s": t2 - t0 + outputs_s, "load_s": t1 - t0, "outputs_s": outputs_s,
                   "rss_mb": int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -110,7 +111,8 @@ sys.path.insert(0, sys.argv[1])
 spec = json.loads(sys.argv[2])
 from engine.io.datasets import LabDataset
 from engine.models.loading import load_model
-from engine.pruning.criteria import ANPConfig, RankingStep, RankingSweeps
+from engine.pruning.criteria import ANPConfig
+from engine.pruning.rankings import RankingStep, RankingSweeps
 lm = load_model(spec["model"])
 ds = {r: LabDataset(p, lm.input_hwc) for r, p in spec["data"].items()}
 rs = RankingSweeps(lm, ds, spec["rankings"], anp=ANPConfig(iterations=spec["anp_iterations"]))

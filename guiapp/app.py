@@ -10,8 +10,9 @@ import os
 import sys
 import time
 
-TAB_INDEX = {"curves": 0, "activations": 1, "images": 2, "results": 3, "rankings": 4, "tradeoff": 5, "scan": 6,
-             "repair": 7}
+from guiapp.kinds import Tab  # noqa: E402
+
+TAB_INDEX = {t.name.lower(): t for t in Tab}  # the --tab option's words (Tab.named reads them too)
 
 
 def process_age() -> float | None:

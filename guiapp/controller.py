@@ -14,9 +14,12 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.core.vocabulary import ROLE_TITLES, ROLES
 from engine.core.errors import PruneLabError, UnsafeModelError
+from engine.core.state import Progress
 from engine.models.scale import ScaleDecision
+from engine.pruning.rankings import RankingStep
 from guiapp import tasks
 from guiapp.controllers.maps import MapsMixin
+from guiapp.kinds import TaskKind
 from guiapp.session import Session, SlotBusy
 from guiapp.worker import Worker
 
@@ -68,13 +71,12 @@ class Controller(MapsMixin, QObject):
         self._workers: set[Worker] = set()  # every thread still running, the slot's included
         self._pending = 0  # opens still to arrive of the last demo or drop
         self._judging = None  # (photos path, step) being judged now
-        self._makers: dict = {}  # traced map makers, reused page after page
         self._channel_maps = None  # tasks.ChannelMaps of the last result
         # the window's question for a folder whose name says no slot: a role, "photos", or None (skip it)
         self.ask_role = lambda path: None
 
     # ------------------------------------------------------------------ running tasks
-    def run(self, name: str, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
+    def run(self, name: TaskKind, task, *, roles=(), on_yield=None, on_return=None, on_abort=None,
             on_error=None, light: bool = False, busy: str | None = None) -> Worker | None:
         """Start ``task(state)`` in a worker. Long tasks take the one slot (and hold the datasets
         of ``roles`` until they end); light ones run beside it."""
@@ -118,7 +120,7 @@ class Controller(MapsMixin, QObject):
 
     def toggle_pause(self) -> None:
         w = self.worker
-        if w is None or w.name != "sweep":
+        if w is None or w.name != TaskKind.SWEEP:
             return
         if w.pause_requested:
             w.resume()
@@ -145,7 +147,7 @@ class Controller(MapsMixin, QObject):
     # ------------------------------------------------------------------ opening
     def open_files(self, paths) -> None:
         """Route files by their content: models, weights, datasets (dropped, or from recent)."""
-        self.run("reading files", lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
+        self.run(TaskKind.READING_FILES, lambda st: tasks.route_files(list(paths), st), on_return=self._route, light=True)
 
     def _route(self, route: tasks.FileRoute) -> None:
         named = [p for p, role in route.folders if role is not None]  # their name says a slot
@@ -177,7 +179,7 @@ class Controller(MapsMixin, QObject):
                 return True
             return False
 
-        if self.run("loading the model", lambda st: tasks.open_model(path, weights, allow_unsafe, st),
+        if self.run(TaskKind.LOADING_MODEL, lambda st: tasks.open_model(path, weights, allow_unsafe, st),
                     on_return=self._model_opened, on_error=refused,
                     busy=f"Opening {Path(path or weights).name}…") is None:
             self._arrived()
@@ -207,7 +209,7 @@ class Controller(MapsMixin, QObject):
             return
         m, resize = self.session.model, self.session.resize
         hwc = m.input_hwc if m is not None else None
-        self.run("opening data", lambda st: tasks.open_dataset(path, hwc, resize, st), light=True,
+        self.run(TaskKind.OPENING_DATA, lambda st: tasks.open_dataset(path, hwc, resize, st), light=True,
                  on_return=lambda v: self._data_opened(Path(path), role, *v),
                  on_error=lambda e: self._arrived())
 
@@ -239,7 +241,7 @@ class Controller(MapsMixin, QObject):
             self.photo_verdicts(self.session.step)
             self._arrived()
 
-        self.run("opening images", lambda st: tasks.open_photos(list(paths), hwc, resize, st), light=True,
+        self.run(TaskKind.OPENING_IMAGES, lambda st: tasks.open_photos(list(paths), hwc, resize, st), light=True,
                  on_return=opened, on_error=lambda e: self._arrived())
 
     def photo_verdicts(self, step: int) -> None:
@@ -259,7 +261,7 @@ class Controller(MapsMixin, QObject):
                 self.photoVerdicts.emit(verdicts)
 
         # in the task slot: a naive sweep zeroes the model's weights in place while it runs
-        w = self.run("judging images", lambda st: tasks.photo_verdicts(model, res, step, ds, st),
+        w = self.run(TaskKind.JUDGING_IMAGES, lambda st: tasks.photo_verdicts(model, res, step, ds, st),
                      on_return=arrived, busy="B, B′ and G judge the images…")
         if w is not None:
             self._judging = want
@@ -281,7 +283,7 @@ class Controller(MapsMixin, QObject):
                 self.clear_data(role)
             self.open_set(paths.model, None, paths.datasets)
 
-        self.run("preparing the demo", lambda st: tasks.prepare_demo(variant, st), on_return=prepared,
+        self.run(TaskKind.PREPARING_DEMO, lambda st: tasks.prepare_demo(variant, st), on_return=prepared,
                  busy="Preparing the demo (its first use renders the data)…")
 
     def open_set(self, model, weights, datasets: dict) -> None:
@@ -318,9 +320,9 @@ class Controller(MapsMixin, QObject):
                 if ev.fallback_reason:
                     self.warning.emit(f"naive loop (no fast path): {ev.fallback_reason}")
                 self.sweepStarted.emit(ev)
-            elif hasattr(ev, "phase"):
+            elif isinstance(ev, Progress):
                 self.progress.emit(ev.text, ev.done, ev.total)
-            elif hasattr(ev, "record"):  # one criterion's step, when several are swept
+            elif isinstance(ev, RankingStep):  # one criterion's step, when several are swept
                 self.rankingRecord.emit(ev.name, ev.record)
             else:
                 if ev.reached:
@@ -344,7 +346,7 @@ class Controller(MapsMixin, QObject):
             task = lambda st: tasks.run_rankings(model, datasets, names, layer, thresholds,  # noqa: E731
                                                  random_seeds, step_size, st, input_scale)
 
-        started = self.run("sweep", task, roles=tuple(datasets), on_yield=record, on_return=finished,
+        started = self.run(TaskKind.SWEEP, task, roles=tuple(datasets), on_yield=record, on_return=finished,
                            on_abort=self.sweepCancelled.emit, busy="computing activations…") is not None
         if started:
             s.set_result(None)  # the previous sweep no longer describes what is on screen
@@ -382,7 +384,7 @@ class Controller(MapsMixin, QObject):
         if s.result is None or s.model is None:
             return
         model, res, inputs = s.model, s.result, s.inputs()
-        self.run("saving", lambda st: tasks.run_save(model, res, which, step, path, inputs, st),
+        self.run(TaskKind.SAVING, lambda st: tasks.run_save(model, res, which, step, path, inputs, st),
                  on_return=lambda p: self._saved(p, f"Saved {'B′' if which == 'bprime' else 'G'} at step {step}"),
                  busy=f"Saving {path.name}…")
 
@@ -391,7 +393,7 @@ class Controller(MapsMixin, QObject):
         if not s.fine_tuned:
             return
         ft, model, inputs = s.fine_tuned[index], s.model, s.inputs()
-        self.run("saving", lambda st: tasks.run_save_fine_tuned(model, ft, which, path, inputs, st),
+        self.run(TaskKind.SAVING, lambda st: tasks.run_save_fine_tuned(model, ft, which, path, inputs, st),
                  on_return=lambda p: self._saved(p, "Saved the fine-pruned model"), busy=f"Saving {path.name}…")
 
     def export(self, folder: Path) -> None:
@@ -401,7 +403,7 @@ class Controller(MapsMixin, QObject):
             return
         model, res, inputs, step = s.model, s.result, s.inputs(), s.step
         datasets = {r: d for r, d in s.datasets.items() if s.result_covers(r)}
-        self.run("export", lambda st: tasks.run_export(model, res, datasets, folder, inputs, step, st),
+        self.run(TaskKind.EXPORT, lambda st: tasks.run_export(model, res, datasets, folder, inputs, step, st),
                  roles=tuple(datasets), on_return=lambda p: self._saved(p, "Report, B′ and G written"),
                  busy="Writing the report, B′ and G…")
 
@@ -419,7 +421,7 @@ class Controller(MapsMixin, QObject):
         epochs: list = []
 
         def record(ev):
-            if hasattr(ev, "phase"):
+            if isinstance(ev, Progress):
                 self.progress.emit(f"fine-tuning from step {step}: {ev.text}", ev.done, ev.total)
             else:
                 epochs.append(ev)
@@ -430,7 +432,7 @@ class Controller(MapsMixin, QObject):
             self.progress.emit(f"fine-tuned {ft.config.epochs} epochs", 1, 1)
             self.fineTuneFinished.emit(ft)
 
-        if self.run("fine-tuning", lambda st: tasks.run_fine_tune(model, datasets, res, step, params, st),
+        if self.run(TaskKind.FINE_TUNING, lambda st: tasks.run_fine_tune(model, datasets, res, step, params, st),
                     roles=tuple(datasets), on_yield=record, on_return=finished,
                     busy=f"Fine-tuning from step {step}…") is not None:
             self.fineTuneEpochs.emit(step, [])
@@ -441,7 +443,7 @@ class Controller(MapsMixin, QObject):
         if ds is None:
             return
         self.session.hold(ds)
-        w = self.run("reading images", lambda st: tasks.read_page(ds, indices, st), light=True,
+        w = self.run(TaskKind.READING_IMAGES, lambda st: tasks.read_page(ds, indices, st), light=True,
                      on_return=self.pageRead.emit)
         w.finished.connect(lambda: self.session.release(ds))
 

@@ -21,8 +21,9 @@ def gui_parser(prog: str = "prunelab gui") -> argparse.ArgumentParser:
     g.add_argument("--run", action="store_true", help="start the sweep once everything is open")
     g.add_argument("--rankings", metavar="NAMES", help="criteria to tick before --run, e.g. activation,l1,clp,random")
     g.add_argument("--screenshot", type=Path, help="after the sweep, save a screenshot of the window")
-    g.add_argument("--tab", default=None, choices=["curves", "activations", "images", "results", "rankings", "tradeoff",
-                                                     "scan", "repair"],
+    from guiapp.kinds import Tab
+
+    g.add_argument("--tab", default=None, choices=[t.name.lower() for t in Tab],
                    help="the tab to show for --screenshot")
     g.add_argument("--quit", action="store_true", help="exit when the automation is done")
     g.add_argument("--smoke-test", action="store_true", help="open the window, process events, exit 0")

@@ -15,6 +15,7 @@ from engine.core.vocabulary import ROLE_TITLES
 from guiapp.controller import Controller
 from guiapp.controllers.repair import RepairController
 from guiapp.controllers.scan import ScanController
+from guiapp.kinds import Tab
 from guiapp.menus import TABS, build_menus
 from guiapp.recent import Recent
 from guiapp.views import dialogs
@@ -361,13 +362,13 @@ class MainWindow(QMainWindow):
         if r is None or index not in self._stale:
             return
         self._stale.discard(index)
-        view = {1: self.activations, 2: self.images, 3: self.results}.get(index)
+        view = {Tab.ACTIVATIONS: self.activations, Tab.IMAGES: self.images, Tab.RESULTS: self.results}.get(index)
         if view is None:
             return
         view.show_result(r, self.session.step)
 
     def keyPressEvent(self, ev) -> None:
-        if ev.key() in (Qt.Key_Left, Qt.Key_Right, Qt.Key_Home, Qt.Key_End) and self.tabs.currentIndex() == 0:
+        if ev.key() in (Qt.Key_Left, Qt.Key_Right, Qt.Key_Home, Qt.Key_End) and self.tabs.currentIndex() == Tab.CURVES:
             self.curves.keyPressEvent(ev)
         else:
             super().keyPressEvent(ev)

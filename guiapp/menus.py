@@ -7,7 +7,9 @@ from PySide6.QtWidgets import QMessageBox
 
 from guiapp.views import dialogs
 
-TABS = ("Curves", "Activations", "Images", "Results", "Rankings", "Trade-off", "Scan", "Repair")
+from guiapp.kinds import Tab  # noqa: E402
+
+TABS = tuple(t.title for t in Tab)
 
 
 def build_menus(win) -> None:
@@ -43,8 +45,8 @@ def build_menus(win) -> None:
     sm.addSeparator()
     act(sm, "Clear activation &cache", win.ctl.clear_cache)
     vm = mb.addMenu("&View")
-    for i, name in enumerate(TABS):
-        act(vm, name, lambda i=i: win.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
+    for tab in Tab:
+        act(vm, tab.title, lambda t=tab: win.tabs.setCurrentIndex(t), f"Ctrl+{int(tab) + 1}")
     act(vm, "Model layers…", win.show_layers)
     act(mb.addMenu("&Help"), "&About PruneLab", lambda: QMessageBox.about(win, "About PruneLab", dialogs.about_text()))
     tb = win.addToolBar("Main")

@@ -42,6 +42,8 @@ class Session:
     resize: bool = False  # resize images of another size to the model's input
     repair: object = None  # engine.analysis.repair.RepairResult of the open model (its Gs' answers)
     task: Task | None = None
+    # traced map makers, reused page after page; they belong to the model and go with it
+    map_makers: dict = field(default_factory=dict)
     _readers: Counter = field(default_factory=Counter)  # id(dataset) -> open reads
     _retired: dict = field(default_factory=dict)  # id -> dataset waiting to be closed
 
@@ -137,6 +139,8 @@ class Session:
             self.set_result(None)  # it describes another model
         if self.repair is not None and self.repair.model_path != str(model.path):
             self.repair = None
+        if model is not self.model:
+            self.map_makers = {}  # traced for the old model
         self.model, self.default_layer = model, default_layer
         dropped = []
         for role, ds in list(self.datasets.items()):

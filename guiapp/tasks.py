@@ -123,7 +123,7 @@ def run_rankings(model, datasets: dict, names, layer, thresholds, random_seeds: 
     :class:`RankingsDone`."""
     yield settle_input_scale(model, input_scale, datasets)
     from engine.report.compare import comparison_table
-    from engine.pruning.criteria import RankingSweeps
+    from engine.pruning.rankings import RankingSweeps
 
     rs = RankingSweeps(model, datasets, names, layer, thresholds, random_seeds=random_seeds, state=state,
                        step_size=step_size)
@@ -299,10 +299,19 @@ class ChannelMaps:
     by_role: dict
 
 
+def _map_layer(model, layer):
+    """Where the maps of a sweep of ``layer`` are drawn: the layer, or for a hidden Dense layer
+    the last Conv2D before it (the engine's rule, as for backdoor_map.png)."""
+    from engine.pruning.graph import conv_before
+
+    return (conv_before(model, layer) or layer) if layer else None
+
+
 def _maker(makers: dict, model, layer, method: str, channels):
     """One traced map maker per (model, layer, method, channels), kept across pages."""
     from engine.analysis.maps import MapMaker
 
+    layer = _map_layer(model.model, layer)
     key = (id(model.model), model.input_scale, layer, method, tuple(channels or ()))
     if key not in makers:
         makers[key] = MapMaker(model.model, layer, method, list(channels) if channels else None,
@@ -328,7 +337,8 @@ def image_maps(makers: dict, model, result, step: int, method: str, channels, pa
     if result is not None:
         state.cancel_point()
         bp = make_bprime(model.model, layer, result.pruned_channels(step))
-        out[f"B′@{step} (for B's class)"] = MapMaker(bp, layer, method, channels, input_scale=model.input_scale).explain(x, classes=cls)[0][0]
+        out[f"B′@{step} (for B's class)"] = MapMaker(bp, _map_layer(model.model, layer), method, channels,
+                                                     input_scale=model.input_scale).explain(x, classes=cls)[0][0]
     return ImageMaps(path, index, method, out)
 
 

@@ -138,3 +138,16 @@ def write_images(folder: Path, x_nhwc, names, fmt: str | None = None) -> list[Pa
             p, kind, **({"quality": 95} if kind == "JPEG" else {}))
         out.append(p)
     return out
+
+
+def unit_scale_twin(model_path, out: Path) -> Path:
+    """The same network for pixels / 255: the first layer's kernel × 255, saved as ``.keras``
+    (what the CSAW-HackML-2020 models are to the lab's raw-pixel ones)."""
+    from engine.models.loading import load_model
+
+    lm = load_model(model_path)
+    conv = lm.model.get_layer("conv_1")
+    k, b = conv.get_weights()
+    conv.set_weights([k * np.float32(255.0), b])
+    lm.model.save(str(out))
+    return Path(out)

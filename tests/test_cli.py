@@ -204,6 +204,12 @@ def test_rerun_into_an_output_folder_leaves_only_that_runs_files(small_lab, tmp_
     assert sorted(p.name for p in out.iterdir()) == ["bprime_bars.png", "curves_valid.png", "goodnet_bars.png",
                                                      "metrics.csv", "summary.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or old files left
+    # another command's output folder is not replaced: the sweep stays as it was
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["maps", "--model", str(small_lab.model), "--data", str(f["clean_valid"]), "--out", str(out)]) == 2
+    r = run_cli("finetune", "--from-sweep", out, "--step", "1", "--out", out)
+    assert r.returncode == 2 and "holds a 'prunelab sweep' output" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == before
     # a folder holding the user's own files is refused up front, and left alone
     mine = tmp_path / "mine"
     mine.mkdir()

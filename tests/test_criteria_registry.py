@@ -48,7 +48,8 @@ def test_order_direction():
 
 
 def test_a_new_criterion_reaches_the_parser_and_the_sweeps(loudest_first, small_lab):
-    from engine.pruning.criteria import RankingSweeps, parse_rankings
+    from engine.pruning.criteria import parse_rankings
+    from engine.pruning.rankings import RankingSweeps
 
     assert parse_rankings("activation,loudest") == ["activation", "loudest"]
     with pytest.raises(PruneLabError, match="unknown ranking 'quietest'"):

@@ -140,3 +140,18 @@ def test_a_dense_layer_sweeps_and_fine_tunes_end_to_end(small_lab, tmp_path):
     assert got == s["ranking"]["order"][:s["pruned"][3]] and len(got) == s["pruned"][3]
     bp = load_model(ft / "B_prime_finetuned_step3.h5").model.get_layer("fc_2").get_weights()
     assert not np.any(bp[0][:, got]) and not np.any(bp[1][got])  # still exactly zero after training
+
+
+def test_the_record_to_channels_rule_reads_old_summaries_safely():
+    from engine.core.errors import PruneLabError
+    from engine.pruning.records import pruned_count, summary_pruned_per_record
+
+    assert pruned_count([0, 10, 20, 21], 3) == 21 and pruned_count(None, 7) == 7
+    with pytest.raises(PruneLabError):
+        pruned_count([0, 10], 2)
+    assert summary_pruned_per_record({"pruned": [0, 4, 8], "checkpoints": []}) == [0, 4, 8]
+    # a summary written before the counts were recorded: fine with step size 1 ...
+    assert summary_pruned_per_record({"checkpoints": [{"step": 3, "pruned_channels": [5, 1, 2]}]}) is None
+    # ... refused (not guessed) when its checkpoints show records pruning more than their index
+    with pytest.raises(PruneLabError, match="run the sweep again"):
+        summary_pruned_per_record({"checkpoints": [{"step": 2, "pruned_channels": [5, 1, 2, 7]}]})

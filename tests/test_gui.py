@@ -381,12 +381,9 @@ def test_maps_on_thumbnails_large_view_mean_and_channel(qtbot, win):
 def test_model_panel_shows_and_changes_the_input_scale(qtbot, win, small_lab, tmp_path):
     """The /255 twin of the small lab's network: 'auto' detects it when the sweep starts; the
     user's pick applies to the model at once."""
-    lm = load_model(small_lab.model)
-    conv = lm.model.get_layer("conv_1")
-    k, b = conv.get_weights()
-    conv.set_weights([k * np.float32(255.0), b])
-    unit = tmp_path / "unit_net.keras"
-    lm.model.save(str(unit))
+    from tests.helpers import unit_scale_twin
+
+    unit = unit_scale_twin(small_lab.model, tmp_path / "unit_net.keras")
     with qtbot.waitSignal(win.ctl.modelOpened, timeout=LONG):
         win.ctl.open_model(unit)
     with qtbot.waitSignal(win.ctl.datasetChanged, timeout=LONG):

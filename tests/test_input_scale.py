@@ -10,22 +10,14 @@ import numpy as np
 import pytest
 
 from engine.core.errors import PruneLabError, PruneLabWarning
-from tests.helpers import run_bare_script, write_images
+from tests.helpers import run_bare_script, unit_scale_twin, write_images
 
 
 @pytest.fixture(scope="module")
 def both(small_lab, tmp_path_factory):
     """The small lab's network, and the same network for pixels / 255 (a .keras file)."""
-    from engine.models.loading import load_model
-
     root = tmp_path_factory.mktemp("scale")
-    lm = load_model(small_lab.model)
-    conv = lm.model.get_layer("conv_1")
-    k, b = conv.get_weights()
-    conv.set_weights([k * np.float32(255.0), b])
-    unit = root / "unit_net.keras"
-    lm.model.save(str(unit))
-    return small_lab, unit
+    return small_lab, unit_scale_twin(small_lab.model, root / "unit_net.keras")
 
 
 def test_auto_detects_each_convention_and_says_so(both):

@@ -9,8 +9,9 @@ from engine.report.compare import comparison_table, rankings_csv
 from engine.io.datasets import LabDataset
 from engine.core.errors import Cancelled, PruneLabError
 from engine.models.loading import load_model
-from engine.pruning.criteria import (ANPConfig, RankingStep, RankingSweeps, anp_ranking, check_available, clp_ranking,
-                             l1_ranking, parse_rankings, random_rankings)
+from engine.pruning.criteria import (ANPConfig, anp_ranking, check_available, clp_ranking, l1_ranking,
+                                     parse_rankings, random_rankings)
+from engine.pruning.rankings import RankingStep, RankingSweeps
 from engine.core.state import JobState
 from engine.pruning.records import Checkpoint, StepRecord, SweepResult
 from engine.pruning.sweep import Sweep
@@ -325,7 +326,7 @@ def test_tradeoff_points_and_figure():
     from types import SimpleNamespace
 
     from engine.report.compare import NamedPoint, defender_region, tradeoff_figure, tradeoff_xy
-    from engine.report import _plt
+    from engine.report.figures import _plt
     from engine.pruning.records import StepRecord
 
     recs = [StepRecord(s, None if s == 0 else s - 1, s / 4, clean_valid_acc=90.0 - s, asr_valid=None if s == 2

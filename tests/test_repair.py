@@ -227,6 +227,14 @@ def test_cli_writes_the_comparison_and_every_g(cli_out):
     assert info["evaluated_on"]["poisoned_test"].endswith("bd_test.h5")
     assert all(r["files"] == [] or set(r["files"]) <= names for r in info["rows"] if r["source"] == "this run")
     assert not [n for n in names if n.startswith(".")]
+    # B_unlearned is saved as a model, not a training state: no optimizer variables in it
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(cli_out / "B_unlearned.keras") as z, h5py.File(io.BytesIO(z.read("model.weights.h5"))) as f:
+        assert "optimizer" not in f and "layers" in f
 
 
 @pytest.mark.slow

@@ -56,12 +56,9 @@ def probabilities(t, model):
     a model that ends in plain logits gets a softmax here; a model whose last layer is a nested
     model is read through it (the one rule of :mod:`engine.models.logits`)."""
     from engine.core.tfsetup import keras
-    from engine.models.logits import logits_of
+    from engine.models.logits import answers_probabilities
 
-    spec = logits_of(model)
-    while spec.kind == "output" and hasattr(spec.layer, "layers") and getattr(spec.layer, "outputs", None):
-        spec = logits_of(spec.layer)  # a model that ends in a nested model: look inside it
-    if spec.probabilities:
+    if answers_probabilities(model):
         return t
     return keras().ops.softmax(t, axis=-1)
 

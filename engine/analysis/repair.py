@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.pruning.rules import check_labels_in_range
 from engine.pruning.finetune import split_clean_valid
 from engine.models.loading import GOODNET_NAME, LoadedModel
 from engine.pruning.rules import pct
@@ -251,9 +252,8 @@ def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=
     for role, ds in datasets.items():
         if ds is not None and hasattr(ds, "expect"):
             ds.expect(model.input_hwc)
-        if ds is not None and int(np.max(ds.labels, initial=0)) >= model.n_classes:
-            raise PruneLabError(ds.path, f"labels go up to {int(np.max(ds.labels))} but the model has only "
-                                f"{model.n_classes} classes")
+        if ds is not None:
+            check_labels_in_range(ds, model.n_classes)
     if model.is_goodnet:
         raise PruneLabError(model.path, "is a detector G (N+1 outputs); repair the backdoored network B")
     N = model.n_classes
@@ -472,9 +472,6 @@ def _probs_model(badnet):
 
 
 def run_repair(model, datasets, **kw) -> RepairResult:
-    gen = repair_events(model, datasets, **kw)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
+    from engine.core.state import drive
+
+    return drive(repair_events(model, datasets, **kw))

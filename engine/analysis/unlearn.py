@@ -34,14 +34,9 @@ class UnlearnConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if not 1 <= self.epochs <= 10_000:
-            raise PruneLabError(None, f"epochs must be between 1 and 10000 (got {self.epochs})")
-        if not (0 < self.learning_rate < 10):
-            raise PruneLabError(None, f"learning rate {self.learning_rate} is out of range")
-        if not (1 <= self.batch_size <= 65536):
-            raise PruneLabError(None, f"batch size {self.batch_size} is out of range")
-        if not (0 < self.holdout < 1):
-            raise PruneLabError(None, f"held-out share must be in (0, 1) (got {self.holdout})")
+        from engine.pruning.finetune import check_training
+
+        check_training(self.epochs, self.learning_rate, self.batch_size, self.holdout)
         if not (0 < self.stamped_share < 1):
             raise PruneLabError(None, f"the stamped share must be in (0, 1) (got {self.stamped_share})")
 
@@ -109,5 +104,10 @@ def unlearn_events(model, clean_valid, triggers: list[Trigger], config: UnlearnC
                 yield Progress("unlearning", (epoch - 1) * batches + b + 1, cfg.epochs * batches,
                                f"epoch {epoch}/{cfg.epochs}")
         res.losses.append(float(np.mean(losses)))
+    # rebuilt from its config, without the optimizer (clone_model keeps it compiled): saved, it is B's size
+    plain = type(net).from_config(net.get_config())
+    plain.set_weights(net.get_weights())
+    plain.name = net.name
+    res.model = plain
     res.seconds = time.perf_counter() - t0
     return res

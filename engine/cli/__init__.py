@@ -1,2 +1,3 @@
-"""The headless commands (``prunelab sweep | eval | maps | finetune | demo | cache``): argparse,
-progress printing and one function per command (``main``; ``maps`` for ``prunelab maps``)."""
+"""The headless commands: argparse and one function per command (``main``: sweep, eval, demo,
+cache, finetune; ``maps``; ``scan``: scan and stamp; ``repair``), and what they share — the
+model arguments, the input-scale line, the progress printer (``common``)."""

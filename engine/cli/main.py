@@ -82,9 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
     s.add_argument("--step-size", default="1", metavar="K|P%", help="channels pruned per step, or a share of the layer such as 10%% (drops are still found channel by channel)")
     s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
+    from engine.pruning.criteria import REGISTRY
+
     s.add_argument("--rankings", type=_rankings, default=["activation"], metavar="NAMES",
-                   help="pruning criteria to compare, the first one's files at the top: activation (default), "
-                   "clp, l1, anp, random, difference (a diagnostic: it uses the trigger)")
+                   help="pruning criteria to compare, the first one's files at the top: " + ", ".join(
+                       n + (" (default)" if n == "activation" else "") + (" (a diagnostic: it uses the trigger)"
+                                                                          if c.diagnostic else "")
+                       for n, c in REGISTRY.items()))
     s.add_argument("--random-seeds", type=int, default=5, metavar="N",
                    help="random orders to draw for the band (default 5, as in the window)")
     s.add_argument("--resize", action="store_true", help="resize images of another size to the model's input (bilinear)")
@@ -226,7 +230,7 @@ def cmd_sweep(args) -> int:
                 setattr(args, role, pth)
     from engine.report.outputs import check_output_folder
 
-    check_output_folder(args.out)  # before the sweep: a refused folder wastes no work
+    check_output_folder(args.out, "sweep")  # before the sweep: a refused folder wastes no work
     datasets = _open_datasets(args)
     from engine.pruning.criteria import check_available
 
@@ -254,7 +258,7 @@ def cmd_sweep(args) -> int:
 
 def _sweep_rankings(args, model, datasets, inputs) -> int:
     from engine.report.compare import comparison_table, summary_lines, write_rankings_sweep
-    from engine.pruning.criteria import RankingSweeps
+    from engine.pruning.rankings import RankingSweeps
     from engine.core.state import Progress
 
     rs = RankingSweeps(model, datasets, args.rankings, args.layer, args.thresholds, random_seeds=args.random_seeds,
@@ -298,6 +302,8 @@ def _print_summary(result, out: Path) -> None:
 def cmd_eval(args) -> int:
     import json
 
+    from engine.pruning.rules import check_labels_in_range
+
     from engine.io.datasets import open_dataset
     from engine.models.runner import predict_dataset_labels
 
@@ -314,8 +320,8 @@ def cmd_eval(args) -> int:
     for src in ([args.image] if args.image else args.data):
         ds = open_dataset(src, model.input_hwc, resize=args.resize)
         path, labelled = ds.path, ds.has_labels
-        if labelled and ds.label_max >= n_real:
-            raise PruneLabError(path, f"labels go up to {ds.label_max} but the model has only {n_real} classes")
+        if labelled:
+            check_labels_in_range(ds, n_real)
         if not scale_set:
             settle_input_scale(args, model, ds if labelled and not (ds.single_target and ds.n > 1) else None)
             scale_set = True
@@ -357,7 +363,7 @@ def cmd_demo(args) -> int:
     spec.pruning_aware = args.pruning_aware
     from engine.report.outputs import staged_output
 
-    with staged_output(args.out) as stage:
+    with staged_output(args.out, kind="demo") as stage:
         generate_demo(spec, stage, data_only=args.data_only, log=lambda t: print(t, file=sys.stderr))
     print(f"wrote {args.out}")
     return 0
@@ -389,7 +395,7 @@ def cmd_finetune(args) -> int:
 
     from engine.report.outputs import check_output_folder
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, "finetune")
     summary = read_sweep_summary(args.from_sweep)
     step = resolve_step(summary, args.step)
     n_pruned = pruned_count(summary_pruned_per_record(summary), step)

@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.analysis.maps import (DEFAULT_TOP, MapChunk, MapMaker, MeanAccumulator, _limited, iter_maps,
                                   trigger_channels)
-from engine.core.errors import PruneLabError
+from engine.core.errors import PruneLabError, warn
 from engine.report.maps import grid_figure, mean_figure
 
 GRID_IMAGES = 20
@@ -76,7 +76,7 @@ def run_maps_cli(args, bar) -> int:
     from engine.report.figures import save_figure
     from engine.report.outputs import check_output_folder, staged_output
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, "maps")
     if args.limit is not None and args.limit < 1:
         raise PruneLabError(None, f"--limit must be at least 1 (got {args.limit})")
     chans = parse_channels(args.channels)
@@ -111,20 +111,25 @@ def run_maps_cli(args, bar) -> int:
     names = array_names([d.path for d in datasets])
     how = args.method if args.method == "occlusion" else f"{args.method} at {maker.layer}"
     how += f" (channels {','.join(map(str, chans))})" if chans else ""
-    with staged_output(args.out, inputs) as stage:
+    with staged_output(args.out, inputs, "maps") as stage:
         with zipfile.ZipFile(stage / "maps.npz", "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             for ds, name in zip(datasets, names):
                 n = _limited(ds, args.limit)
                 acc = MeanAccumulator(maker.input_hw, args.method)
                 first: list[MapChunk] = []
+                peak = 0.0
                 with _npz_entry(zf, name, (n,) + maker.input_hw) as write:
                     for ch in iter_maps(maker, ds, limit=n,
                                         progress=lambda d, t, name=name: bar.update("maps", d, t, name)):
                         write(ch.maps)
                         acc.add(ch.images, ch.maps)
+                        peak = max(peak, float(ch.maps.max())) if len(ch.maps) else peak
                         if ch.start < GRID_IMAGES:
                             first.append(ch)
                 bar.close()
+                if peak == 0.0:
+                    warn(ds.path, f"every {args.method} map is zero: nothing in these images moves the "
+                         "model's answer at this layer")
                 k = min(GRID_IMAGES, n)
                 x = np.concatenate([c.images for c in first])[:k]
                 m = np.concatenate([c.maps for c in first])[:k]

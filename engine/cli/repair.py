@@ -15,7 +15,7 @@ def cmd_repair(args) -> int:
     from engine.report.repair import rows_from_sweep, summary_lines, write_repair_outputs
     from engine.core.state import Progress
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, "repair")
     methods = parse_methods(args.method)
     if not 0 <= args.frr < 50:
         raise PruneLabError(None, f"--frr must be between 0 and 50 % (got {args.frr:g})")

@@ -20,13 +20,13 @@ def _scan_labels(text: str | None, n_classes: int):
 
 
 def cmd_scan(args) -> int:
-    from engine.analysis.scan import MIN_CLEAN_IMAGES, scan_events
+    from engine.analysis.scan import MIN_CLEAN_IMAGES, _check_classifier, check_scan_inputs, scan_events
     from engine.core.state import JobState, Progress
     from engine.io.datasets import open_dataset
     from engine.report.outputs import check_output_folder
     from engine.report.scan import write_scan_outputs
 
-    check_output_folder(args.out)
+    check_output_folder(args.out, "scan")
     ds = open_dataset(args.clean_valid, resize=args.resize)
     if not ds.has_labels:  # before paying for TensorFlow
         raise PruneLabError(ds.path, "has no labels; the scan needs clean images with their true classes "
@@ -37,6 +37,8 @@ def cmd_scan(args) -> int:
     model = open_model(args)
     ds.expect(model.input_hwc)
     labels = _scan_labels(args.labels, model.n_classes)
+    check_scan_inputs(model, ds, labels)  # a refusal comes before the input-scale line
+    _check_classifier(model)
     settle_input_scale(args, model, ds)
     inputs = model.input_files() + [ds.path]
     bar = ProgressPrinter(quiet=args.quiet)

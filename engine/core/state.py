@@ -66,3 +66,16 @@ class JobState:
                 self.on_resume()
         if self._cancel.is_set():
             raise Cancelled()
+
+
+def drive(events, on_event=None):
+    """Run a job generator to its end and return what it returns (``StopIteration.value``);
+    ``on_event`` sees each value it yields (Progress, records …). The CLI and the plain
+    ``run_*`` helpers use it; the window's worker iterates the generator itself."""
+    while True:
+        try:
+            ev = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if on_event is not None:
+            on_event(ev)

@@ -72,8 +72,12 @@ def logits_of(model) -> Logits:
 
 
 def answers_probabilities(model) -> bool:
-    """Whether ``model`` ends in a softmax (in any of its forms)."""
-    return logits_of(model).probabilities
+    """Whether ``model`` ends in a softmax (in any of its forms), looking inside a model whose last
+    layer is itself a model (a G wraps its B that way)."""
+    spec = logits_of(model)
+    while spec.kind == "output" and hasattr(spec.layer, "layers") and getattr(spec.layer, "outputs", None):
+        spec = logits_of(spec.layer)
+    return spec.probabilities
 
 
 def logits_function(model, name: str = "prunelab_logits"):

@@ -32,14 +32,7 @@ class FineTuneConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if self.epochs < 1 or self.epochs > 10_000:
-            raise PruneLabError(None, f"epochs must be between 1 and 10000 (got {self.epochs})")
-        if not (0 < self.learning_rate < 10):
-            raise PruneLabError(None, f"learning rate {self.learning_rate} is out of range")
-        if not (1 <= self.batch_size <= 65536):
-            raise PruneLabError(None, f"batch size {self.batch_size} is out of range")
-        if not (0 < self.holdout < 1):
-            raise PruneLabError(None, f"held-out share must be in (0, 1) (got {self.holdout})")
+        check_training(self.epochs, self.learning_rate, self.batch_size, self.holdout)
 
 
 @dataclass(frozen=True)
@@ -88,6 +81,18 @@ class FineTuneResult:
                 "pruning_only": {m: self.records[0].metric(m) for m in METRICS},
                 "fine_pruned": {m: self.records[-1].metric(m) for m in METRICS},
                 "evaluation": self.evaluation()}
+
+
+def check_training(epochs: int, learning_rate: float, batch_size: int, holdout: float) -> None:
+    """The one check of a training run's settings (fine-pruning, unlearning)."""
+    if not 1 <= epochs <= 10_000:
+        raise PruneLabError(None, f"epochs must be between 1 and 10000 (got {epochs})")
+    if not (0 < learning_rate < 10):
+        raise PruneLabError(None, f"learning rate {learning_rate} is out of range")
+    if not (1 <= batch_size <= 65536):
+        raise PruneLabError(None, f"batch size {batch_size} is out of range")
+    if not (0 < holdout < 1):
+        raise PruneLabError(None, f"held-out share must be in (0, 1) (got {holdout})")
 
 
 def split_clean_valid(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

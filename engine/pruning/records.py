@@ -139,7 +139,10 @@ def summary_pruned_per_record(summary: dict) -> list[int] | None:
     per = summary.get("pruned")
     if per is not None:
         return [int(v) for v in per]
-    if int(summary.get("step_size", 1)) == 1:
+    # older summaries have no step size either: their checkpoints tell whether records were channels
+    stepped = any(cp.get("step") is not None and len(cp.get("pruned_channels", [])) != cp["step"]
+                  for cp in summary.get("checkpoints", []))
+    if int(summary.get("step_size", 1)) == 1 and not stepped:
         return None
     raise PruneLabError(None, "this sweep's summary.json has no 'pruned' list (channels pruned per "
                         "record); run the sweep again")

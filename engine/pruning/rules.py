@@ -146,3 +146,14 @@ def evaluate_labels(badnet: np.ndarray, bprime: np.ndarray, labels: np.ndarray, 
             f"goodnet_{kind}": pct(g == labels),
             "goodnet_" + ("flagged" if poisoned else "false_flagged"): pct(g == n_classes),
             f"badnet_{kind}": pct(badnet == labels)}
+
+
+def check_labels_in_range(dataset, n_classes: int) -> None:
+    """The one check that a labelled dataset's labels are classes of the model (0 … N−1): a
+    one-line error naming the file otherwise (accuracy against a class the model cannot answer
+    would silently be 0)."""
+    labels = np.asarray(dataset.labels)
+    top = int(labels.max(initial=0)) if labels.size else 0
+    if top >= int(n_classes):
+        raise PruneLabError(getattr(dataset, "path", None), f"labels go up to {top} but the model has only "
+                            f"{n_classes} classes (0–{int(n_classes) - 1})")

@@ -26,7 +26,7 @@ from engine.io.datasets import LabDataset
 from engine.core.errors import PruneLabError, warn
 from engine.io.memory import check_fits
 from engine.models.loading import LoadedModel
-from engine.pruning.rules import pct, zeroed_weights
+from engine.pruning.rules import check_labels_in_range, pct, zeroed_weights
 from engine.core.state import JobState, Progress
 from engine.pruning.activations import PREFIX_BATCH, ActivationStore
 from engine.pruning.criteria.activation import lab_order
@@ -125,9 +125,7 @@ class Sweep:
 
     def _check_labels(self, role: str, ds: LabDataset) -> None:
         n = self.model.n_classes
-        if ds.label_max >= n:
-            raise PruneLabError(ds.path, f"labels go up to {ds.label_max} but the model has only {n} "
-                                f"classes (0–{n - 1})")
+        check_labels_in_range(ds, n)
         if role.startswith("poisoned") and not ds.single_target:
             warn(ds.path, f"a poisoned file should carry the attacker's target as every label, but it "
                  f"holds {ds.n_labels} different labels; ASR counts predictions equal to each image's label")

@@ -317,7 +317,7 @@ def tradeoff_figure(rankings: Sequence[Ranking], results: dict, points: Sequence
     lines around their mean, repaired models as single named points, and the region a
     defender wants (ASR <= asr_max, clean drop <= drop_max %) shaded. The legend sits
     outside the axes."""
-    from engine.report import _plt
+    from engine.report.figures import _plt
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10.5, 6))
@@ -375,7 +375,7 @@ def write_tradeoff(rankings: Sequence[Ranking], results: dict, out, points: Sequ
     """``tradeoff.png`` in folder ``out`` (atomically)."""
     from pathlib import Path
 
-    from engine.report import save_figure
+    from engine.report.figures import save_figure
 
     path = Path(out) / "tradeoff.png"
     save_figure(tradeoff_figure(rankings, results, points, asr_max=asr_max), path)
@@ -422,7 +422,7 @@ def write_rankings_sweep(rankings: Sequence[Ranking], results: dict, model, out,
                      "ranking_name": rk.name}
             write_sweep_outputs(results[rk.name], model, side / rk.name, inputs=inputs, with_models=with_models,
                                 extra=extra, state=state, log=log)
-        with staged_output(out, inputs) as stage:
+        with staged_output(out, inputs, "sweep") as stage:
             write_sweep_outputs(results[rankings[0].name], model, stage, inputs=inputs, with_models=with_models,
                                 extra={"rankings": rankings_index(rankings)}, datasets=datasets, state=state,
                                 log=log)

@@ -22,21 +22,50 @@ from engine.pruning.thresholds import label as tname
 
 # files by which a folder is known as a previous PruneLab output (sweep/finetune, maps, demo)
 OUTPUT_MARKERS = ("summary.json", "maps.npz", "demo.json", "scan.json", "repair.json")
+KIND_NAMES = {"sweep": "'prunelab sweep'", "finetune": "'prunelab finetune'", "maps": "'prunelab maps'",
+              "demo": "'prunelab demo'", "scan": "'prunelab scan'", "repair": "'prunelab repair'"}
 
 
-def check_output_folder(out: str | os.PathLike) -> None:
+def output_kind(folder: str | os.PathLike) -> str | None:
+    """Which command's output a folder holds ("sweep", "finetune", "maps", "demo", "scan", "repair"), or None."""
+    folder = Path(folder)
+    if (folder / "maps.npz").is_file():
+        return "maps"
+    if (folder / "scan.json").is_file():
+        return "scan"
+    if (folder / "repair.json").is_file():
+        return "repair"
+    if (folder / "demo.json").is_file():
+        return "demo"
+    if (folder / "summary.json").is_file():
+        try:
+            head = json.loads((folder / "summary.json").read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            head = {}
+        return "finetune" if isinstance(head, dict) and "from_sweep" in head else "sweep"
+    return None
+
+
+def check_output_folder(out: str | os.PathLike, kind: str | None = None) -> None:
     """``out`` may receive a run's files: it does not exist yet (its parent does), is empty, or
-    is a previous PruneLab output folder (its files are then replaced by the new run's). A
-    folder holding anything else is refused, so a user's own files are never deleted."""
+    is a previous output folder of the same command (``kind``; any PruneLab output when None),
+    whose files are then replaced by the new run's. A folder holding anything else is refused,
+    so a user's own files (or another command's results) are never deleted."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PruneLabError(out, "exists and is not a folder")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
         raise PruneLabError(out, "its parent folder does not exist")
-    if out.is_dir() and any(out.iterdir()) and not any((out / m).is_file() for m in OUTPUT_MARKERS):
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    found = output_kind(out)
+    if found is None:
         raise PruneLabError(out, "holds files that PruneLab did not write; give a new or empty folder "
                             "(or a previous PruneLab output folder, whose files are replaced)")
+    if kind is not None and found != kind:
+        raise PruneLabError(out, f"holds a {KIND_NAMES[found]} output, which this {KIND_NAMES[kind]} run would "
+                            "replace; give another folder")
 
 
 def _holds_input(path: Path, inputs: set[str]) -> bool:
@@ -45,14 +74,14 @@ def _holds_input(path: Path, inputs: set[str]) -> bool:
 
 
 @contextlib.contextmanager
-def staged_output(out: str | os.PathLike, inputs: Iterable = ()) -> Iterator[Path]:
+def staged_output(out: str | os.PathLike, inputs: Iterable = (), kind: str | None = None) -> Iterator[Path]:
     """Yield a hidden staging folder; on success the folder ``out`` holds exactly its files:
     a previous run's files are replaced (never an input file, nor a folder holding one)."""
     from engine.io.atomic import check_not_input
 
     out = Path(out)
     inputs = list(inputs)
-    check_output_folder(out)
+    check_output_folder(out, kind)
     parent = out.parent if str(out.parent) else Path(".")
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.prunelab-", dir=parent))
     trash = None
@@ -60,7 +89,7 @@ def staged_output(out: str | os.PathLike, inputs: Iterable = ()) -> Iterator[Pat
         yield stage
         for f in stage.iterdir():
             check_not_input(out / f.name, inputs)
-        check_output_folder(out)  # still ours (nobody put files there while we ran)
+        check_output_folder(out, kind)  # still ours (nobody put files there while we ran)
         out.mkdir(exist_ok=True)
         keep = {os.path.realpath(os.fspath(p)) for p in inputs if p}
         old = [f for f in out.iterdir() if not _holds_input(f, keep)]
@@ -112,7 +141,7 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
     state = state or JobState()
     inputs = list(inputs)
     written = SweepOutputs(Path(out))
-    with staged_output(out, inputs) as stage:
+    with staged_output(out, inputs, "sweep") as stage:
         if with_models:
             for cp in result.checkpoints:
                 if cp.step is None:
@@ -187,7 +216,7 @@ def write_finetune_outputs(result, model, sweep_dir: Path, out: str | os.PathLik
     inputs = list(inputs)
     step = result.step
     bname, gname = f"B_prime_finetuned_step{step}.h5", f"G_finetuned_step{step}.keras"
-    with staged_output(out, inputs) as stage:
+    with staged_output(out, inputs, "finetune") as stage:
         save_model(result.model, stage / bname, inputs)
         save_goodnet(make_goodnet(model.model, result.model, input_scale=model.input_scale), stage / gname, inputs)
         atomic_write_text(stage / "finetune.csv", epochs_csv(result.records))

@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from engine.core.state import JobState
+from engine.report.compare import _fmt  # one way to write a table cell
 
 CSV_HEADER = ["method", "kind", "clean_acc", "asr", "detection", "detection_working", "false_flags", "seconds", "source", "note"]
 G_FILES = {"unlearned": "G_unlearned.keras", "filter": "G_filter.keras", "strip": "G_strip.keras",
@@ -26,20 +27,12 @@ FLAG_MEANING = {"unlearned": "the backdoored network and its unlearned copy disa
                 "strip": "blends with clean images stay confident (STRIP: low entropy)"}
 
 
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4f}".rstrip("0").rstrip(".")
-    return str(v)
-
-
 def repairs_csv(result) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_HEADER)
     for r in result.rows:
-        w.writerow([_cell(getattr(r, k)) for k in CSV_HEADER])
+        w.writerow([_fmt(getattr(r, k)) for k in CSV_HEADER])
     return buf.getvalue()
 
 
@@ -70,7 +63,7 @@ def repair_summary(result, extra: dict | None = None) -> dict:
 
 def comparison_figure(result, path: Path) -> None:
     """Grouped bars per method: clean accuracy, ASR, poisoned detected, clean falsely flagged."""
-    from engine.report import _plt, save_figure
+    from engine.report.figures import _plt, save_figure
 
     plt = _plt()
     rows = [r for r in result.rows if r.kind != "skipped" and r.clean_acc is not None]
@@ -109,7 +102,7 @@ def write_repair_outputs(result, out: str | os.PathLike, *, inputs: Iterable = (
 
     state = state or JobState()
     inputs = list(inputs)
-    with staged_output(out, inputs) as stage:
+    with staged_output(out, inputs, "repair") as stage:
         if with_models:
             if result.unlearned is not None:
                 state.cancel_point()

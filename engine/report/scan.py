@@ -12,24 +12,9 @@ from typing import Iterable
 import numpy as np
 
 from engine.io.atomic import atomic_path, atomic_write_text
-from engine.analysis.scan import ANOMALY_THRESHOLD, ScanResult
+from engine.report.figures import _plt, save_figure
+from engine.analysis.scanresult import ANOMALY_THRESHOLD, ScanResult
 from engine.analysis.trigger import Trigger, save_trigger, stamp, trigger_file_name
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    plt = _plt()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def trigger_png_name(label: int) -> str:
@@ -66,7 +51,7 @@ def trigger_figure(trig: Trigger, path: Path, clean: np.ndarray | None = None, m
         ax.axis("off")
     fig.suptitle(f"Reversed trigger for label {trig.label}", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return path
 
 
@@ -99,7 +84,7 @@ def scan_figure(result: ScanResult, path: Path) -> Path:
                else "no evidence of a backdoor")
     ax1.set_title(f"Blind scan of {n} labels ({result.n_classes - n} screened out): {verdict}", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return path
 
 
@@ -112,7 +97,7 @@ def write_scan_outputs(result: ScanResult, model, out: str | os.PathLike, *, cle
     clean = None
     if clean_ds is not None:
         clean = clean_ds.take(np.arange(min(clean_ds.n, 3)))
-    with staged_output(out, inputs) as stage:
+    with staged_output(out, inputs, "scan") as stage:
         for t, trig in result.triggers.items():
             if state is not None:
                 state.cancel_point()

@@ -1,3 +1,3 @@
-"""Controllers of the Scan and Repair tabs (and the maps' part of the main controller): QObjects
-with typed signals that start their tasks through the main :class:`guiapp.controller.Controller`
-(its one task slot, its job bar and its error dialogs). No widgets, no math."""
+"""The window's commands, one module per feature, around the one task runner (``Controller.run``):
+the maps (a mixin of the main controller), the Scan and Repair tabs (QObjects with typed signals
+that take the main controller for its task slot, its job bar and its error dialogs)."""

@@ -1,10 +1,11 @@
-"""The maps' commands of the main controller (a mixin of :class:`guiapp.controller.Controller`):
-Grad-CAM and the other maps on a page of thumbnails, one image large, the mean maps, the channel
-maps. They run in the controller's task slot and answer through its signals."""
+"""The maps commands of the window: Grad-CAM / channel maps on a page of thumbnails, B's and
+B′'s maps of one image, the mean maps of the validation sets and every channel's mean activation
+map. Mixed into :class:`guiapp.controller.Controller`, whose task runner and signals they use."""
 
 from __future__ import annotations
 
 from guiapp import tasks
+from guiapp.kinds import TaskKind
 
 
 class MapsMixin:
@@ -28,7 +29,7 @@ class MapsMixin:
         got = self._map_inputs(method)
         if got is not None:
             model, layer, ch = got
-            self.run("maps", lambda st: tasks.page_maps(self._makers, model, layer, method, ch, page, st),
+            self.run(TaskKind.MAPS, lambda st: tasks.page_maps(self.session.map_makers, model, layer, method, ch, page, st),
                      on_return=self.mapsRead.emit, busy=f"Drawing {method} maps…")
 
     def image_maps(self, method: str, path: str, index: int, pixels) -> None:
@@ -36,7 +37,7 @@ class MapsMixin:
         if got is not None:
             model, layer, ch = got
             res, step = self.session.result, self.session.step
-            self.run("maps", lambda st: tasks.image_maps(self._makers, model, res, step, method, ch, path, index,
+            self.run(TaskKind.MAPS, lambda st: tasks.image_maps(self.session.map_makers, model, res, step, method, ch, path, index,
                                                          pixels, st),
                      on_return=self.imageMaps.emit, busy=f"Drawing the {method} maps of B and B′…")
 
@@ -48,7 +49,7 @@ class MapsMixin:
         model, layer, ch = got
         clean, poisoned = s.datasets["clean_valid"], s.datasets.get("poisoned_valid")
         roles = ("clean_valid", "poisoned_valid")
-        self.run("maps", lambda st: tasks.mean_maps(self._makers, model, layer, method, ch, clean, poisoned, st),
+        self.run(TaskKind.MAPS, lambda st: tasks.mean_maps(self.session.map_makers, model, layer, method, ch, clean, poisoned, st),
                  roles=roles, on_return=self.meanMaps.emit, busy=f"Mean {method} maps over validation data…")
 
     def channel_maps(self) -> None:
@@ -68,6 +69,5 @@ class MapsMixin:
             self._channel_maps = (res, maps)
             self.channelMaps.emit(maps)
 
-        self.run("maps", lambda st: tasks.channel_maps(model, layer, sets, st), roles=tuple(sets),
+        self.run(TaskKind.MAPS, lambda st: tasks.channel_maps(model, layer, sets, st), roles=tuple(sets),
                  on_return=done, busy="Mean activation maps of every channel…")
-

@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from guiapp import scantasks
+from guiapp.kinds import TaskKind
 
 
 class RepairController(QObject):
@@ -55,7 +56,7 @@ class RepairController(QObject):
             self.repairFinished.emit(res)
             self.points.emit(scantasks.repair_points(res))
 
-        w = c.run("repair", lambda st: scantasks.run_repair(model, datasets, triggers, list(methods), frr, st,
+        w = c.run(TaskKind.REPAIR, lambda st: scantasks.run_repair(model, datasets, triggers, list(methods), frr, st,
                                                             epochs=epochs, strip_n=strip_n, seed=seed),
                   roles=tuple(datasets), on_yield=record, on_return=finished, on_abort=self.repairCancelled.emit,
                   busy="Repairing…" if triggers is not None else "Repairing (scanning for the trigger first)…")
@@ -70,6 +71,6 @@ class RepairController(QObject):
             c.error.emit("Run the repair first: it made no such G")
             return False
         inputs = s.inputs()
-        return c.run("saving", lambda st: scantasks.save_repaired(res, key, Path(path), inputs, st),
+        return c.run(TaskKind.SAVING, lambda st: scantasks.save_repaired(res, key, Path(path), inputs, st),
                      on_return=lambda p: c._saved(p, f"Saved G ({key}) and its eval script"),
                      busy=f"Saving {Path(path).name}…") is not None

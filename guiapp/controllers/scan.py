@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from guiapp import scantasks
+from guiapp.kinds import TaskKind
 from guiapp.session import SlotBusy
 
 
@@ -59,7 +60,7 @@ class ScanController(QObject):
                            else "Scan: no evidence of a backdoor")
             self.scanFinished.emit(done)
 
-        w = c.run("scan", lambda st: scantasks.run_scan(model, clean, st, seed=seed, budget=budget, labels=labels,
+        w = c.run(TaskKind.SCAN, lambda st: scantasks.run_scan(model, clean, st, seed=seed, budget=budget, labels=labels,
                                                         layer=layer),
                   roles=("clean_valid",), on_yield=record, on_return=finished, on_abort=self.scanCancelled.emit,
                   busy="Scanning: reading the clean images…")
@@ -95,7 +96,7 @@ class ScanController(QObject):
                 c.open_data(Path(p), role=role)
             self.standinsReady.emit(paths)
 
-        return c.run("stamping", lambda st: scantasks.write_standins(trig, sources, inputs, st),
+        return c.run(TaskKind.STAMPING, lambda st: scantasks.write_standins(trig, sources, inputs, st),
                      roles=tuple(sources), on_return=written,
                      busy=f"Stamping the reversed trigger of label {label} on the clean images…") is not None
 
@@ -105,7 +106,7 @@ class ScanController(QObject):
             c.error.emit("Run a scan first")
             return False
         model, clean, inputs = s.model, s.datasets.get("clean_valid"), s.inputs()
-        return c.run("saving", lambda st: scantasks.save_scan(d, model, clean, Path(folder), inputs, st),
+        return c.run(TaskKind.SAVING, lambda st: scantasks.save_scan(d, model, clean, Path(folder), inputs, st),
                      roles=("clean_valid",), on_return=lambda p: c._saved(p, "Scan written"),
                      busy=f"Writing the scan folder {Path(folder).name}…") is not None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QColor, QImage, QPixmap
 
 _LUT = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=False).astype(np.uint8)  # 256×3
 
@@ -37,3 +37,14 @@ def scale_bar(width: int = 120, height: int = 10) -> QPixmap:
     """The colour scale, low (left) to high (right)."""
     row = heat(np.linspace(0, 1, width))[None].repeat(height, axis=0)
     return pixmap(row, width)
+
+
+# the one palette of verdicts: correct (or the attack resisted), wrong (or the attack works), flagged by G
+OK = QColor("#1b7f2a")
+BAD = QColor("#c62828")
+FLAG = QColor("#d98b00")
+
+
+def to_pixmap(img: np.ndarray, size: int, m: np.ndarray | None = None) -> QPixmap:
+    """The image (with its map blended over it, if given) scaled to fit ``size``."""
+    return pixmap(overlay(img, m), size)

@@ -6,6 +6,8 @@ import time
 
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
+from guiapp.kinds import TaskKind
+
 
 class JobBar(QWidget):
     def __init__(self, parent=None):
@@ -28,7 +30,7 @@ class JobBar(QWidget):
     def set_busy(self, name: str) -> None:
         """``name`` of the task that holds the slot, "" when none does."""
         self.cancel_btn.setEnabled(bool(name))
-        self.pause_btn.setEnabled(name == "sweep")
+        self.pause_btn.setEnabled(name == TaskKind.SWEEP)  # only a sweep pauses
         self.pause_btn.setText("Pause")
         self._t0 = None
 

@@ -1,4 +1,5 @@
-"""Pruning criteria: which channel of the pruned layer goes first. Each criterion is one class in
+"""Pruning criteria: which channel of the pruned layer goes first (each criterion's own sweep is run
+by :mod:`engine.pruning.rankings`). Each criterion is one class in
 its own module, registered in :mod:`.base` (name, title, the data it needs, score direction,
 colour); the CLI, the window's criteria box and the curves read the registry. Every criterion's
 order is swept by the same exact sweep, so curves are comparable step by step.
@@ -15,4 +16,3 @@ from engine.pruning.criteria.clp import clp_ranking, clp_scores, following_batch
 from engine.pruning.criteria.difference import difference_ranking, difference_scores  # noqa: F401,E402
 from engine.pruning.criteria.l1 import l1_ranking, l1_scores  # noqa: F401,E402
 from engine.pruning.criteria.random import random_names, random_rankings  # noqa: F401,E402
-from engine.pruning.criteria.sweeps import RankingStep, RankingSweeps, expand_names  # noqa: F401,E402

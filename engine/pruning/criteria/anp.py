@@ -46,14 +46,10 @@ def anp_ranking(model, dataset, layer: str | None = None, config: ANPConfig | No
                 use_cache: bool = True, state=None,
                 progress: Callable[[int, int], None] | None = None) -> Ranking:
     """Train ANP's masks on ``dataset`` (clean validation; nothing else is read)."""
-    gen = anp_events(model, dataset, layer, config, use_cache=use_cache, state=state)
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(ev.done, ev.total)
+    from engine.core.state import drive
+
+    return drive(anp_events(model, dataset, layer, config, use_cache=use_cache, state=state),
+                 (lambda ev: progress(ev.done, ev.total)) if progress is not None else None)
 
 
 def anp_events(model, dataset, layer: str | None = None, config: ANPConfig | None = None, *,
@@ -69,9 +65,9 @@ def anp_events(model, dataset, layer: str | None = None, config: ANPConfig | Non
     if split.head is None:
         raise PruneLabError(model.path, f"the 'anp' ranking needs the network after '{split.layer}' to "
                             f"depend on it alone ({split.head_problem})")
-    if dataset.label_max >= model.n_classes:
-        raise PruneLabError(dataset.path, f"labels go up to {dataset.label_max} but the model has only "
-                            f"{model.n_classes} classes")
+    from engine.pruning.rules import check_labels_in_range
+
+    check_labels_in_range(dataset, model.n_classes)
     info = {"config": asdict(cfg)}
     key = None
     if use_cache:

@@ -1,4 +1,4 @@
-"""Every chosen criterion, each with its own exact sweep, in the order asked for. The first sweep
+"""Every chosen pruning criterion (:mod:`engine.pruning.criteria`), each with its own exact sweep, in the order asked for. The first sweep
 computes (or loads from the cache) the activations; later sweeps read them from the cache."""
 
 from __future__ import annotations
