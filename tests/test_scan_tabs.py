@@ -222,3 +222,20 @@ def test_a_scan_without_evidence_says_so_plainly(qtbot):
     v.useAsPoisoned.connect(used.append)
     v.use_btn.click()
     assert used == [4]
+
+
+@pytest.mark.slow
+def test_repair_without_a_scan_scans_first_and_evaluates_a_labelled_stand_in(qtbot, win, tab_badnet):
+    from tests.scantab_helpers import TARGET
+
+    open_badnet(qtbot, win, tab_badnet)  # clean data only: no scan ran, no poisoned data
+    rv = win.repair_view
+    for key in ("unlearn", "strip"):
+        rv.boxes[key].setChecked(False)
+    with qtbot.waitSignal(win.repairer.repairFinished, timeout=LONG) as blocker:
+        qtbot.mouseClick(rv.run_btn, Qt.LeftButton)
+    res = blocker.args[0]
+    assert res.scan is not None and res.scan["flagged"][0] == TARGET  # the engine scanned first
+    assert res.triggers[0].label == TARGET
+    assert "the repair ran the scan first" in rv.sources.text()
+    assert "standin poisoned" in rv.sources.text() and "not real" in rv.sources.text()

@@ -60,10 +60,11 @@ class ScanController(QObject):
                            else "Scan: no evidence of a backdoor")
             self.scanFinished.emit(done)
 
-        w = c.run(TaskKind.SCAN, lambda st: scantasks.run_scan(model, clean, st, seed=seed, budget=budget, labels=labels,
-                                                        layer=layer),
-                  roles=("clean_valid",), on_yield=record, on_return=finished, on_abort=self.scanCancelled.emit,
-                  busy="Scanning: reading the clean images…")
+        def task(st):
+            return scantasks.run_scan(model, clean, st, seed=seed, budget=budget, labels=labels, layer=layer)
+
+        w = c.run(TaskKind.SCAN, task, roles=("clean_valid",), on_yield=record, on_return=finished,
+                  on_abort=self.scanCancelled.emit, busy="Scanning: reading the clean images…")
         if w is not None:
             self.scanStarted.emit()
         return w is not None

@@ -179,7 +179,8 @@ class RepairView(QWidget):
                 if key == "seconds" and isinstance(v, float):
                     text = f"{v:.1f}"
                 item = QTableWidgetItem(text)
-                item.setTextAlignment((Qt.AlignLeft if j in (0, 1, len(COLUMNS) - 1) else Qt.AlignRight) | Qt.AlignVCenter)
+                left = j in (0, 1, len(COLUMNS) - 1)
+                item.setTextAlignment((Qt.AlignLeft if left else Qt.AlignRight) | Qt.AlignVCenter)
                 if r.kind == "skipped":
                     item.setForeground(Qt.gray)
                 self.table.setItem(i, j, item)

@@ -94,7 +94,8 @@ class ScanView(QWidget):
         self.plot.addItem(self.bars)
         self.line = pg.InfiniteLine(angle=0, pos=self.threshold, movable=False,
                                     pen=pg.mkPen(FLAGGED, width=1.5, style=Qt.DashLine),
-                                    label="", labelOpts={"position": 0.92, "color": FLAGGED, "anchors": [(1, 1), (1, 1)]})
+                                    label="", labelOpts={"position": 0.92, "color": FLAGGED,
+                                                         "anchors": [(1, 1), (1, 1)]})
         self.plot.addItem(self.line)
         self.zero = pg.InfiniteLine(angle=0, pos=0, movable=False, pen=pg.mkPen("#444", width=0.8))
         self.plot.addItem(self.zero)
@@ -124,8 +125,9 @@ class ScanView(QWidget):
         rv.addLayout(row)
         grid = QGridLayout()
         self.pics, self.captions = {}, {}
-        for i, (key, title) in enumerate((("mask", "mask"), ("pattern", "pattern"),
-                                          ("stamped", "a clean image, stamped"), ("gradcam", "Grad-CAM of its answer"))):
+        pictures = (("mask", "mask"), ("pattern", "pattern"), ("stamped", "a clean image, stamped"),
+                    ("gradcam", "Grad-CAM of its answer"))
+        for i, (key, title) in enumerate(pictures):
             cap = QLabel(title)
             cap.setObjectName(f"scanCaption_{key}")
             cap.setWordWrap(True)
