@@ -233,8 +233,39 @@ def images_poisoned(d: Driver) -> None:
     d.close(win)
 
 
+def scan_repair(d: Driver, only=("scan", "repair")) -> None:
+    """The Scan tab as a defender without poisoned data sees it: the demo model with clean
+    validation and clean test only, the blind scan (label 0 flagged, its reversed trigger drawn),
+    then "Use as poisoned data" (the poisoned slots say STAND-IN). Then the Repair tab after
+    unlearning, the trigger filter and STRIP with the scan's trigger, evaluated on the demo's real
+    poisoned files put back in the poisoned slots."""
+    from engine.demo.generate import demo_paths
+
+    paths = demo_paths("badnet")
+    win = d.window()
+    d.wait(win.ctl.modelOpened, lambda: win.ctl.open_model(paths.model))
+    for role in ("clean_valid", "clean_test"):
+        d.wait(win.ctl.datasetChanged, lambda r=role: win.ctl.open_data(paths.datasets[r], role=r))
+    show(win, "scan")
+    d.wait(win.scanner.scanFinished, win.scan_view.scan_btn.click)
+    d.until(lambda: win.ctl.idle)
+    d.wait(win.scanner.standinsReady, win.scan_view.use_btn.click)
+    d.until(lambda: win.ctl.idle and "poisoned_test" in win.session.datasets)
+    if "scan" in only:
+        d.shoot(win, "screenshot-scan.png")
+    if "repair" in only:
+        for role in ("poisoned_valid", "poisoned_test"):  # the attacker's real files, for real numbers
+            d.wait(win.ctl.datasetChanged, lambda r=role: win.ctl.open_data(paths.datasets[r], role=r))
+        show(win, "repair")
+        d.wait(win.repairer.repairFinished, win.repair_view.run_btn.click)
+        d.until(lambda: win.ctl.idle)
+        d.shoot(win, "screenshot-repair.png")
+    d.close(win)
+
+
 SHOTS = {"tabs": tabs, "validation-only": validation_only, "rankings": rankings, "maps": maps, "photo": photo,
-         "tradeoff": tradeoff, "images-poisoned": images_poisoned}
+         "tradeoff": tradeoff, "images-poisoned": images_poisoned,
+         "scan": lambda d: None, "repair": lambda d: None}  # both by scan_repair, in one window
 
 
 def main() -> int:
@@ -260,6 +291,9 @@ def main() -> int:
     d = Driver(app, args.out)
     for n in names:
         SHOTS[n](d)
+    wanted = [n for n in ("scan", "repair") if n in names]
+    if wanted:  # one scan serves both shots
+        scan_repair(d, wanted)
     return 0
 
 

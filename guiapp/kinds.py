@@ -13,6 +13,8 @@ class Tab(IntEnum):
     RESULTS = 3
     RANKINGS = 4
     TRADEOFF = 5
+    SCAN = 6
+    REPAIR = 7
 
     @property
     def title(self) -> str:
@@ -25,7 +27,8 @@ class Tab(IntEnum):
 
 
 TAB_TITLES = {Tab.CURVES: "Curves", Tab.ACTIVATIONS: "Activations", Tab.IMAGES: "Images",
-              Tab.RESULTS: "Results", Tab.RANKINGS: "Rankings", Tab.TRADEOFF: "Trade-off"}
+              Tab.RESULTS: "Results", Tab.RANKINGS: "Rankings", Tab.TRADEOFF: "Trade-off", Tab.SCAN: "Scan",
+              Tab.REPAIR: "Repair"}
 
 
 class TaskKind(str, Enum):
@@ -43,6 +46,9 @@ class TaskKind(str, Enum):
     JUDGING_IMAGES = "judging images"
     PREPARING_DEMO = "preparing the demo"
     READING_IMAGES = "reading images"
+    SCAN = "scan"
+    STAMPING = "stamping"
+    REPAIR = "repair"
 
     def __str__(self) -> str:
         return self.value

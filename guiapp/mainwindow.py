@@ -13,6 +13,8 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QMainWindow, QMessageBox, Q
 
 from engine.core.vocabulary import ROLE_TITLES
 from guiapp.controller import Controller
+from guiapp.controllers.repair import RepairController
+from guiapp.controllers.scan import ScanController
 from guiapp.kinds import Tab
 from guiapp.menus import TABS, build_menus
 from guiapp.recent import Recent
@@ -23,7 +25,9 @@ from guiapp.views.images import ImagesView
 from guiapp.views.jobbar import JobBar
 from guiapp.views.panels import LeftPanel, StepPanel, local_paths
 from guiapp.views.rankings import RankingsView
+from guiapp.views.repair import RepairView
 from guiapp.views.results import ResultsView
+from guiapp.views.scan import ScanView
 from guiapp.views.tradeoff import TradeoffView
 from guiapp.wording import window_words
 
@@ -41,6 +45,9 @@ class MainWindow(QMainWindow):
         self.recent = Recent(self.settings)
         self.ctl = Controller(self)
         self.ctl.ask_role = lambda path: self.ask_role(path)
+        self.scanner = ScanController(self.ctl)
+        self.repairer = RepairController(self.ctl, self.scanner)
+        self._repair_points: list = []
         self.session = self.ctl.session
         self.setWindowTitle("PruneLab")
         self.setAcceptDrops(True)
@@ -69,10 +76,11 @@ class MainWindow(QMainWindow):
         self.activations, self.images, self.results = ActivationsView(), ImagesView(), ResultsView()
         self.rankings = RankingsView()
         self.tradeoff = TradeoffView()
+        self.scan_view, self.repair_view = ScanView(), RepairView()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("tabs")
-        for w, name in zip((curves_tab, self.activations, self.images, self.results, self.rankings, self.tradeoff),
-                           TABS):
+        for w, name in zip((curves_tab, self.activations, self.images, self.results, self.rankings, self.tradeoff,
+                            self.scan_view, self.repair_view), TABS):
             self.tabs.addTab(w, name)
         self.splitter = QSplitter()
         self.splitter.addWidget(left)
@@ -146,8 +154,43 @@ class MainWindow(QMainWindow):
         c.photoVerdicts.connect(self.images.verdicts_arrived)
         c.photosOpened.connect(lambda _: (self.tabs.setCurrentWidget(self.images), self.images.show_photos(self.session)))
         c.fineTuneEpochs.connect(self.curves.set_fine_tune)
+        self._wire_scan_repair()
         c.fineTuneFinished.connect(lambda ft: (self.results.set_fine_tuned(self.session.fine_tuned),
                                                self._fine_tuned_points()))
+
+    def _wire_scan_repair(self) -> None:
+        sc, rp, sv, rv, status = self.scanner, self.repairer, self.scan_view, self.repair_view, self.statusBar()
+        sv.scanRequested.connect(lambda seed, budget: sc.start(seed, budget))
+        sv.useAsPoisoned.connect(sc.use_as_poisoned)
+        sv.saveRequested.connect(lambda: self.save_scan())
+        sc.scanStarted.connect(lambda: sv.set_running(True))
+        sc.scanFinished.connect(sv.show_scan)
+        sc.scanCancelled.connect(lambda: (sv.cancelled(), status.showMessage("Scan cancelled; nothing was written",
+                                                                             8000)))
+        rv.runRequested.connect(lambda methods, frr, epochs: rp.start(methods, frr, epochs))
+        rv.saveRequested.connect(lambda key: self.save_repaired(key))
+        rp.repairStarted.connect(lambda: rv.set_running(True, sc.triggers() is not None))
+        rp.repairFinished.connect(lambda res: (rv.show_result(res), self.images.refresh()))
+        rp.repairCancelled.connect(lambda: (rv.cancelled(), status.showMessage("Repair cancelled; nothing was "
+                                                                               "written", 8000)))
+        rp.points.connect(self._repaired_points)
+        self.ctl.busyChanged.connect(lambda name: name or (sv.set_running(False), rv.set_running(False)))
+
+    def _repaired_points(self, pts) -> None:
+        self._repair_points = list(pts)
+        self.tradeoff.set_points("repair", self._repair_points)
+
+    def save_scan(self, folder=None) -> None:
+        folder = folder or QFileDialog.getSaveFileName(self, "Save the scan folder", str(Path(self.recent.last_dir())
+                                                                                          / "scan"))[0]
+        if folder:
+            self.scanner.save(Path(folder))
+
+    def save_repaired(self, key: str, path=None) -> None:
+        path = path or QFileDialog.getSaveFileName(self, "Save G", str(Path(self.recent.last_dir()) / f"G_{key}.keras"),
+                                                   "Keras models (*.keras)")[0]
+        if path:
+            self.repairer.save(key, Path(path))
 
     # ================================================================== settings, errors
     def _restore(self) -> None:
@@ -159,6 +202,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("splitter", self.splitter.saveState())
         self.ctl.shutdown()
+        self.scanner.cleanup()  # the stand-in files written in temporary folders
         super().closeEvent(ev)
 
     def show_error(self, message: str) -> None:
@@ -204,6 +248,14 @@ class MainWindow(QMainWindow):
         self.model_panel.show_model(opened.model, opened.default_layer, opened.layers)
         self.ctl.set_input_scale(self.model_panel.scale_choice())
         self.setWindowTitle(f"PruneLab — {opened.model.name}")
+        path = str(opened.model.path)
+        if self.scanner.done is not None and self.scanner.done.model_path != path:
+            self.scanner.done = None  # the scan and the repair described another model
+            self.scan_view.show_scan(None)
+        if self.repairer.model_path not in (None, path):
+            self.repairer.result, self.repairer.model_path, self._repair_points = None, None, []
+            self.repair_view.show_result(None)
+            self.tradeoff.set_points("repair", [])
         self._invalidate()
 
     def _dataset_changed(self, role: str, ds) -> None:
@@ -243,6 +295,8 @@ class MainWindow(QMainWindow):
             self._t_start = time.perf_counter()
             self.curves.clear(0, thresholds=thresholds)
             self.tradeoff.clear()
+            if self._repair_points and self.repairer.model_path == str(self.session.model.path):
+                self.tradeoff.set_points("repair", self._repair_points)
             self.checkpoints.show_checkpoints(None)
             self.step_panel.show_step(None, 0)
             self.results.set_fine_tuned([])

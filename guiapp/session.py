@@ -40,6 +40,7 @@ class Session:
     photos: object = None  # image files or folders dropped on the window (not a lab slot)
     photo_verdicts: object = None  # tasks.PhotoVerdicts for ``photos``
     resize: bool = False  # resize images of another size to the model's input
+    repair: object = None  # engine.analysis.repair.RepairResult of the open model (its Gs' answers)
     task: Task | None = None
     # traced map makers, reused page after page; they belong to the model and go with it
     map_makers: dict = field(default_factory=dict)
@@ -136,6 +137,8 @@ class Session:
 
         if self.result is not None and self.result.model_path != str(model.path):
             self.set_result(None)  # it describes another model
+        if self.repair is not None and self.repair.model_path != str(model.path):
+            self.repair = None
         if model is not self.model:
             self.map_makers = {}  # traced for the old model
         self.model, self.default_layer = model, default_layer

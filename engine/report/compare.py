@@ -21,7 +21,8 @@ from engine.pruning.records import SweepResult
 ASR_MAX = 10.0
 DROP_MAX = 4.0  # the defender's region: ASR <= ASR_MAX and a relative clean accuracy drop <= DROP_MAX %
 from engine.core.vocabulary import METRICS as CURVE_KEYS  # noqa: E402  (every curve a comparison draws)
-POINT_COLOURS = {"fine-pruned": "#c2185b", "unlearned": "#00838f", "filter": "#455a64", "STRIP": "#558b2f"}
+POINT_COLOURS = {"fine-pruned": "#c2185b", "unlearned": "#00838f", "filter": "#455a64", "STRIP": "#558b2f",
+                 "combined": "#6a1b9a"}
 
 
 def colour_of(name: str) -> str:

@@ -164,7 +164,8 @@ class TileDelegate(QStyledItemDelegate):
         self.font.setPointSize(7)
 
     def sizeHint(self, option, index):
-        return QSize(THUMB + 8, THUMB + 8 + 4 * LINE)
+        lines = max(4, len(getattr(index.model(), "labels", ()) or ()))  # a repair's Gs add lines
+        return QSize(THUMB + 8, THUMB + 8 + lines * LINE)
 
     def caption(self, name: str, value: str, width: int) -> tuple[str, str]:
         """One caption line: the value whole on the right, the name on the left, shortened
@@ -315,13 +316,26 @@ class ImagesView(StepView, QWidget):
             return {**labels, **v.labels}, v.flag
         r = self.result
         covered = self.session is not None and self.session.result_covers(role)
+        flag = None
         if r is not None and covered and len(r.records) > self.step:
             k = self.step
             labels["B"] = r.predictions[role][0]
             labels[f"B'@{k}"] = r.predictions[role][k]
             labels[f"G@{k}"] = r.goodnet_labels(role, k)
-            return labels, r.flag_class
-        return labels, None
+            flag = r.flag_class
+        return self._repair_labels(role, labels, flag)
+
+    def _repair_labels(self, role: str, labels: dict, flag):
+        """The repair's Gs' answers beside B's, where the repair evaluated this very file."""
+        rep, ds = getattr(self.session, "repair", None), self.datasets[role]
+        if rep is None or rep.eval_sources.get(role) != str(ds.path):
+            return labels, flag
+        for name, by_role in rep.answers.items():
+            got = by_role.get(role)
+            if got is None or len(got) != ds.n or not (name.startswith("G_") or (name == "B" and "B" not in labels)):
+                continue
+            labels[name] = got
+        return labels, rep.n_classes if flag is None else flag
 
     def refresh(self) -> None:
         role = self.dataset.currentData()

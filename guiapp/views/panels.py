@@ -80,6 +80,9 @@ class DataSlot(QFrame):
         labels = ("no labels" if not ds.has_labels else f"all labelled {ds.target} (the target)" if one_class
                   else f"labels {ds.label_min}–{ds.label_max}")
         warnings = self.warnings(ds, one_class)
+        standin = getattr(ds, "standin", None)
+        if standin:  # a scan's stamped stand-in, not the attacker's data: said in the slot itself
+            labels += f" · STAND-IN ({standin})"
         self.info.setText(f"{'⚠' if warnings else '✓'} {ds.path.name} · {ds.n:,} images {h}×{w}×{c} · {labels}")
         self.info.setStyleSheet("color:#8a5300" if warnings else "color:#1b6e1b")
         self.info.setToolTip(f"{ds.path}\n{ds.describe()}")
