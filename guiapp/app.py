@@ -12,7 +12,7 @@ import time
 
 from guiapp.kinds import Tab  # noqa: E402
 
-TAB_INDEX = {t.name.lower(): t for t in Tab}  # the --tab option's words (Tab.named reads them too)
+TAB_INDEX = {t.name.lower(): t for t in Tab}  # the --tab option's words
 
 
 def process_age() -> float | None:

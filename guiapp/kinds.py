@@ -20,11 +20,6 @@ class Tab(IntEnum):
     def title(self) -> str:
         return TAB_TITLES[self]
 
-    @classmethod
-    def named(cls, name: str) -> "Tab":
-        """``"tradeoff"`` → Tab.TRADEOFF (the ``--tab`` option's words)."""
-        return cls[name.replace("-", "").upper()]
-
 
 TAB_TITLES = {Tab.CURVES: "Curves", Tab.ACTIVATIONS: "Activations", Tab.IMAGES: "Images",
               Tab.RESULTS: "Results", Tab.RANKINGS: "Rankings", Tab.TRADEOFF: "Trade-off", Tab.SCAN: "Scan",

@@ -29,7 +29,6 @@ from engine.models.loading import GOODNET_NAME
 from engine.analysis.trigger import Trigger
 
 EPS = 1e-7
-DEFAULT_STRIP_N = 10
 MAX_STRIP_N = 10
 
 

@@ -31,7 +31,6 @@ from engine.pruning.sweep import Progress
 METHODS = ("unlearn", "filter", "strip")
 NEEDS_TRIGGER = ("unlearn", "filter")
 DETECTORS = ("unlearn", "filter", "strip")  # what can flag (unlearning: B vs B_unlearned disagreement)
-EVAL_ROLES = ("clean_valid_heldout", "clean_test", "poisoned_valid", "poisoned_test", "standin_poisoned")
 EVAL_BATCH = 128
 
 

@@ -14,8 +14,6 @@ ROLE_TITLES = {
 # the metric measured on each role: clean accuracy on clean data, attack success on poisoned data
 METRICS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
 ROLE_METRIC = dict(zip(ROLES, METRICS))
-METRIC_TITLES = {"clean_valid_acc": "clean accuracy (validation)", "asr_valid": "attack success (validation)",
-                 "clean_test_acc": "clean accuracy (test)", "asr_test": "attack success (test)"}
 # per split: (clean accuracy key, attack success key)
 SPLIT_KEYS = {"valid": ("clean_valid_acc", "asr_valid"), "test": ("clean_test_acc", "asr_test")}
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("dense", "input", "output")
-
-
 def _is_softmax(fn) -> bool:
     return getattr(fn, "__name__", "") == "softmax"
 

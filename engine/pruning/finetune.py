@@ -20,7 +20,7 @@ from engine.models.loading import LoadedModel
 from engine.core.state import JobState
 from engine.pruning.rules import channel_mask, evaluate_labels, goodnet_labels, pct
 from engine.core.state import Progress
-from engine.core.vocabulary import METRICS, ROLE_METRIC
+from engine.core.vocabulary import METRICS, ROLE_METRIC, is_poisoned
 
 
 @dataclass
@@ -70,7 +70,7 @@ class FineTuneResult:
     def evaluation(self) -> dict[str, dict[str, float]]:
         """Same keys as SweepResult.evaluate_step, for the fine-pruned B' and its G."""
         return {role: evaluate_labels(self.badnet_predictions[role], self.predictions[role], y,
-                                      self.n_classes, role.startswith("poisoned"))
+                                      self.n_classes, is_poisoned(role))
                 for role, y in self.labels.items()}
 
     def summary(self) -> dict:

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.core.errors import PruneLabError
-from engine.core.vocabulary import METRICS
+from engine.core.vocabulary import METRICS, is_poisoned
 from engine.pruning.rules import evaluate_labels, goodnet_labels
 
 
@@ -108,7 +108,7 @@ class SweepResult:
     def evaluate_step(self, step: int) -> dict[str, dict[str, float]]:
         """B' and G at ``step`` on every loaded dataset: accuracy/ASR, flagged shares."""
         return {role: evaluate_labels(self.predictions[role][0], self.predictions[role][step], y,
-                                      self.flag_class, role.startswith("poisoned"))
+                                      self.flag_class, is_poisoned(role))
                 for role, y in self.labels.items()}
 
     def checkpoint_step(self, threshold: float) -> int | None:

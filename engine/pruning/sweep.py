@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from engine.core.vocabulary import ROLE_METRIC, ROLES
+from engine.core.vocabulary import ROLE_METRIC, ROLES, is_poisoned
 from engine.io.datasets import LabDataset
 from engine.core.errors import PruneLabError, warn
 from engine.io.memory import check_fits
@@ -126,7 +126,7 @@ class Sweep:
     def _check_labels(self, role: str, ds: LabDataset) -> None:
         n = self.model.n_classes
         check_labels_in_range(ds, n)
-        if role.startswith("poisoned") and not ds.single_target:
+        if is_poisoned(role) and not ds.single_target:
             warn(ds.path, f"a poisoned file should carry the attacker's target as every label, but it "
                  f"holds {ds.n_labels} different labels; ASR counts predictions equal to each image's label")
         if role.startswith("clean") and n >= 40 and ds.label_max + 1 <= n // 4:

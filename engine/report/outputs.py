@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from engine.core.errors import PruneLabError
+from engine.core.vocabulary import is_poisoned
 from engine.core.state import JobState
 from engine.pruning.thresholds import label as tname
 
 
-# files by which a folder is known as a previous PruneLab output (sweep/finetune, maps, demo)
-OUTPUT_MARKERS = ("summary.json", "maps.npz", "demo.json", "scan.json", "repair.json")
 KIND_NAMES = {"sweep": "'prunelab sweep'", "finetune": "'prunelab finetune'", "maps": "'prunelab maps'",
               "demo": "'prunelab demo'", "scan": "'prunelab scan'", "repair": "'prunelab repair'"}
 
@@ -164,7 +163,7 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
                 "input_scale": float(getattr(model, "input_scale", 255.0)),
                 "input_scale_source": getattr(model, "input_scale_source", "default")}
         standin = {r: d.standin for r, d in datasets.items()
-                   if r.startswith("poisoned") and getattr(d, "standin", None)}
+                   if is_poisoned(r) and getattr(d, "standin", None)}
         if standin:  # the poisoned set is a reversed trigger's stand-in, not the attacker's data
             info["standin"] = standin
         info.update(extra or {})

@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QPushButton,
                                QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
-from engine.core.vocabulary import ROLE_TITLES, ROLES
+from engine.core.vocabulary import ROLE_TITLES, ROLES, is_poisoned
 from guiapp.views.colour import BAD, FLAG, OK, scale_bar, to_pixmap
 from guiapp.views.imagedialogs import LargeView, MeanMapsDialog  # noqa: F401  (MeanMapsDialog: tests)
 from guiapp.views.stepview import StepView
@@ -361,7 +361,7 @@ class ImagesView(StepView, QWidget):
                 idx = np.flatnonzero(bp != ds.labels)
             elif f == 3:
                 idx = np.flatnonzero(g == flag)
-        poisoned = role.startswith("poisoned")
+        poisoned = is_poisoned(role)
         self.model.set_data(ds, idx, labels, flag, poisoned)
         self.legend.setText(POISONED_LEGEND if poisoned else LEGEND)
         self._update_page_label()
