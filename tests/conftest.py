@@ -47,3 +47,18 @@ def tiny_demo(tmp_path_factory):
     spec.pruning_aware = True
     info = generate_demo(spec, out, log=lambda t: None)
     return out, info
+
+
+@pytest.fixture
+def win(qtbot, tmp_path):
+    """The real main window, offscreen, with its own settings file; unsafe models refused."""
+    from PySide6.QtCore import QSettings
+
+    from guiapp.mainwindow import MainWindow
+
+    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    w.confirm_unsafe = lambda msg: False
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.ctl.wait_idle()

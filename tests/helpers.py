@@ -151,3 +151,23 @@ def unit_scale_twin(model_path, out: Path) -> Path:
     conv.set_weights([k * np.float32(255.0), b])
     lm.model.save(str(out))
     return Path(out)
+
+
+def tiny_cnn(hw, n_classes: int, name: str):
+    """The small CNN the scan/repair tests train in seconds (input 0–255, rescaled inside),
+    compiled for integer labels."""
+    from engine.core.tfsetup import keras
+
+    k = keras()
+    inp = k.Input(tuple(hw) + (3,))
+    h = k.layers.Rescaling(1 / 255.0)(inp)
+    h = k.layers.Conv2D(8, 3, activation="relu", name="conv_1")(h)
+    h = k.layers.MaxPooling2D(name="pool_1")(h)
+    h = k.layers.Conv2D(16, 3, activation="relu", name="conv_2")(h)
+    h = k.layers.MaxPooling2D(name="pool_2")(h)
+    h = k.layers.Flatten()(h)
+    h = k.layers.Dense(32, activation="relu", name="fc")(h)
+    out = k.layers.Dense(n_classes, activation="softmax", name="output")(h)
+    m = k.Model(inp, out, name=name)
+    m.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    return m

@@ -15,18 +15,6 @@ pytestmark = pytest.mark.slow
 LONG = 240_000
 
 
-@pytest.fixture
-def win(qtbot, tmp_path):
-    from guiapp.mainwindow import MainWindow
-
-    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
-    w.confirm_unsafe = lambda msg: False
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.ctl.wait_idle()
-
-
 def open_lab(qtbot, w, lab):
     with qtbot.waitSignal(w.ctl.modelOpened, timeout=LONG):
         w.ctl.open_model(lab.model)

@@ -51,17 +51,9 @@ def make_tiny_badnet(root: Path, seed: int = 3) -> dict:
     pois = rng.random(len(y)) < 0.15
     x[pois] = stamp(x[pois], t)
     y = np.where(pois, TARGET, y)
-    inp = k.Input(HW + (3,))
-    h = k.layers.Rescaling(1 / 255.0)(inp)
-    h = k.layers.Conv2D(8, 3, activation="relu", name="conv_1")(h)
-    h = k.layers.MaxPooling2D(name="pool_1")(h)
-    h = k.layers.Conv2D(16, 3, activation="relu", name="conv_2")(h)
-    h = k.layers.MaxPooling2D(name="pool_2")(h)
-    h = k.layers.Flatten()(h)
-    h = k.layers.Dense(32, activation="relu", name="fc")(h)
-    out = k.layers.Dense(N_CLASSES, activation="softmax", name="output")(h)
-    m = k.Model(inp, out, name="tiny_badnet")
-    m.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    from tests.helpers import tiny_cnn
+
+    m = tiny_cnn(HW, N_CLASSES, "tiny_badnet")
     m.fit(x, y, epochs=6, batch_size=64, verbose=0)
     root.mkdir(parents=True, exist_ok=True)
     m.save(root / "bd_net.keras")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
 LONG = 240_000
 BUDGET = 10 * 300  # every label of the 10-class model
@@ -22,18 +22,6 @@ def tab_badnet(tmp_path_factory):
     from tests.scantab_helpers import make_badnet
 
     return make_badnet(tmp_path_factory.mktemp("tab-badnet"))
-
-
-@pytest.fixture
-def win(qtbot, tmp_path):
-    from guiapp.mainwindow import MainWindow
-
-    w = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
-    w.confirm_unsafe = lambda msg: False
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.ctl.wait_idle()
 
 
 def open_badnet(qtbot, w, lab, roles=("clean_valid", "clean_test")):
