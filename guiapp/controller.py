@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.core.vocabulary import ROLE_TITLES, ROLES
+from engine.core.vocabulary import ROLES, role_title
 from engine.core.errors import PruneLabError, UnsafeModelError
 from engine.core.state import Progress
 from engine.models.scale import ScaleDecision
@@ -71,6 +71,7 @@ class Controller(MapsMixin, QObject):
         self._workers: set[Worker] = set()  # every thread still running, the slot's included
         self._pending = 0  # opens still to arrive of the last demo or drop
         self._judging = None  # (photos path, step) being judged now
+        self._renamed: dict[str, str] = {}  # poisoned slots renamed by the last open or clear
         self._channel_maps = None  # tasks.ChannelMaps of the last result
         # the window's question for a folder whose name says no slot: a role, "photos", or None (skip it)
         self.ask_role = lambda path: None
@@ -214,8 +215,8 @@ class Controller(MapsMixin, QObject):
                  on_error=lambda e: self._arrived())
 
     def _data_opened(self, path: Path, role: str | None, ds, guessed: str | None) -> None:
-        role = role or self.session.role_for(guessed)
         try:
+            role = role or self.session.role_for(guessed, path)
             if role is None:
                 raise SlotBusy(f"{path}: all four data slots are full; clear one first")
             self.session.put_dataset(role, ds)
@@ -225,9 +226,28 @@ class Controller(MapsMixin, QObject):
             self._arrived()
             return
         self.fileOpened.emit(path)
-        self.message.emit(f"{ROLE_TITLES[role]}: {ds.describe()}")
-        self.datasetChanged.emit(role, ds)
+        self.message.emit(f"{role_title(role)}: {ds.describe()}")
+        self._settle_sets()
+        self.datasetChanged.emit(self._renamed.get(role, role), ds)
         self._arrived()
+
+    def add_poisoned_set(self, path, base: str, name: str | None = None) -> None:
+        """One more poisoned set (another trigger) for ``base`` ("poisoned_valid"/"poisoned_test"):
+        a named slot of its own; the set already there takes its file's name."""
+        try:
+            role = (self.session.new_set_role(base, path, name) if base in self.session.datasets
+                    or any(r.startswith(base + ":") for r in self.session.datasets) else base)
+        except SlotBusy as e:
+            self.error.emit(str(e))
+            return
+        self.open_data(path, role=role)
+
+    def _settle_sets(self) -> None:
+        """One poisoned set per split keeps the plain slot, several are named: rename slots."""
+        self._renamed = dict(self.session.settle_sets())
+        for old, new in self._renamed.items():
+            self.datasetChanged.emit(old, None)
+            self.datasetChanged.emit(new, self.session.datasets[new])
 
     def open_photos(self, paths) -> None:
         """Images (files or folders) as the browser's extra set, with B's, B′'s and G's verdicts."""
@@ -275,11 +295,12 @@ class Controller(MapsMixin, QObject):
             self.error.emit(str(e))
             return
         self.datasetChanged.emit(role, None)
+        self._settle_sets()
 
     def open_demo(self, variant: str = "badnet") -> None:
 
         def prepared(paths):
-            for role in ROLES:
+            for role in list(self.session.datasets):
                 self.clear_data(role)
             self.open_set(paths.model, None, paths.datasets)
 

@@ -11,7 +11,7 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (QDialog, QFileDialog, QMainWindow, QMessageBox, QSplitter,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from engine.core.vocabulary import ROLE_TITLES
+from engine.core.vocabulary import role_title
 from guiapp.controller import Controller
 from guiapp.controllers.repair import RepairController
 from guiapp.controllers.scan import ScanController
@@ -66,7 +66,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================== layout
     def _build(self) -> None:
-        left = LeftPanel()
+        self.left = left = LeftPanel()
         self.model_panel, self.slots, self.checkpoints = left.model_panel, left.slots, left.checkpoints
         self.ranking_panel = left.rankings
         left.resize_box.toggled.connect(lambda on: setattr(self.session, "resize", on))
@@ -98,11 +98,11 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         c, status = self.ctl, self.statusBar()
-        for slot in self.slots.values():
-            slot.fileDropped.connect(lambda r, p: c.open_data(p, role=r))
-            slot.browse.connect(lambda r: self.open_data(r))
-            slot.browseFolder.connect(lambda r: self.open_data(r, folder=True))
-            slot.cleared.connect(c.clear_data)
+        self.left.slotDropped.connect(lambda r, p: c.open_data(p, role=r))
+        self.left.slotBrowse.connect(lambda r: self.open_data(r))
+        self.left.slotBrowseFolder.connect(lambda r: self.open_data(r, folder=True))
+        self.left.slotCleared.connect(c.clear_data)
+        self.left.addSet.connect(self.add_poisoned_set)
         self.model_panel.showLayers.connect(self.show_layers)
         self.model_panel.scaleChanged.connect(self.ctl.set_input_scale)
         self.ctl.inputScale.connect(self.model_panel.show_scale)
@@ -232,7 +232,7 @@ class MainWindow(QMainWindow):
     def open_data(self, role: str | None = None, folder: bool = False) -> None:
         """A file, or with ``folder`` a folder of images, for ``role``'s slot (None: the slot its
         name and labels say, asking if they cannot tell)."""
-        what = f"{ROLE_TITLES[role].lower()} data" if role else "data"
+        what = f"{role_title(role).lower()} data" if role else "data"
         if folder:
             path = QFileDialog.getExistingDirectory(self, f"Open a folder of images as {what}", self.recent.last_dir())
         else:
@@ -243,6 +243,14 @@ class MainWindow(QMainWindow):
             self.ctl.open_files([Path(path)])  # routed by its name, as a dropped folder
         else:
             self.ctl.open_data(Path(path), role=role)
+
+    def add_poisoned_set(self, base: str) -> None:
+        """Another trigger's poisoned file (or folder) for ``base``, named by the user."""
+        from guiapp.views.poisonsets import ask_poisoned_set
+
+        picked = ask_poisoned_set(self, base, self.recent.last_dir(), self.session)
+        if picked is not None:
+            self.ctl.add_poisoned_set(picked[0], base, picked[1])
 
     def _model_opened(self, opened) -> None:
         self.model_panel.show_model(opened.model, opened.default_layer, opened.layers)
@@ -259,8 +267,7 @@ class MainWindow(QMainWindow):
         self._invalidate()
 
     def _dataset_changed(self, role: str, ds) -> None:
-        if role in self.slots:
-            self.slots[role].show_dataset(ds)
+        self.left.show_dataset(role, ds)
         self.images.set_datasets(self.session)
         self.ranking_panel.set_roles(self.session.datasets)
         self._invalidate()

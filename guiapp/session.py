@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.core.vocabulary import ROLE_TITLES, ROLES
+from engine.core.vocabulary import (ROLES, base_role, is_poisoned, named_role, role_title, set_name,
+                                    valid_set_name)
 
 
 class SlotBusy(Exception):
@@ -96,14 +97,51 @@ class Session:
     # ---------------------------------------------------------------- datasets
     def check_slot_free(self, role: str) -> None:
         if self.task is not None and role in self.task.roles:
-            raise SlotBusy(f"The {self.task.name} is reading the {ROLE_TITLES[role].lower()} data; "
+            raise SlotBusy(f"The {self.task.name} is reading the {role_title(role).lower()} data; "
                            "wait for it or cancel it before changing that slot.")
 
-    def role_for(self, guessed: str | None) -> str | None:
-        """The slot a newly opened file goes to: its guessed role, else the first empty slot."""
+    def role_for(self, guessed: str | None, path=None) -> str | None:
+        """The slot a newly opened file goes to: its guessed role (a poisoned file joins the
+        list when that split already holds several named sets), else the first empty slot."""
         if guessed is not None:
+            if is_poisoned(guessed) and any(set_name(r) and base_role(r) == guessed for r in self.datasets):
+                return self.new_set_role(guessed, path)
             return guessed
         return next((r for r in ROLES if r not in self.datasets), None)
+
+    def new_set_role(self, base: str, path=None, name: str | None = None) -> str:
+        """A role for one more named poisoned set of ``base``: ``name`` or the file's stem, made
+        unique (``-2``, ``-3``...)."""
+        stem = name or "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_"
+                               for ch in (Path(path).stem if path else "set"))
+        stem = stem.lstrip("_-")[:36] or "set"
+        taken = {set_name(r) for r in self.datasets if base_role(r) == base}
+        cand, k = stem, 2
+        while cand in taken:
+            cand, k = f"{stem}-{k}", k + 1
+        if not valid_set_name(cand):
+            raise SlotBusy(f"'{cand}' cannot name a poisoned set: use letters, digits, '_' and '-'")
+        return named_role(base, cand)
+
+    def settle_sets(self) -> list[tuple[str, str]]:
+        """Keep each split's poisoned sets in one form: one set → the plain role (today's
+        names and outputs), several → named roles. Returns the renames ``(old, new)``; a set the
+        running task reads keeps its role."""
+        renames = []
+        held = self.task.roles if self.task is not None else frozenset()
+        for base in ("poisoned_valid", "poisoned_test"):
+            named = [r for r in self.datasets if set_name(r) and base_role(r) == base]
+            rename = None
+            if base in self.datasets and named and base not in held:
+                rename = (base, self.new_set_role(base, self.datasets[base].path))
+            elif base not in self.datasets and len(named) == 1 and named[0] not in held:
+                rename = (named[0], base)
+            if rename:  # renamed in place: the sets keep their order (the curves' and columns')
+                items = [(rename[1] if r == rename[0] else r, d) for r, d in self.datasets.items()]
+                self.datasets.clear()
+                self.datasets.update(items)
+                renames.append(rename)
+        return renames
 
     def put_dataset(self, role: str, ds) -> None:
         """Put ``ds`` in ``role``'s slot; the dataset it replaces is closed once unused."""

@@ -102,3 +102,35 @@ class ProgressPrinter:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def poisoned_set_roles(values, base: str) -> dict[str, Path]:
+    """``--poisoned-valid F`` or, repeated, ``--poisoned-valid NAME=F``: role → file. One set keeps
+    the plain role (today's names and outputs); several become named roles ``poisoned_valid:NAME``
+    (a set given without a name takes its file's stem). A value that is an existing file is a
+    file even if it holds '='."""
+    from engine.core.vocabulary import SET_NAME_CHARS, named_role, valid_set_name
+
+    option = "--" + base.replace("_", "-")
+    sets: list[tuple[str | None, Path]] = []
+    for v in values or []:
+        v = str(v)
+        name, path = None, Path(v)
+        if "=" in v and not path.exists():
+            name, path = v.split("=", 1)[0], Path(v.split("=", 1)[1])
+            if not valid_set_name(name):
+                raise PruneLabError(None, f"{option} {v}: a set's name is {SET_NAME_CHARS} (up to 40), "
+                                    "as in NAME=FILE")
+        sets.append((name, path))
+    if len(sets) <= 1:
+        return {base: p for _, p in sets}
+    out: dict[str, Path] = {}
+    for name, path in sets:
+        if name is None:
+            stem = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in path.stem)
+            name = stem.lstrip("_-")[:40] or "set"
+        role = named_role(base, name)
+        if role in out:
+            raise PruneLabError(path, f"{option}: two poisoned sets are named '{name}'; name them NAME=FILE")
+        out[role] = path
+    return out

@@ -13,7 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from engine.cli.common import ProgressPrinter, add_model_args, open_model, settle_input_scale
+from engine.core.vocabulary import poisoned_roles, role_metric, set_name
+from engine.cli.common import ProgressPrinter, add_model_args, open_model, poisoned_set_roles, settle_input_scale
 from engine.cli.repair import cmd_repair
 from engine.cli.scan import cmd_scan, cmd_stamp
 from engine.core.errors import Cancelled, PruneLabError, PruneLabWarning
@@ -70,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--demo", nargs="?", const="badnet", choices=["badnet", "pruning-aware"],
                      help="use the bundled demo BadNet and its data (no download)")
     add_model_args(s, src)
-    for role in ("clean-valid", "poisoned-valid", "clean-test", "poisoned-test"):
+    for role in ("clean-valid", "clean-test"):
         s.add_argument(f"--{role}", type=Path, metavar="F")
+    for role in ("poisoned-valid", "poisoned-test"):
+        s.add_argument(f"--{role}", action="append", metavar="[NAME=]F",
+                       help="the attacker's poisoned data (every label its target); repeat as NAME=F for "
+                            "several triggers: one ASR per set (asr_%s_NAME)" % role.split("-")[1])
     s.add_argument("--layer", help="Conv2D or hidden Dense layer to prune (default: the last Conv2D feeding "
                    "a pooling layer)")
     s.add_argument("--thresholds", type=_thresholds, default=(2.0, 4.0, 10.0), metavar="2,4,10",
@@ -204,8 +209,9 @@ def _open_datasets(args) -> dict:
 
     bar = ProgressPrinter(quiet=args.quiet)
     out = {}
-    for role in ("clean_valid", "poisoned_valid", "clean_test", "poisoned_test"):
-        path = getattr(args, role)
+    files = {"clean_valid": args.clean_valid, **poisoned_set_roles(args.poisoned_valid, "poisoned_valid"),
+             "clean_test": args.clean_test, **poisoned_set_roles(args.poisoned_test, "poisoned_test")}
+    for role, path in files.items():
         if path is not None:
             out[role] = open_dataset(path, resize=args.resize,
                                      progress=lambda d, t, p=path: bar.update("opening", d, t, str(p)))
@@ -227,7 +233,7 @@ def cmd_sweep(args) -> int:
         args.model, args.weights = paths.model, None
         for role, pth in paths.datasets.items():
             if getattr(args, role) is None:
-                setattr(args, role, pth)
+                setattr(args, role, [pth] if role.startswith("poisoned") else pth)
     from engine.report.outputs import check_output_folder
 
     check_output_folder(args.out, "sweep")  # before the sweep: a refused folder wastes no work
@@ -280,8 +286,9 @@ def _sweep_rankings(args, model, datasets, inputs) -> int:
 
 def _print_summary(result, out: Path) -> None:
     base = result.records[0]
-    print(f"baseline: clean validation accuracy {base.clean_valid_acc:.2f} %"
-          + (f", ASR {base.asr_valid:.2f} %" if base.asr_valid is not None else ""))
+    print(f"baseline: clean validation accuracy {base.clean_valid_acc:.2f} %" + "".join(
+        f", ASR{' ' + set_name(r) if set_name(r) else ''} {base.metric(role_metric(r)):.2f} %"
+        for r in poisoned_roles(result.labels, "valid") if base.metric(role_metric(r)) is not None))
     for cp in result.checkpoints:
         if cp.step is None:
             print(f"{cp.threshold:>5g} %: never reached")
@@ -289,12 +296,13 @@ def _print_summary(result, out: Path) -> None:
         r = result.records[cp.step]
         parts = [f"step {cp.step} ({r.pruned} channels, {r.fraction_pruned * 100:.1f} % pruned)",
                  f"clean val {r.clean_valid_acc:.2f} %"]
-        if r.asr_valid is not None:
-            parts.append(f"ASR val {r.asr_valid:.2f} %")
-        if r.clean_test_acc is not None:
-            parts.append(f"clean test {r.clean_test_acc:.2f} %")
-        if r.asr_test is not None:
-            parts.append(f"ASR test {r.asr_test:.2f} %")
+        for split, short in (("valid", "val"), ("test", "test")):
+            if split == "test" and r.clean_test_acc is not None:
+                parts.append(f"clean test {r.clean_test_acc:.2f} %")
+            for role in poisoned_roles(result.labels, split):  # one ASR per trigger with several sets
+                v = r.metric(role_metric(role))
+                if v is not None:
+                    parts.append(f"ASR {short}{' ' + set_name(role) if set_name(role) else ''} {v:.2f} %")
         print(f"{cp.threshold:>5g} %: " + ", ".join(parts))
     print(f"wrote {out}")
 

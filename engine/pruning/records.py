@@ -4,13 +4,13 @@ holding every answer, and the one rule "record → channels pruned" (:func:`prun
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
 import numpy as np
 
 from engine.core.errors import PruneLabError
-from engine.core.vocabulary import METRICS, is_poisoned
+from engine.core.vocabulary import METRICS, aggregate_metric, is_poisoned, poisoned_roles, set_name
 from engine.pruning.rules import evaluate_labels, goodnet_labels
 
 
@@ -31,21 +31,37 @@ class StepRecord:
     total_steps: int = 0  # steps the sweep plans (without the channel-by-channel refinements)
     pruned: int | None = None  # channels pruned (the first ``pruned`` of the order); None: ``step``
     channels: tuple[int, ...] = ()  # channels pruned since the previous record (``channel``: the last)
+    # several named poisoned sets: ``asr_valid_<name>`` → ASR (``asr_valid`` is then the highest)
+    sets: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         if self.pruned is None:
             object.__setattr__(self, "pruned", self.step)
 
     def metric(self, key: str) -> float | None:
-        return getattr(self, key)
+        return self.sets.get(key) if key in self.sets or key not in _FIELDS else getattr(self, key)
 
-    def csv_row(self) -> list[str]:
+    def with_metrics(self, known: dict[str, float]) -> "StepRecord":
+        """This record with the metrics of newly measured datasets (``role_metric`` → value);
+        an ASR measured on several named sets is the highest of them so far."""
+        plain = {k: v for k, v in known.items() if k in _FIELDS}
+        sets = dict(self.sets)
+        sets.update({k: v for k, v in known.items() if k not in _FIELDS})
+        for key in {aggregate_metric(k) for k in sets} - {None}:
+            vals = [v for k, v in sets.items() if aggregate_metric(k) == key and v is not None]
+            plain[key] = max(vals) if vals else None
+        return replace(self, sets=sets, **plain)
+
+    def csv_row(self, set_keys: Sequence[str] = ()) -> list[str]:
         def cell(v):
             return "" if v is None else f"{v:.6f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
 
         return [str(self.step), "" if self.channel is None else str(self.channel),
                 f"{self.fraction_pruned:.6f}".rstrip("0").rstrip(".") if self.fraction_pruned else "0"] + \
-               [cell(self.metric(m)) for m in METRICS] + [str(self.pruned)]
+               [cell(self.metric(m)) for m in METRICS] + [str(self.pruned)] + [cell(self.metric(k)) for k in set_keys]
+
+
+_FIELDS = {f.name for f in fields(StepRecord)}
 
 
 @dataclass
@@ -146,3 +162,14 @@ def summary_pruned_per_record(summary: dict) -> list[int] | None:
         return None
     raise PruneLabError(None, "this sweep's summary.json has no 'pruned' list (channels pruned per "
                         "record); run the sweep again")
+
+
+def pool_poisoned_means(means: dict, counts: dict[str, int]) -> None:
+    """With several named poisoned sets in a split, the plain role's mean activation (what the
+    ``difference`` criterion reads) is their image-weighted mean — what one file holding all of
+    them would give. Filled in once every named set of the split is measured."""
+    for split in ("valid", "test"):
+        named = [r for r in poisoned_roles(counts, split) if set_name(r)]
+        if named and all(r in means for r in named):
+            total = sum(counts[r] for r in named)
+            means[f"poisoned_{split}"] = sum(np.asarray(means[r], np.float64) * counts[r] for r in named) / total

@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from engine.core.vocabulary import ROLE_METRIC, ROLES, is_poisoned
+from engine.core.vocabulary import is_poisoned, is_role, ordered_roles, role_metric
 from engine.io.datasets import LabDataset
 from engine.core.errors import PruneLabError, warn
 from engine.io.memory import check_fits
@@ -30,7 +30,7 @@ from engine.pruning.rules import check_labels_in_range, pct, zeroed_weights
 from engine.core.state import JobState, Progress
 from engine.pruning.activations import PREFIX_BATCH, ActivationStore
 from engine.pruning.criteria.activation import lab_order
-from engine.pruning.records import Checkpoint, StepRecord, SweepResult
+from engine.pruning.records import Checkpoint, StepRecord, SweepResult, pool_poisoned_means
 from engine.pruning.schedule import parse_step_size, walk
 from engine.pruning.thresholds import DEFAULT_THRESHOLDS, reached, validate_thresholds
 
@@ -64,7 +64,7 @@ class Sweep:
         self.model = model
         self.datasets = {r: d for r, d in datasets.items() if d is not None}
         for r in self.datasets:
-            if r not in ROLES:
+            if not is_role(r):
                 raise PruneLabError(None, f"unknown dataset role '{r}'")
         if "clean_valid" not in self.datasets:
             raise PruneLabError(None, "the ranking needs clean validation data (--clean-valid)")
@@ -111,6 +111,10 @@ class Sweep:
         check_fits(self._memory_need(fast=self.method == "fast"), self.datasets["clean_valid"].path,
                    "the sweep's activations")
 
+    @property
+    def _counts(self) -> dict[str, int]:
+        return {r: d.n for r, d in self.datasets.items()}
+
     def _memory_need(self, fast: bool) -> int:
         """Bytes the sweep holds: the cached tensors (fast path: the cut and its frontier for
         every image; naive: the cut of clean validation, for the ranking), predictions, masks."""
@@ -152,7 +156,7 @@ class Sweep:
         from engine.core.tfsetup import release_free_memory
         from engine.io import cache
 
-        roles = [r for r in ROLES if r in self.datasets]
+        roles = ordered_roles(self.datasets)
         fast = self.method == "fast"
         store = ActivationStore(self.model, self.split, self.datasets, fast, self.use_cache, self.state)
         store.means_from_cache()
@@ -191,6 +195,7 @@ class Sweep:
             checkpoints=[Checkpoint(t, None) for t in self.thresholds], method=self.method,
             timings={}, dataset_paths={r: str(d.path) for r, d in self.datasets.items()},
             complete=False, step_size=self.step_size, fallback_reason=self.fallback_reason)
+        pool_poisoned_means(self.result.mean_activation, self._counts)
         return _Prepared(store, roles, order, labels, preds, todo, schedule)
 
     def _stepper(self, prep: "_Prepared", found: list) -> Iterator:
@@ -206,6 +211,7 @@ class Sweep:
             if role not in store.acts:
                 yield from store.load(role)
                 result.mean_activation[role] = store.mean[role]
+                pool_poisoned_means(result.mean_activation, self._counts)
             return store.acts.pop(role)
 
         if not prep.todo:  # every dataset came from the cache
@@ -234,7 +240,7 @@ class Sweep:
             role, step, pruned, recomputed = item
             done += 1
             created = step == len(result.records)
-            known = {ROLE_METRIC[r]: pct(preds[r][step] == labels[r])
+            known = {role_metric(r): pct(preds[r][step] == labels[r])
                      for r in ([role] if role else roles) + (cached if created else [])}
             if created:  # clean validation is known for this step: first dataset, or cached
                 rec, base = self._new_record(step, pruned, recomputed, planned, known, base, prep)
@@ -243,8 +249,9 @@ class Sweep:
                     units += per_step
             else:
                 old = result.records[step]
-                rec = replace(old, recomputed=old.recomputed + recomputed, **known)
+                rec = replace(old, recomputed=old.recomputed + recomputed).with_metrics(known)
                 result.records[step] = rec
+
             yield rec
             yield Progress("steps", min(done, units), units,
                            f"{role or 'all datasets'}: step {step}/{max(planned, len(result.records)) - 1}")
@@ -256,7 +263,7 @@ class Sweep:
         before = result.records[-1].pruned if result.records else 0
         new = tuple(prep.order[before:pruned])
         rec = StepRecord(step, new[-1] if new else None, pruned / self.n_channels, recomputed=recomputed,
-                         total_steps=planned - 1, pruned=pruned, channels=new, **known)
+                         total_steps=planned - 1, pruned=pruned, channels=new).with_metrics(known)
         correct = int(np.count_nonzero(prep.preds["clean_valid"][step] == prep.labels["clean_valid"]))
         if step == 0:
             return rec, correct

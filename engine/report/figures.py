@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.io.atomic import atomic_path, atomic_write_text
-from engine.core.vocabulary import METRICS, SPLIT_KEYS
+from engine.core.vocabulary import METRICS, SPLIT_KEYS, poisoned_roles, role_metric, set_metric_keys, set_name
 from engine.pruning.records import SweepResult
 
 # ``pruned`` (channels pruned at the row) comes last so the lab's column prefix stays
@@ -23,14 +23,16 @@ FIGURES = {"curves_valid": "curves_valid.png", "curves_test": "curves_test.png",
 def metrics_csv(result: SweepResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_HEADER)
+    extra = set_metric_keys(result.labels)  # asr_valid_<name>... with several named poisoned sets
+    w.writerow(CSV_HEADER + extra)
     for rec in result.records:
-        w.writerow(rec.csv_row())
+        w.writerow(rec.csv_row(extra))
     return buf.getvalue()
 
 
 def summary_dict(result: SweepResult, checkpoint_files: dict | None = None, extra: dict | None = None) -> dict:
     base = result.records[0]
+    keys = list(METRICS) + set_metric_keys(result.labels)
     checkpoint_files = checkpoint_files or {}
     cps = []
     for cp in result.checkpoints:
@@ -39,7 +41,7 @@ def summary_dict(result: SweepResult, checkpoint_files: dict | None = None, extr
             rec = result.records[cp.step]
             entry.update({"pruned": result.pruned_at(cp.step), "fraction_pruned": rec.fraction_pruned,
                           "pruned_channels": result.pruned_channels(cp.step),
-                          "metrics": {m: rec.metric(m) for m in METRICS},
+                          "metrics": {m: rec.metric(m) for m in keys},
                           "evaluation": result.evaluate_step(cp.step)})
             files = checkpoint_files.get(cp.threshold, {})
             entry["b_prime"] = files.get("b_prime")
@@ -53,7 +55,7 @@ def summary_dict(result: SweepResult, checkpoint_files: dict | None = None, extr
         "flag_class": result.flag_class,
         "method": result.method,
         "thresholds": list(result.thresholds),
-        "baseline": {m: base.metric(m) for m in METRICS},
+        "baseline": {m: base.metric(m) for m in keys},
         "ranking": {"layer": result.layer, "measured_at": result.measured_at,
                     "order": list(result.order),
                     "mean_activation": {r: [float(v) for v in a] for r, a in result.mean_activation.items()}},
@@ -63,8 +65,23 @@ def summary_dict(result: SweepResult, checkpoint_files: dict | None = None, extr
         "pruned": result.pruned_per_record(),  # channels pruned at each record (row of metrics.csv)
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
     }
+    sets = poisoned_sets(result)
+    if any(set_name(r) for r in sets):
+        out["poisoned_sets"] = sets
     if extra:
         out.update(extra)
+    return out
+
+
+def poisoned_sets(result: SweepResult) -> dict[str, dict]:
+    """Each poisoned set: its name, the attacker's target read from its labels, its metric."""
+    out = {}
+    for split in ("valid", "test"):
+        for r in poisoned_roles(result.labels, split):
+            y = np.asarray(result.labels[r])
+            vals, counts = np.unique(y, return_counts=True) if y.size else (np.array([-1]), np.array([0]))
+            out[r] = {"name": set_name(r), "target": int(vals[np.argmax(counts)]), "metric": role_metric(r),
+                      "file": result.dataset_paths.get(r)}
     return out
 
 
@@ -76,6 +93,11 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+# one ASR curve per poisoned set: reds and warm colours (ASR is red everywhere), told apart by dashes too
+SET_COLOURS = ("#d62728", "#ff7f0e", "#8c1c5a", "#b5651d", "#e377c2")
+SET_STYLES = ("-", "--", "-.", ":")
 
 
 def asr_label(standin: str | None, base: str = "Attack success rate") -> str:
@@ -95,7 +117,14 @@ def curve_figure(result: SweepResult, split: str, standin: str | None = None):
     asr = [r.metric(asr_key) for r in result.records]
     if acc[0] is not None:
         ax.plot(x, acc, "b-", label="Clean classification accuracy")
-    if asr[0] is not None:
+    named = [r for r in poisoned_roles(result.labels, split) if set_name(r)]
+    if named:  # several triggers: one ASR curve per poisoned set, each with its target
+        targets = poisoned_sets(result)
+        for i, role in enumerate(named):
+            ax.plot(x, [r.metric(role_metric(role)) for r in result.records], color=SET_COLOURS[i % len(SET_COLOURS)],
+                    ls=SET_STYLES[i % len(SET_STYLES)],
+                    label=f"ASR · {set_name(role)} (target {targets[role]['target']})")
+    elif asr[0] is not None:
         ax.plot(x, asr, "r-", label=asr_label(standin))
     base = result.records[0].clean_valid_acc
     for t in result.thresholds:
@@ -131,24 +160,29 @@ def bars_figure(result: SweepResult, which: str, steps: list[tuple[str, int]] | 
     plt = _plt()
     steps = steps if steps is not None else [(c.label, c.step) for c in result.checkpoints if c.step is not None]
     has_test = "clean_test" in result.labels
-    clean_role, bd_role = ("clean_test", "poisoned_test") if has_test else ("clean_valid", "poisoned_valid")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    split = "test" if has_test else "valid"
+    clean_role = f"clean_{split}"
+    bd_roles = poisoned_roles(result.labels, split) or [f"poisoned_{split}"]
+    fig, ax = plt.subplots(figsize=(7 if len(bd_roles) == 1 else 7 + 1.3 * len(bd_roles), 4.5))
     names = [s[0] for s in steps]
-    acc, asr, flag = [], [], []
-    for _, k in steps:
-        ev = result.evaluate_step(k)
-        acc.append(ev.get(clean_role, {}).get(f"{which}_acc", np.nan))
-        asr.append(ev.get(bd_role, {}).get(f"{which}_asr", np.nan))
-        flag.append(ev.get(bd_role, {}).get("goodnet_flagged", np.nan))
+    evs = [result.evaluate_step(k) for _, k in steps]
+    groups = [("accuracy", [ev.get(clean_role, {}).get(f"{which}_acc", np.nan) for ev in evs], "tab:green", None)]
+    for i, role in enumerate(bd_roles):  # per poisoned set (several triggers: its ASR and flagged share)
+        name = set_name(role)
+        groups.append((f"ASR · {name}" if name else asr_label(standin, "attack success rate"),
+                       [ev.get(role, {}).get(f"{which}_asr", np.nan) for ev in evs],
+                       SET_COLOURS[i % len(SET_COLOURS)] if name else "tab:red", None))
+        if which == "goodnet":
+            groups.append((f"flagged · {name}" if name else "poisoned flagged",
+                           [ev.get(role, {}).get("goodnet_flagged", np.nan) for ev in evs],
+                           SET_COLOURS[i % len(SET_COLOURS)] if name else "tab:orange", "//" if name else None))
     if not steps:
         ax.text(0.5, 0.5, "no threshold was reached", ha="center", va="center", transform=ax.transAxes)
     idx = np.arange(len(steps))
-    groups = [("accuracy", acc, "tab:green"), (asr_label(standin, "attack success rate"), asr, "tab:red")]
-    if which == "goodnet":
-        groups.append(("poisoned flagged", flag, "tab:orange"))
     w = 0.8 / len(groups)
-    for i, (lab, vals, col) in enumerate(groups):
-        rects = ax.bar(idx + i * w, vals, w, label=lab, color=col)
+    for i, (lab, vals, col, hatch) in enumerate(groups):
+        rects = (ax.bar(idx + i * w, vals, w, label=lab, color=col) if hatch is None else
+                 ax.bar(idx + i * w, vals, w, label=lab, color="white", edgecolor=col, hatch=hatch))
         for r, v in zip(rects, vals):
             if np.isfinite(v):
                 ax.text(r.get_x() + r.get_width() / 2, r.get_height() + 1, f"{v:.1f}", ha="center",
@@ -189,7 +223,7 @@ def write_report(result: SweepResult, out: str | os.PathLike, checkpoint_files: 
         p = out / FIGURES["curves_valid"]
         save_figure(curve_figure(result, "valid", standin.get("poisoned_valid")), p)
         written.append(p)
-    if "clean_test" in result.labels or "poisoned_test" in result.labels:
+    if "clean_test" in result.labels or poisoned_roles(result.labels, "test"):
         p = out / FIGURES["curves_test"]
         save_figure(curve_figure(result, "test", standin.get("poisoned_test")), p)
         written.append(p)

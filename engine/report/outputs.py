@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from engine.core.errors import PruneLabError
-from engine.core.vocabulary import is_poisoned
+from engine.core.vocabulary import is_poisoned, primary_role
 from engine.core.state import JobState
 from engine.pruning.thresholds import label as tname
 
@@ -157,8 +157,10 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
                 written.models[cp.threshold] = names
         state.cancel_point()
         datasets = datasets or {}
-        if "clean_valid" in datasets and "poisoned_valid" in datasets:
-            _backdoor_map(result, model, datasets, stage / "backdoor_map.png", state, log, use_cache)
+        poisoned = primary_role(datasets, "poisoned_valid")  # with several triggers: the first set's
+        if "clean_valid" in datasets and poisoned:
+            _backdoor_map(result, model, datasets["clean_valid"], datasets[poisoned], stage / "backdoor_map.png",
+                          state, log, use_cache)
         info = {"weights": str(model.weights_path) if model.weights_path else None,
                 "input_scale": float(getattr(model, "input_scale", 255.0)),
                 "input_scale_source": getattr(model, "input_scale_source", "default")}
@@ -172,7 +174,7 @@ def write_sweep_outputs(result, model, out: str | os.PathLike, *, inputs: Iterab
     return written
 
 
-def _backdoor_map(result, model, datasets, path: Path, state, log, use_cache: bool) -> None:
+def _backdoor_map(result, model, clean, poisoned, path: Path, state, log, use_cache: bool) -> None:
     """``backdoor_map.png`` of a sweep, at the pruned layer or, for a hidden Dense layer, at the
     last Conv2D before it; mean Grad-CAM over a seeded sample of each validation set, cached.
     A figure never loses a sweep: when it cannot be drawn, one warning line says why."""
@@ -190,7 +192,7 @@ def _backdoor_map(result, model, datasets, path: Path, state, log, use_cache: bo
         where = layer if layer == result.layer else f"{layer}, the last Conv2D before {result.layer}"
         log(f"drawing the backdoor map (mean Grad-CAM at {where}, clean vs poisoned validation)")
     try:
-        write_backdoor_map(model, layer, datasets["clean_valid"], datasets["poisoned_valid"], path, state,
+        write_backdoor_map(model, layer, clean, poisoned, path, state,
                            sample=MAP_SAMPLE, use_cache=use_cache)
     except Cancelled:
         raise

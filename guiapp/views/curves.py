@@ -9,7 +9,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.core.vocabulary import SPLIT_KEYS
+from engine.core.vocabulary import SPLIT_KEYS, aggregate_metric
+from engine.report.figures import SET_COLOURS
 from engine.report.compare import colour_of
 
 # every measure has one line style everywhere: clean accuracy solid, ASR dashed
@@ -71,6 +72,7 @@ class CurvePlot(pg.PlotWidget):
         self.thresholds: list[pg.InfiniteLine] = []
         self.markers: list[pg.InfiniteLine] = []
         self.overlay: dict[str, tuple] = {}  # criterion -> (clean, ASR) curves
+        self.set_curves: dict[str, pg.PlotDataItem] = {}  # asr_<split>_<name> -> one trigger's ASR curve
         self.bands: dict[str, tuple] = {}  # metric -> (low, high, fill, mean) of the random band
         self.points: list = []  # criteria's own operating points (dot and label)
         self.cursor = pg.InfiniteLine(pos=0, angle=90, movable=True, pen=CURSOR_PEN,
@@ -124,6 +126,7 @@ class CurvesView(QWidget):
         self._fine: list = []
         self._thresholds: tuple = ()
         self._own: dict = {}  # criterion -> (step, label, x %, colour) of its own operating point
+        self._set_colours: dict[str, str] = {}  # trigger (poisoned set) name -> its curves' colour
         # records can arrive faster than it is worth redrawing: coalesce to at most 20 redraws a second
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
@@ -140,9 +143,9 @@ class CurvesView(QWidget):
                 item.setData([], [])
             p.ft_acc.setVisible(False)
             p.ft_asr.setVisible(False)
-            for line in p.thresholds + p.markers:
+            for line in p.thresholds + p.markers + list(p.set_curves.values()):
                 p.removeItem(line)
-            p.thresholds, p.markers = [], []
+            p.thresholds, p.markers, p.set_curves = [], [], {}
             p.getAxis("right").setTicks([[]])
             p.readout.setVisible(False)
         self._thresholds = tuple(thresholds)
@@ -184,9 +187,28 @@ class CurvesView(QWidget):
 
     def _refresh(self) -> None:
         for p in self.plots.values():
+            sets = self._set_curves(p)
             for item, key in ((p.acc, p.acc_key), (p.asr, p.asr_key)):
+                # several triggers: one ASR curve per poisoned set instead of their highest
+                item.setData(*(series(self.records, key) if not (sets and item is p.asr) else ([], [])))
+            for key, item in sets.items():
                 item.setData(*series(self.records, key))
         self._refresh_rankings()
+
+    def _set_curves(self, p: "CurvePlot") -> dict:
+        """The plot's per-set ASR curves (named poisoned sets), created once each."""
+        keys = [k for k in (self.records[-1].sets if self.records else {}) if aggregate_metric(k) == p.asr_key]
+        for k in keys:
+            if k not in p.set_curves:
+                name = k.split("_", 2)[2]  # a trigger has one colour in both plots and the key
+                colour = self._set_colours.setdefault(name, SET_COLOURS[len(self._set_colours) % len(SET_COLOURS)])
+                item = p.plot([], [], pen=pg.mkPen(colour, width=2, style=Qt.DashLine), symbol="o", symbolSize=4,
+                              symbolBrush=colour, symbolPen=None)
+                item.setCurveClickable(True, width=8)
+                item.sigClicked.connect(lambda _item, ev, p=p: self._clicked(p, ev))
+                p.set_curves[k] = item
+                self._show_key()
+        return p.set_curves
 
     # ------------------------------------------------------------------ several criteria
     def add_ranking_record(self, name: str, rec) -> None:
@@ -309,6 +331,10 @@ class CurvesView(QWidget):
             measures.append(f"{swatch('#444', '╌╌')} thresholds (right: −t % clean acc.), "
                             f"{swatch('#999', '┊')} where each is reached")
         lines = [" &nbsp; ".join(measures)]
+        sets = dict.fromkeys(k.split("_", 2)[2] for p in self.plots.values() for k in p.set_curves)
+        if sets:
+            lines.append("ASR per trigger (poisoned set), dashed: " + " &nbsp; ".join(
+                f"{swatch(self._set_colours[name], '╺╺╺')} {name}" for name in sets))
         if several:
             bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
             n_random = sum(n.startswith("random") for n in self.by_ranking)
@@ -426,7 +452,10 @@ class CurvesView(QWidget):
         acc, asr = r.metric(p.acc_key), r.metric(p.asr_key)
         if acc is not None:
             lines.append(f"clean accuracy {acc:.2f} %")
-        if asr is not None:
+        sets = [k for k in p.set_curves if r.metric(k) is not None]
+        for k in sets:
+            lines.append(f"ASR {k.split('_', 2)[2]} {r.metric(k):.2f} %")
+        if asr is not None and not sets:
             lines.append(f"ASR {asr:.2f} %")
         return "\n".join(lines)
 

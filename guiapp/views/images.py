@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QPushButton,
                                QStyle, QStyledItemDelegate, QVBoxLayout, QWidget)
 
-from engine.core.vocabulary import ROLE_TITLES, ROLES, is_poisoned
+from engine.core.vocabulary import is_poisoned, ordered_roles, role_title
 from guiapp.views.colour import BAD, FLAG, OK, scale_bar, to_pixmap
 from guiapp.views.imagedialogs import LargeView, MeanMapsDialog  # noqa: F401  (MeanMapsDialog: tests)
 from guiapp.views.stepview import StepView
@@ -292,7 +292,7 @@ class ImagesView(StepView, QWidget):
         the result covers them. ``show`` selects one ("photos", a role)."""
         self.session = session
         # in the slots' order (clean/poisoned validation, then test), whatever order they were opened in
-        self.datasets = {r: session.datasets[r] for r in ROLES if r in session.datasets}
+        self.datasets = {r: session.datasets[r] for r in ordered_roles(session.datasets)}
         self.datasets.update({r: d for r, d in session.datasets.items() if r not in self.datasets})
         if session.photos is not None:
             self.datasets["photos"] = session.photos
@@ -300,7 +300,7 @@ class ImagesView(StepView, QWidget):
         self.dataset.blockSignals(True)
         self.dataset.clear()
         for role, ds in self.datasets.items():
-            self.dataset.addItem(f"{ROLE_TITLES.get(role, 'Images')} ({ds.n:,})", role)
+            self.dataset.addItem(f"{role_title(role) if role != 'photos' else 'Images'} ({ds.n:,})", role)
         if cur in self.datasets:
             self.dataset.setCurrentIndex(list(self.datasets).index(cur))
         self.dataset.blockSignals(False)

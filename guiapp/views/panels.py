@@ -9,7 +9,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QSpinBox
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from engine.core.vocabulary import ROLE_TITLES, ROLES
+from engine.core.vocabulary import (ROLES, base_role, is_poisoned, ordered_roles, poisoned_roles, role_metric,
+                                    role_title, set_name)
 
 
 def local_paths(mime) -> list[Path]:
@@ -37,13 +38,13 @@ class DataSlot(QFrame):
         lay = QGridLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
         lay.setVerticalSpacing(1)
-        self.title = QLabel(f"<b>{ROLE_TITLES[role]}</b>")
+        self.title = QLabel(f"<b>{role_title(role)}</b>")
         self.info = QLabel("drop a file or folder here")
         self.info.setStyleSheet("color:#777")
         self.info.setWordWrap(True)
         self.btn = QToolButton(text="…")
         self.btn.setObjectName(f"browse_{role}")
-        self.btn.setToolTip(f"Open the {ROLE_TITLES[role].lower()} data: a lab .h5 file, or a folder of images")
+        self.btn.setToolTip(f"Open the {role_title(role).lower()} data: a lab .h5 file, or a folder of images")
         menu = QMenu(self.btn)
         self.act_file = menu.addAction("File (.h5, images)…", lambda: self.browse.emit(self.role))
         self.act_folder = menu.addAction("Folder of images…", lambda: self.browseFolder.emit(self.role))
@@ -323,15 +324,19 @@ class StepPanel(QWidget):
             return
         r = result.records[step]
         parts = [f"<b>Step {step}</b>: {r.pruned} channels, {r.fraction_pruned * 100:.1f} % pruned"]
-        for key, name in (("clean_valid_acc", "clean val"), ("asr_valid", "ASR val"),
-                          ("clean_test_acc", "clean test"), ("asr_test", "ASR test")):
-            v = r.metric(key)
+        for split, short in (("valid", "val"), ("test", "test")):
+            v = r.metric(f"clean_{split}_acc")
             if v is not None:
-                parts.append(f"{name} {v:.2f}")
+                parts.append(f"clean {short} {v:.2f}")
+            for role in poisoned_roles(result.labels, split):  # several triggers: each set's ASR
+                v = r.metric(role_metric(role))
+                if v is not None:
+                    parts.append(f"ASR {short}{' ' + set_name(role) if set_name(role) else ''} {v:.2f}")
         ev = result.evaluate_step(step)
-        if "poisoned_test" in ev or "poisoned_valid" in ev:
-            role = "poisoned_test" if "poisoned_test" in ev else "poisoned_valid"
-            parts.append(f"G flags {ev[role]['goodnet_flagged']:.1f} % of poisoned")
+        pois = poisoned_roles(ev, "test") or poisoned_roles(ev, "valid")
+        if pois:
+            parts.append("G flags " + ", ".join(f"{ev[role]['goodnet_flagged']:.1f} %" + (
+                f" of {set_name(role)}" if set_name(role) else " of poisoned") for role in pois))
         self.label.setText(" · ".join(parts))
         complete = bool(getattr(result, "complete", True))
         self.save_bp.setEnabled(complete)
@@ -340,7 +345,15 @@ class StepPanel(QWidget):
 
 
 class LeftPanel(QScrollArea):
-    """The model, the four data slots and the checkpoints, top to bottom."""
+    """The model, the data slots and the checkpoints, top to bottom. The poisoned slots are a
+    list: "+ another trigger" adds a named set (one ASR curve each); its slot comes and goes
+    with its dataset. Every slot's signals arrive through the panel's."""
+
+    slotDropped = Signal(str, object)  # role, Path
+    slotBrowse = Signal(str)
+    slotBrowseFolder = Signal(str)
+    slotCleared = Signal(str)
+    addSet = Signal(str)  # "poisoned_valid" / "poisoned_test": the user wants one more poisoned set
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -352,9 +365,23 @@ class LeftPanel(QScrollArea):
         self.rankings = RankingPanel()
         lay.addWidget(self.rankings)
         lay.addWidget(QLabel("<b>Data</b> <span style='color:#777'>(drop files here)</span>"))
-        self.slots = {role: DataSlot(role) for role in ROLES}
-        for slot in self.slots.values():
-            lay.addWidget(slot)
+        self.slots: dict[str, DataSlot] = {}
+        self._data_lay = QVBoxLayout()
+        self._data_lay.setSpacing(4)
+        lay.addLayout(self._data_lay)
+        self.add_buttons: dict[str, QPushButton] = {}
+        for role in ROLES:
+            self._data_lay.addWidget(self._new_slot(role))
+            if is_poisoned(role):
+                btn = QPushButton("+ another trigger (poisoned set)…")
+                btn.setObjectName(f"addSet_{role}")
+                btn.setFlat(True)
+                btn.setStyleSheet("text-align:left; color:#1f5fd1; padding:0 6px")
+                btn.setToolTip("A model may carry several triggers: open each trigger's poisoned file as a "
+                               "named set of its own; every set gets its own ASR curve and column")
+                btn.clicked.connect(lambda _=False, r=role: self.addSet.emit(r))
+                self.add_buttons[role] = btn
+                self._data_lay.addWidget(btn)
         self.resize_box = QCheckBox("Resize images to the model's input")
         self.resize_box.setObjectName("resizeImages")
         self.resize_box.setToolTip("For PNG/JPEG files and folders: bilinear resizing instead of refusing them")
@@ -365,6 +392,36 @@ class LeftPanel(QScrollArea):
         self.setWidget(inner)
         self.setWidgetResizable(True)
         self.setMinimumWidth(330)
+
+
+    def _new_slot(self, role: str) -> DataSlot:
+        slot = DataSlot(role)
+        slot.fileDropped.connect(self.slotDropped)
+        slot.browse.connect(self.slotBrowse)
+        slot.browseFolder.connect(self.slotBrowseFolder)
+        slot.cleared.connect(self.slotCleared)
+        self.slots[role] = slot
+        return slot
+
+    def show_dataset(self, role: str, ds) -> None:
+        """``role``'s slot shows ``ds``; a named poisoned set's slot is made for it, and removed
+        with it (the plain slot of its split hides while named sets stand in for it)."""
+        if set_name(role) and role not in self.slots and ds is not None:
+            slot = self._new_slot(role)
+            after = [r for r in ordered_roles(list(self.slots)) if base_role(r) == base_role(role)]
+            self._data_lay.insertWidget(self._data_lay.indexOf(self.slots[after[-2]]) + 1 if len(after) > 1
+                                        else self._data_lay.indexOf(self.add_buttons[base_role(role)]), slot)
+        slot = self.slots.get(role)
+        if slot is None:
+            return
+        if set_name(role) and ds is None:
+            del self.slots[role]
+            slot.setParent(None)
+            slot.deleteLater()
+        else:
+            slot.show_dataset(ds)
+        for base in self.add_buttons:  # the plain slot stands aside while named sets fill the list
+            self.slots[base].setVisible(not any(set_name(r) and base_role(r) == base for r in self.slots))
 
 
 class RankingPanel(QGroupBox):
@@ -381,7 +438,7 @@ class RankingPanel(QGroupBox):
         for i, (name, crit) in enumerate(REGISTRY.items()):
             box = QCheckBox(crit.short or name)
             box.setObjectName(f"ranking_{name}")
-            needs = ", ".join(ROLE_TITLES[r].lower() for r in crit.needs) or "no data (weights only)"
+            needs = ", ".join(role_title(r).lower() for r in crit.needs) or "no data (weights only)"
             box.setToolTip(f"{crit.title} — needs {needs}" + ("\nuses the trigger: a diagnostic, never a defense"
                                                               if crit.diagnostic else ""))
             box.setChecked(name == "activation")
@@ -401,7 +458,8 @@ class RankingPanel(QGroupBox):
         from engine.pruning.criteria import criterion
 
         for name, box in self.boxes.items():
-            box.setEnabled(all(r in roles for r in criterion(name).needs))
+            have = {base_role(r) for r in roles}  # a named poisoned set is poisoned data too
+            box.setEnabled(all(r in have for r in criterion(name).needs))
 
     def names(self) -> list[str]:
         """The ticked criteria that can run on the data now open."""

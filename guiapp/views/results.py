@@ -9,6 +9,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from engine.core.vocabulary import poisoned_roles, set_name
+from engine.report.figures import SET_COLOURS
 from guiapp.views.stepview import StepView
 
 ACC = (46, 139, 60)
@@ -53,6 +55,11 @@ class BarChart(pg.PlotWidget):
                 self._items.append(t)
         self.getAxis("bottom").setTicks([[(float(i), n) for i, n in enumerate(names)]])
         self.setXRange(-0.6, max(0.6, len(names) - 0.4), padding=0)
+
+
+def _rgb(hex_colour: str, alpha: int = 255) -> tuple:
+    h = hex_colour.lstrip("#")
+    return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16), alpha)
 
 
 class ResultsView(StepView, QWidget):
@@ -118,7 +125,10 @@ class ResultsView(StepView, QWidget):
             return
         test = "clean_test" in r.labels
         clean_role = "clean_test" if test else "clean_valid"
-        bd_role = "poisoned_test" if (test and "poisoned_test" in r.labels) else "poisoned_valid"
+        # the poisoned sets measured (several triggers: each set's ASR and detection)
+        bd_roles = (poisoned_roles(r.labels, "test") if test else []) or poisoned_roles(r.labels, "valid") \
+            or ["poisoned_valid"]
+        bd_role = bd_roles[0]
         rows = self._rows()
         names = [f"step {s}" if n == "picked step" else f"FP@{s}" if n.startswith("fine-pruned")
                  else n.replace(" drop", "") for n, s, _ in rows]
@@ -126,13 +136,25 @@ class ResultsView(StepView, QWidget):
         def get(ev, role, key):
             return ev.get(role, {}).get(key)
 
+        def per_set(key, title, colour, flag=False):
+            if len(bd_roles) == 1:
+                return [(title, [get(e, bd_role, key) for _, _, e in rows], colour)]
+            return [(f"{'flagged' if flag else 'ASR'} · {set_name(role)}", [get(e, role, key) for _, _, e in rows],
+                     _rgb(SET_COLOURS[i % len(SET_COLOURS)], 140 if flag else 255)) for i, role in enumerate(bd_roles)]
+
         self.bprime_chart.show_groups(names, [
             ("accuracy", [get(e, clean_role, "bprime_acc") for _, _, e in rows], ACC),
-            ("attack success rate", [get(e, bd_role, "bprime_asr") for _, _, e in rows], ASR)])
+            *per_set("bprime_asr", "attack success rate", ASR)])
         self.goodnet_chart.show_groups(names, [
             ("accuracy", [get(e, clean_role, "goodnet_acc") for _, _, e in rows], ACC),
-            ("attack success rate", [get(e, bd_role, "goodnet_asr") for _, _, e in rows], ASR),
-            ("poisoned flagged", [get(e, bd_role, "goodnet_flagged") for _, _, e in rows], FLAG)])
+            *per_set("goodnet_asr", "attack success rate", ASR),
+            *per_set("goodnet_flagged", "poisoned flagged", FLAG, flag=True)])
+
+        def cell(ev, key):  # one value, or one per trigger
+            if len(bd_roles) == 1:
+                return get(ev, bd_role, key)
+            return " · ".join(f"{set_name(role)} {get(ev, role, key):.2f} %" for role in bd_roles
+                              if get(ev, role, key) is not None)
         self.note.setText(f"On the {'test' if test else 'validation'} data. B = the suspect BadNet "
                           f"(clean acc {get(rows[0][2], clean_role, 'badnet_acc') or 0:.2f} %, ASR "
                           f"{get(rows[0][2], bd_role, 'badnet_asr') or 0:.2f} %); G answers class "
@@ -141,9 +163,9 @@ class ResultsView(StepView, QWidget):
         for i, (name, step, ev) in enumerate(rows):
             rec = r.records[step] if step < len(r.records) else None
             vals = [name, str(step), f"{rec.fraction_pruned * 100:.1f}" if rec else "",
-                    get(ev, clean_role, "bprime_acc"), get(ev, bd_role, "bprime_asr"),
-                    get(ev, clean_role, "goodnet_acc"), get(ev, bd_role, "goodnet_asr"),
-                    get(ev, bd_role, "goodnet_flagged"), get(ev, clean_role, "goodnet_false_flagged")]
+                    get(ev, clean_role, "bprime_acc"), cell(ev, "bprime_asr"),
+                    get(ev, clean_role, "goodnet_acc"), cell(ev, "goodnet_asr"),
+                    cell(ev, "goodnet_flagged"), get(ev, clean_role, "goodnet_false_flagged")]
             for c, v in enumerate(vals):
                 text = v if isinstance(v, str) else ("" if v is None else f"{v:.2f} %")
                 item = QTableWidgetItem(text)

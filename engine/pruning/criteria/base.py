@@ -11,6 +11,7 @@ from typing import ClassVar, Iterator, Sequence
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.core.vocabulary import base_role
 
 OPTIONS = {"clean_valid": "--clean-valid", "poisoned_valid": "--poisoned-valid"}
 WORDS = {"clean_valid": "clean validation", "poisoned_valid": "poisoned validation"}
@@ -155,7 +156,7 @@ def parse_rankings(text: str) -> list[str]:
 
 def check_available(names_: Sequence[str], roles) -> None:
     """Raise a one-line error naming the data a ranking needs but was not given."""
-    roles = set(roles)
+    roles = {base_role(r) for r in roles}  # a named poisoned set counts as poisoned data
     for n in names_:
         missing = [r for r in criterion(n).needs if r not in roles]
         if missing:
