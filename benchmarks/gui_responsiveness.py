@@ -7,6 +7,8 @@ the 99th percentile, and how often the curves were redrawn while steps streamed 
     python benchmarks/gui_responsiveness.py --demo
     python benchmarks/gui_responsiveness.py --data /tmp/bench   # the real-scale files of sweep_speed.py --keep
     python benchmarks/gui_responsiveness.py --demo --maps       # then Grad-CAM over 4 pages of thumbnails
+    python benchmarks/gui_responsiveness.py --multi .variants/multi3-i96   # three poisoned sets per split
+                                                                # (benchmarks/multi_trigger.py builds it)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--demo", action="store_true")
     ap.add_argument("--data", type=Path, help="folder written by sweep_speed.py --keep")
+    ap.add_argument("--multi", type=Path, help="folder written by multi_trigger.py: three named poisoned sets")
     ap.add_argument("--warm", action="store_true", help="keep the activation cache")
     ap.add_argument("--maps", action="store_true", help="after the sweep, draw Grad-CAM maps on 4 pages of thumbnails")
     args = ap.parse_args()
@@ -60,6 +63,25 @@ def main() -> None:
     win.curves._redraw.timeout.connect(counted)
     state = {}
 
+    if os.environ.get("BENCH_DEBUG") == "stacks":  # where every thread is while the GUI thread stalls
+        import threading
+        import traceback
+
+        gui_id = threading.get_ident()
+
+        def watch():
+            while True:
+                time.sleep(0.02)
+                if ticks and timer.isActive() and time.perf_counter() - ticks[-1] > 0.09:
+                    frames = sys._current_frames()
+                    print(f"--- stalled {1000 * (time.perf_counter() - ticks[-1]):.0f} ms")
+                    for tid, fr in frames.items():
+                        tag = "GUI" if tid == gui_id else tid
+                        print(f"[{tag}]", "".join(traceback.format_stack(fr, limit=6)[-6:]))
+                    time.sleep(0.1)
+
+        threading.Thread(target=watch, daemon=True).start()
+
     def start():
         if not args.warm:
             from engine.io import cache
@@ -68,7 +90,15 @@ def main() -> None:
         ticks.clear()
         timer.start()
         state["t0"] = time.perf_counter()
-        win.start_sweep()
+        if os.environ.get("BENCH_DEBUG") == "profile":  # what the GUI thread does to start a sweep
+            import cProfile
+            import pstats
+
+            prof = cProfile.Profile()
+            prof.runcall(win.start_sweep)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+        else:
+            win.start_sweep()
 
     def finished(res):
         state["t1"] = time.perf_counter()
@@ -102,6 +132,13 @@ def main() -> None:
     win.ctl.inputsReady.connect(lambda: QTimer.singleShot(200, start))
     if args.demo:
         win.ctl.open_demo()
+    elif args.multi:
+        info = json.loads((args.multi / "multi.json").read_text())
+        sets = {"clean_valid": args.multi / "cl/valid.h5", "clean_test": args.multi / "cl/test.h5"}
+        for trig in info["triggers"]:
+            for split in ("valid", "test"):
+                sets[f"poisoned_{split}:{trig.replace('-', '')}"] = args.multi / "bd" / f"{trig}_{split}.h5"
+        win.ctl.open_set(args.multi / "bd_net.h5", None, sets)
     else:
         spec = json.loads((args.data / "spec.json").read_text())
         win.ctl.open_set(spec["model"], None, spec["data"])
@@ -118,6 +155,10 @@ def main() -> None:
     steps_t = np.array(redraws)
     span = steps_t[-1] - steps_t[0] if len(steps_t) > 1 else float("nan")
     n_images = sum(len(v) for v in res.labels.values())
+    sets = [r for r in res.labels if ":" in r]
+    if sets:
+        print(f"poisoned sets: {', '.join(sets)}; curves: " + ", ".join(
+            f"{split} {len(p.set_curves)}" for split, p in win.curves.plots.items()))
     print(f"sweep: {n_images:,} images, {res.steps} steps, {'warm' if args.warm else 'cold'}, "
           f"{state['t1'] - state['t0']:.1f} s in the window")
     print(f"10 ms timer: {len(ticks)} ticks, longest gap {gaps.max():.1f} ms, 99th percentile "

@@ -263,8 +263,30 @@ def scan_repair(d: Driver, only=("scan", "repair")) -> None:
     d.close(win)
 
 
+def multi_trigger(d: Driver) -> None:
+    """Three triggers (benchmarks/multi_trigger.py's BadNet: sunglasses → 0, corner → 7, mouth band
+    → 3), each trigger's poisoned validation and test file a named set: one ASR curve per set."""
+    import json
+
+    folder = ROOT / ".variants" / "multi3-i96"
+    if not (folder / "multi.json").exists():
+        print(f"skipped screenshot-multi-trigger.png: run benchmarks/multi_trigger.py first ({folder})")
+        return
+    info = json.loads((folder / "multi.json").read_text())
+    win = d.window()
+    sets = {"clean_valid": folder / "cl/valid.h5", "clean_test": folder / "cl/test.h5"}
+    for trig in info["triggers"]:
+        for split in ("valid", "test"):
+            sets[f"poisoned_{split}:{trig.replace('-', '')}"] = folder / "bd" / f"{trig}_{split}.h5"
+    d.wait(win.ctl.inputsReady, lambda: win.ctl.open_set(folder / "bd_net.h5", None, sets))
+    d.sweep(win, demo=False)
+    show(win, "curves")
+    d.shoot(win, "screenshot-multi-trigger.png")
+    d.close(win)
+
+
 SHOTS = {"tabs": tabs, "validation-only": validation_only, "rankings": rankings, "maps": maps, "photo": photo,
-         "tradeoff": tradeoff, "images-poisoned": images_poisoned,
+         "tradeoff": tradeoff, "images-poisoned": images_poisoned, "multi-trigger": multi_trigger,
          "scan": lambda d: None, "repair": lambda d: None}  # both by scan_repair, in one window
 
 

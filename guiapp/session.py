@@ -47,6 +47,7 @@ class Session:
     map_makers: dict = field(default_factory=dict)
     _readers: Counter = field(default_factory=Counter)  # id(dataset) -> open reads
     _retired: dict = field(default_factory=dict)  # id -> dataset waiting to be closed
+    _set_names: dict = field(default_factory=dict)  # id(dataset) -> its set name while it is the plain one
 
     # ---------------------------------------------------------------- the task slot
     @property
@@ -133,9 +134,11 @@ class Session:
             named = [r for r in self.datasets if set_name(r) and base_role(r) == base]
             rename = None
             if base in self.datasets and named and base not in held:
-                rename = (base, self.new_set_role(base, self.datasets[base].path))
+                ds = self.datasets[base]  # back to the name it was opened with, if it had one
+                rename = (base, self.new_set_role(base, ds.path, self._set_names.get(id(ds))))
             elif base not in self.datasets and len(named) == 1 and named[0] not in held:
                 rename = (named[0], base)
+                self._set_names[id(self.datasets[named[0]])] = set_name(named[0])
             if rename:  # renamed in place: the sets keep their order (the curves' and columns')
                 items = [(rename[1] if r == rename[0] else r, d) for r, d in self.datasets.items()]
                 self.datasets.clear()

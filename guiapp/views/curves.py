@@ -323,15 +323,15 @@ class CurvesView(QWidget):
 
         several = bool(self.by_ranking)
         pick = " of the picked criterion (thick)" if several else ""
-        measures = [f"{swatch('#1f5fd1', '━━')} clean accuracy{pick}", f"{swatch('#d1341f', '╺╺╺')} attack success "
-                    f"rate (ASR){pick}"]
+        sets = dict.fromkeys(k.split("_", 2)[2] for p in self.plots.values() for k in p.set_curves)
+        measures = [f"{swatch('#1f5fd1', '━━')} clean accuracy{pick}"] + ([] if sets else [
+            f"{swatch('#d1341f', '╺╺╺')} attack success rate (ASR){pick}"])
         if self._fine:
             measures.append(f"{swatch('#1f5fd1', '▲┈┈')} / {swatch('#d1341f', '▲━╺')} fine-tuned, per epoch")
         if self._thresholds:
             measures.append(f"{swatch('#444', '╌╌')} thresholds (right: −t % clean acc.), "
                             f"{swatch('#999', '┊')} where each is reached")
         lines = [" &nbsp; ".join(measures)]
-        sets = dict.fromkeys(k.split("_", 2)[2] for p in self.plots.values() for k in p.set_curves)
         if sets:
             lines.append("ASR per trigger (poisoned set), dashed: " + " &nbsp; ".join(
                 f"{swatch(self._set_colours[name], '╺╺╺')} {name}" for name in sets))
