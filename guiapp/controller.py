@@ -72,6 +72,7 @@ class Controller(MapsMixin, QObject):
         self._pending = 0  # opens still to arrive of the last demo or drop
         self._judging = None  # (photos path, step) being judged now
         self._renamed: dict[str, str] = {}  # poisoned slots renamed by the last open or clear
+        self._dropped_poisoned: set[str] = set()  # poisoned slots filled by the drop now arriving
         self._channel_maps = None  # tasks.ChannelMaps of the last result
         # the window's question for a folder whose name says no slot: a role, "photos", or None (skip it)
         self.ask_role = lambda path: None
@@ -216,7 +217,11 @@ class Controller(MapsMixin, QObject):
 
     def _data_opened(self, path: Path, role: str | None, ds, guessed: str | None) -> None:
         try:
+            if role is None and guessed is not None and guessed in self._dropped_poisoned:
+                role = self.session.new_set_role(guessed, path)  # several triggers dropped at once
             role = role or self.session.role_for(guessed, path)
+            if guessed is not None and guessed.startswith("poisoned") and self._pending:
+                self._dropped_poisoned.add(guessed)
             if role is None:
                 raise SlotBusy(f"{path}: all four data slots are full; clear one first")
             self.session.put_dataset(role, ds)
@@ -318,6 +323,7 @@ class Controller(MapsMixin, QObject):
         if self._pending:
             self._pending -= 1
             if not self._pending:
+                self._dropped_poisoned = set()
                 self.inputsReady.emit()
 
     # ------------------------------------------------------------------ the sweep

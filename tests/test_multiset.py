@@ -181,3 +181,15 @@ def test_window_poisoned_slots_are_a_list(qtbot, win, small_lab, second_trigger)
         win.ctl.clear_data("poisoned_valid:always")
     assert "poisoned_valid:always" not in slots and slots["poisoned_valid"].isVisibleTo(win)
     assert "poisoned_valid" in win.session.datasets and slots["poisoned_valid"].path is not None
+
+
+@pytest.mark.slow
+def test_two_poisoned_files_dropped_at_once_become_two_sets(qtbot, win, small_lab, second_trigger):
+    from tests.test_gui import LONG, drop
+
+    k, extra = second_trigger
+    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
+        drop(win, small_lab.files["poisoned_valid"], extra["valid"])
+    assert sorted(win.session.datasets) == ["poisoned_valid:always_valid", "poisoned_valid:bd_valid"]
+    assert {win.session.datasets[r].target for r in win.session.datasets} == {3, k}
+    assert win.left.slots["poisoned_valid:always_valid"].isVisibleTo(win)

@@ -411,6 +411,7 @@ class LeftPanel(QScrollArea):
             after = [r for r in ordered_roles(list(self.slots)) if base_role(r) == base_role(role)]
             self._data_lay.insertWidget(self._data_lay.indexOf(self.slots[after[-2]]) + 1 if len(after) > 1
                                         else self._data_lay.indexOf(self.add_buttons[base_role(role)]), slot)
+            slot.setVisible(True)  # now, not at the next turn of the event loop
         slot = self.slots.get(role)
         if slot is None:
             return
