@@ -72,9 +72,10 @@ def main() -> None:
         def watch():
             while True:
                 time.sleep(0.02)
-                if ticks and timer.isActive() and time.perf_counter() - ticks[-1] > 0.09:
+                last = ticks[-1] if ticks else state.get("t0")
+                if last and timer.isActive() and time.perf_counter() - last > 0.09:
                     frames = sys._current_frames()
-                    print(f"--- stalled {1000 * (time.perf_counter() - ticks[-1]):.0f} ms")
+                    print(f"--- stalled {1000 * (time.perf_counter() - last):.0f} ms")
                     for tid, fr in frames.items():
                         tag = "GUI" if tid == gui_id else tid
                         print(f"[{tag}]", "".join(traceback.format_stack(fr, limit=6)[-6:]))
@@ -87,6 +88,8 @@ def main() -> None:
             from engine.io import cache
 
             cache.clear()
+        if os.environ.get("BENCH_SCALE"):  # e.g. 255: no input-scale measurement when the sweep starts
+            win.model_panel.scale.setCurrentIndex(win.model_panel.scale.findData(os.environ["BENCH_SCALE"]))
         ticks.clear()
         timer.start()
         state["t0"] = time.perf_counter()

@@ -11,6 +11,7 @@ deleteLater wiring is written here once: thread, runner and worker delete themse
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 import warnings
@@ -46,6 +47,18 @@ def _route_warnings() -> None:
         warnings.simplefilter("always", PruneLabWarning)  # every warning, not once per place
 
 
+def _yield_cpu_to_window() -> None:
+    """Lower this worker thread's scheduling priority (Linux: nice is per thread; the thread
+    pools TensorFlow starts from it inherit it), so that on a busy machine the window's thread is
+    served first and the curves keep moving. Elsewhere a no-op."""
+    if os.environ.get("PRUNELAB_WORKER_NICE", "1") == "0":
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 class _InThread(QObject):
     """Lives in the worker thread; runs the task and emits what happens."""
 
@@ -68,6 +81,7 @@ class _InThread(QObject):
     @Slot()
     def run(self) -> None:
         _current.runner = self
+        _yield_cpu_to_window()
         try:
             out = self._task(self.state)
             if hasattr(out, "__next__"):

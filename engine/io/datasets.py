@@ -17,6 +17,7 @@ from engine.io.memory import check_fits
 
 CHANNEL_COUNTS = (1, 3, 4)
 DEFAULT_BATCH = 1024
+TAKE_CHUNK = 64  # rows per read when images are taken at arbitrary indices
 
 
 class LabDataset:
@@ -195,8 +196,16 @@ class LabDataset:
         order = np.argsort(idx)
         sidx = idx[order]
         uniq, inv = np.unique(sidx, return_inverse=True)
-        with self._lock:
-            raw = np.asarray(self._data[uniq.tolist()])
+        parts = []
+        # short reads: h5py holds the GIL while it reads, and one read of hundreds of scattered
+        # rows froze the window's thread for a quarter of a second; close rows come as one slab
+        for s in range(0, len(uniq), TAKE_CHUNK):
+            part = uniq[s:s + TAKE_CHUNK]
+            lo, hi = int(part[0]), int(part[-1]) + 1
+            with self._lock:
+                parts.append(np.asarray(self._data[lo:hi])[part - lo] if hi - lo <= 4 * len(part)
+                             else np.asarray(self._data[part.tolist()]))
+        raw = np.concatenate(parts)
         x = self._convert(raw, int(uniq[0]))[inv]
         out = np.empty_like(x)
         out[order] = x
