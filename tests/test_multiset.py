@@ -193,3 +193,20 @@ def test_two_poisoned_files_dropped_at_once_become_two_sets(qtbot, win, small_la
     assert sorted(win.session.datasets) == ["poisoned_valid:always_valid", "poisoned_valid:bd_valid"]
     assert {win.session.datasets[r].target for r in win.session.datasets} == {3, k}
     assert win.left.slots["poisoned_valid:always_valid"].isVisibleTo(win)
+
+
+def test_fine_tuning_measures_each_set(small_lab, second_trigger):
+    from engine.io.datasets import LabDataset
+    from engine.models.loading import load_model
+    from engine.pruning.finetune import FineTune, FineTuneConfig
+
+    k, extra = second_trigger
+    ds = {"clean_valid": LabDataset(small_lab.files["clean_valid"]),
+          "poisoned_valid:three": LabDataset(small_lab.files["poisoned_valid"]),
+          "poisoned_valid:always": LabDataset(extra["valid"])}
+    res = FineTune(load_model(small_lab.model), ds, "conv_3", [0, 1], 2,
+                   FineTuneConfig(epochs=1, batch_size=32)).run()
+    for r in res.records:
+        assert set(r.sets) == {"asr_valid_three", "asr_valid_always"}
+        assert r.asr_valid == max(r.sets.values())
+    assert res.records[0].metric("asr_valid_always") > 50 > res.records[0].metric("asr_valid_three")

@@ -8,7 +8,7 @@ streams one record per epoch (epoch 0 is B' before fine-tuning: pruning alone)."
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterator
 
 import numpy as np
@@ -20,7 +20,8 @@ from engine.models.loading import LoadedModel
 from engine.core.state import JobState
 from engine.pruning.rules import channel_mask, evaluate_labels, goodnet_labels, pct
 from engine.core.state import Progress
-from engine.core.vocabulary import METRICS, ROLE_METRIC, is_poisoned
+from engine.core.vocabulary import METRICS, is_poisoned, role_metric
+from engine.pruning.records import fold_metrics
 
 
 @dataclass
@@ -44,9 +45,10 @@ class EpochRecord:
     clean_test_acc: float | None = None
     asr_test: float | None = None
     seconds: float = 0.0
+    sets: dict = field(default_factory=dict, hash=False)  # several poisoned sets: asr_valid_<name> -> ASR
 
     def metric(self, key: str):
-        return getattr(self, key)
+        return self.sets.get(key) if key in self.sets else getattr(self, key)
 
 
 @dataclass
@@ -138,8 +140,9 @@ class FineTune:
         return preds
 
     def _record(self, epoch: int, loss, preds, labels, t0) -> EpochRecord:
-        metrics = {ROLE_METRIC[role]: pct(p == labels[role]) for role, p in preds.items()}
-        return EpochRecord(epoch, loss, seconds=time.perf_counter() - t0, **metrics)
+        metrics = {role_metric(role): pct(p == labels[role]) for role, p in preds.items()}
+        plain, sets = fold_metrics(metrics, {}, {f.name for f in fields(EpochRecord)})
+        return EpochRecord(epoch, loss, seconds=time.perf_counter() - t0, sets=sets, **plain)
 
     def events(self) -> Iterator[Progress | EpochRecord]:
         from engine.pruning.rules import make_bprime

@@ -44,12 +44,7 @@ class StepRecord:
     def with_metrics(self, known: dict[str, float]) -> "StepRecord":
         """This record with the metrics of newly measured datasets (``role_metric`` → value);
         an ASR measured on several named sets is the highest of them so far."""
-        plain = {k: v for k, v in known.items() if k in _FIELDS}
-        sets = dict(self.sets)
-        sets.update({k: v for k, v in known.items() if k not in _FIELDS})
-        for key in {aggregate_metric(k) for k in sets} - {None}:
-            vals = [v for k, v in sets.items() if aggregate_metric(k) == key and v is not None]
-            plain[key] = max(vals) if vals else None
+        plain, sets = fold_metrics(known, self.sets, _FIELDS)
         return replace(self, sets=sets, **plain)
 
     def csv_row(self, set_keys: Sequence[str] = ()) -> list[str]:
@@ -62,6 +57,17 @@ class StepRecord:
 
 
 _FIELDS = {f.name for f in fields(StepRecord)}
+
+
+def fold_metrics(known: dict, sets: dict, plain_fields) -> tuple[dict, dict]:
+    """Split newly measured metrics into a record's own fields and its per-set ones
+    (``asr_valid_<name>``), the per-set ASRs folded into their highest (``asr_valid``)."""
+    plain = {k: v for k, v in known.items() if k in plain_fields}
+    sets = {**sets, **{k: v for k, v in known.items() if k not in plain_fields}}
+    for key in {aggregate_metric(k) for k in sets} - {None}:
+        vals = [v for k, v in sets.items() if aggregate_metric(k) == key and v is not None]
+        plain[key] = max(vals) if vals else None
+    return plain, sets
 
 
 @dataclass
