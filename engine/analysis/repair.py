@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.io.protocol import Dataset
 from engine.pruning.rules import check_labels_in_range
 from engine.pruning.finetune import split_clean_valid
 from engine.models.loading import GOODNET_NAME, LoadedModel
@@ -83,7 +84,7 @@ class RepairResult:
 
 
 class ArrayDataset:
-    """Images held in memory with LabDataset's reading interface (the stand-in poisoned set)."""
+    """Images held in memory, an :class:`engine.io.protocol.Dataset` (the stand-in poisoned set)."""
 
     has_labels = True
 
@@ -100,6 +101,11 @@ class ArrayDataset:
 
     def take(self, indices):
         return self.x[np.asarray(indices, np.int64)]
+
+    def expect(self, hwc: tuple[int, int, int]) -> None:
+        """The stamped images already have the model's input size; anything else is refused."""
+        if tuple(int(v) for v in hwc) != self.image_shape:
+            raise PruneLabError(None, f"{self.path}: images are {self.image_shape}, the model expects {tuple(hwc)}")
 
 
 class DictRunner:
@@ -218,8 +224,8 @@ def _stand_in(ds, triggers, n_classes):
 
 
 # ------------------------------------------------------------------------------- the job
-def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=METHODS, frr: float = 1.0,
-                  epochs: int = 5, state: JobState | None = None, strip_n: int = 10, seed: int = 0,
+def repair_events(model: LoadedModel, datasets: dict[str, Dataset | None], *, triggers=None, methods=METHODS,
+                  frr: float = 1.0, epochs: int = 5, state: JobState | None = None, strip_n: int = 10, seed: int = 0,
                   holdout: float = 0.2, learning_rate: float = 1e-4,
                   sweep_rows: list[MethodRow] | None = None) -> Iterator[Progress]:
     """Run the chosen ``methods`` (unlearn, filter, strip) on ``model`` and evaluate them.
@@ -249,9 +255,8 @@ def repair_events(model: LoadedModel, datasets: dict, *, triggers=None, methods=
     if cv is None:
         raise PruneLabError(None, "repair needs clean validation data (--clean-valid)")
     for role, ds in datasets.items():
-        if ds is not None and hasattr(ds, "expect"):
-            ds.expect(model.input_hwc)
         if ds is not None:
+            ds.expect(model.input_hwc)
             check_labels_in_range(ds, model.n_classes)
     if model.is_goodnet:
         raise PruneLabError(model.path, "is a detector G (N+1 outputs); repair the backdoored network B")

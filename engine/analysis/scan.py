@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.io.protocol import Dataset
 from engine.pruning.rules import check_labels_in_range
 from engine.analysis.scanresult import (ANOMALY_THRESHOLD, MIN_ATTACK_SUCCESS, LabelScan, ScanResult,
                                         anomaly_indices, prescreen_scores)
@@ -63,7 +64,7 @@ def _score_fn(model, path):
     return logits_function(model, name="prunelab_scan_logits")
 
 
-def check_scan_inputs(model, clean_valid, labels: Sequence[int] | None = None) -> list[int] | None:
+def check_scan_inputs(model, clean_valid: Dataset, labels: Sequence[int] | None = None) -> list[int] | None:
     """The one-line errors the scan raises before any work; returns the labels checked."""
     path = getattr(clean_valid, "path", None)
     if not getattr(clean_valid, "has_labels", True):
@@ -73,8 +74,7 @@ def check_scan_inputs(model, clean_valid, labels: Sequence[int] | None = None) -
         raise PruneLabError(path, f"holds {clean_valid.n} clean images; the scan needs at least "
                             f"{MIN_CLEAN_IMAGES} ({MIN_CLEAN_IMAGES - 16} to optimise on, 16 held out)")
     check_labels_in_range(clean_valid, model.n_classes)
-    if hasattr(clean_valid, "expect"):
-        clean_valid.expect(model.input_hwc)
+    clean_valid.expect(model.input_hwc)
     if labels is not None:
         labels = sorted({int(t) for t in labels})
         bad = [t for t in labels if not 0 <= t < model.n_classes]
@@ -107,7 +107,7 @@ def plan_labels(n_classes: int, scores: np.ndarray, n_opt: int, rng: np.random.G
     return cand, ref
 
 
-def scan_events(model, clean_valid, *, labels: Sequence[int] | None = None, seed: int = 0,
+def scan_events(model, clean_valid: Dataset, *, labels: Sequence[int] | None = None, seed: int = 0,
                 budget: int | None = None, state=None) -> Iterator:
     """The scan as a generator: yields :class:`engine.core.state.Progress` and returns the
     :class:`ScanResult` (``StopIteration.value``; ``yield from`` hands it over).
