@@ -44,6 +44,7 @@ class Session:
     task: Task | None = None
     # traced map makers, reused page after page; they belong to the model and go with it
     map_makers: dict = field(default_factory=dict)
+    channel_maps: tuple | None = None  # (result, tasks.ChannelMaps): every channel's mean maps, per result
     _readers: Counter = field(default_factory=Counter)  # id(dataset) -> open reads
     _retired: dict = field(default_factory=dict)  # id -> dataset waiting to be closed
 
@@ -140,7 +141,7 @@ class Session:
         if self.repair is not None and self.repair.model_path != str(model.path):
             self.repair = None
         if model is not self.model:
-            self.map_makers = {}  # traced for the old model
+            self.map_makers, self.channel_maps = {}, None  # made for the old model
         self.model, self.default_layer = model, default_layer
         dropped = []
         for role, ds in list(self.datasets.items()):

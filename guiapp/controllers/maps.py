@@ -55,8 +55,8 @@ class MapsMixin:
     def channel_maps(self) -> None:
         """Each channel's mean activation map on clean and poisoned validation (once per result)."""
         s = self.session
-        if self._channel_maps is not None and self._channel_maps[0] is s.result:
-            self.channelMaps.emit(self._channel_maps[1])
+        if s.channel_maps is not None and s.channel_maps[0] is s.result:
+            self.channelMaps.emit(s.channel_maps[1])
             return
         got = self._map_inputs("gradcam")
         if got is None:
@@ -66,7 +66,8 @@ class MapsMixin:
         res = s.result
 
         def done(maps):
-            self._channel_maps = (res, maps)
+            if s.model is model:  # a model opened meanwhile: these maps describe the old one
+                s.channel_maps = (res, maps)
             self.channelMaps.emit(maps)
 
         self.run(TaskKind.MAPS, lambda st: tasks.channel_maps(model, layer, sets, st), roles=tuple(sets),
