@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QMainWindow, QMessageBox, Q
                                QTabWidget, QVBoxLayout, QWidget)
 
 from engine.core.vocabulary import ROLE_TITLES
+from engine.pruning.criteria import DEFAULT
 from guiapp.controller import Controller
 from guiapp.controllers.repair import RepairController
 from guiapp.controllers.scan import ScanController
@@ -189,7 +190,7 @@ class MainWindow(QMainWindow):
         step_size = int(step_size) if step_size.isdigit() else step_size
         rp = self.ranking_panel
         if self.ctl.start_sweep(self.model_panel.layer.currentText() or None, thresholds, step_size,
-                                rp.names() or ["activation"], rp.random_seeds(),
+                                rp.names() or [DEFAULT], rp.random_seeds(),
                                 self.model_panel.scale_choice()):
             self._t_start = time.perf_counter()
             self.curves.clear(0, thresholds=thresholds)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.core.vocabulary import ROLE_TITLES, ROLES
+from engine.pruning.criteria import DEFAULT
 
 
 class SlotBusy(Exception):
@@ -36,7 +37,7 @@ class Session:
     step: int = 0
     fine_tuned: list = field(default_factory=list)
     rankings: object = None  # tasks.RankingsDone when several criteria were swept
-    ranking: str = "activation"  # the criterion whose sweep ``result`` is
+    ranking: str = DEFAULT  # the criterion whose sweep ``result`` is
     photos: object = None  # image files or folders dropped on the window (not a lab slot)
     photo_verdicts: object = None  # tasks.PhotoVerdicts for ``photos``
     resize: bool = False  # resize images of another size to the model's input

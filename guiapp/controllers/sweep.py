@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from engine.core.state import Progress
 from engine.models.scale import ScaleDecision
+from engine.pruning.criteria import DEFAULT
 from engine.pruning.rankings import RankingStep
 from guiapp import tasks
 from guiapp.kinds import TaskKind
@@ -13,7 +14,7 @@ from guiapp.kinds import TaskKind
 
 class SweepMixin:
     def start_sweep(self, layer: str | None, thresholds, step_size: int | str = 1,
-                    rankings=("activation",), random_seeds: int = 1, input_scale: str = "auto") -> bool:
+                    rankings=(DEFAULT,), random_seeds: int = 1, input_scale: str = "auto") -> bool:
         s = self.session
         if s.model is None:
             self.error.emit("Open a model first (File ▸ Open model, or the demo)")
@@ -51,7 +52,7 @@ class SweepMixin:
             self.sweepFinished.emit(result)
 
         names = list(rankings)
-        if names == ["activation"] and random_seeds == 1:
+        if names == [DEFAULT] and random_seeds == 1:
             task = lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size,  # noqa: E731
                                               input_scale)
         else:
