@@ -1,7 +1,10 @@
-"""What the window's commands do: start the right task for each (open, sweep, save, export,
-fine-tune), keep the :class:`Session` in step with what finished, and tell the views through
-signals. No widgets here (the window asks the user and shows the answers); no pruning math
-(the tasks call the engine).
+"""What the window's commands do: start the right task for each, keep the :class:`Session` in
+step with what finished, and tell the views through signals. No widgets here (the window asks
+the user and shows the answers); no pruning math (the tasks call the engine).
+
+This module holds the one task runner (:meth:`Controller.run`), the signals and opening files;
+each other feature's commands are a mixin in :mod:`guiapp.controllers` (the sweep, the image
+browser's photos and pages, the maps, fine-tuning, saving).
 
 One task slot: a second long task is refused while one runs. Opening a dataset and reading a
 page of thumbnails are short reads that run beside it, each in its own worker."""
@@ -14,11 +17,12 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.core.vocabulary import ROLES, role_title
 from engine.core.errors import PruneLabError, UnsafeModelError
-from engine.core.state import Progress
-from engine.models.scale import ScaleDecision
-from engine.pruning.rankings import RankingStep
 from guiapp import tasks
+from guiapp.controllers.finetune import FineTuneMixin
 from guiapp.controllers.maps import MapsMixin
+from guiapp.controllers.photos import PhotosMixin
+from guiapp.controllers.saving import SavingMixin
+from guiapp.controllers.sweep import SweepMixin
 from guiapp.kinds import TaskKind
 from guiapp.session import Session, SlotBusy
 from guiapp.worker import Worker
@@ -33,7 +37,7 @@ def describe_error(e: BaseException) -> str:
     return f"internal error ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
 
 
-class Controller(MapsMixin, QObject):
+class Controller(SweepMixin, PhotosMixin, MapsMixin, FineTuneMixin, SavingMixin, QObject):
     modelOpened = Signal(object)  # tasks.OpenedModel
     datasetChanged = Signal(str, object)  # role, dataset or None
     fileOpened = Signal(object)  # Path, for the recent-files menu
@@ -73,7 +77,6 @@ class Controller(MapsMixin, QObject):
         self._judging = None  # (photos path, step) being judged now
         self._renamed: dict[str, str] = {}  # poisoned slots renamed by the last open or clear
         self._dropped_poisoned: set[str] = set()  # poisoned slots filled by the drop now arriving
-        self._channel_maps = None  # tasks.ChannelMaps of the last result
         # the window's question for a folder whose name says no slot: a role, "photos", or None (skip it)
         self.ask_role = lambda path: None
 
@@ -254,45 +257,6 @@ class Controller(MapsMixin, QObject):
             self.datasetChanged.emit(old, None)
             self.datasetChanged.emit(new, self.session.datasets[new])
 
-    def open_photos(self, paths) -> None:
-        """Images (files or folders) as the browser's extra set, with B's, B′'s and G's verdicts."""
-        m = self.session.model
-        hwc, resize = (m.input_hwc if m is not None else None), self.session.resize
-
-        def opened(ds):
-            self.session.set_photos(ds)
-            self.message.emit(f"Images: {ds.n:,} from {ds.path}")
-            self.photosOpened.emit(ds)
-            self.photo_verdicts(self.session.step)
-            self._arrived()
-
-        self.run(TaskKind.OPENING_IMAGES, lambda st: tasks.open_photos(list(paths), hwc, resize, st), light=True,
-                 on_return=opened, on_error=lambda e: self._arrived())
-
-    def photo_verdicts(self, step: int) -> None:
-        """B's answers for the photos, and B′'s and G's at ``step`` once a sweep has finished."""
-        s = self.session
-        ds, model, res = s.photos, s.model, s.result
-        if ds is None or model is None:
-            return
-        want = (str(ds.path), step if res is not None else None)
-        v = s.photo_verdicts
-        if (v is not None and (v.dataset_path, v.step) == want) or self._judging == want:
-            return
-
-        def arrived(verdicts):
-            if s.photos is ds:
-                s.photo_verdicts = verdicts
-                self.photoVerdicts.emit(verdicts)
-
-        # in the task slot: a naive sweep zeroes the model's weights in place while it runs
-        w = self.run(TaskKind.JUDGING_IMAGES, lambda st: tasks.photo_verdicts(model, res, step, ds, st),
-                     on_return=arrived, busy="B, B′ and G judge the images…")
-        if w is not None:
-            self._judging = want
-            s.hold(ds)
-            w.finished.connect(lambda: (s.release(ds), setattr(self, "_judging", None)))
-
     def clear_data(self, role: str) -> None:
         try:
             self.session.clear_dataset(role)
@@ -326,154 +290,7 @@ class Controller(MapsMixin, QObject):
                 self._dropped_poisoned = set()
                 self.inputsReady.emit()
 
-    # ------------------------------------------------------------------ the sweep
-    def start_sweep(self, layer: str | None, thresholds, step_size: int | str = 1,
-                    rankings=("activation",), random_seeds: int = 1, input_scale: str = "auto") -> bool:
-        s = self.session
-        if s.model is None:
-            self.error.emit("Open a model first (File ▸ Open model, or the demo)")
-            return False
-        if "clean_valid" not in s.datasets:
-            self.error.emit("The ranking needs clean validation data: drop it on the 'Clean validation' slot")
-            return False
-        model, datasets = s.model, dict(s.datasets)
-
-        def record(ev):
-            if isinstance(ev, ScaleDecision):
-                self.inputScale.emit(ev.text)
-                if ev.source == "detected":
-                    self.message.emit(ev.line())
-            elif isinstance(ev, tasks.SweepStarted):
-                if ev.fallback_reason:
-                    self.warning.emit(f"naive loop (no fast path): {ev.fallback_reason}")
-                self.sweepStarted.emit(ev)
-            elif isinstance(ev, Progress):
-                self.progress.emit(ev.text, ev.done, ev.total)
-            elif isinstance(ev, RankingStep):  # one criterion's step, when several are swept
-                self.rankingRecord.emit(ev.name, ev.record)
-            else:
-                if ev.reached:
-                    self.message.emit(f"Step {ev.step}: clean validation accuracy dropped ≥ "
-                                      f"{', '.join(f'{t:g}' for t in ev.reached)} %")
-                self.stepRecord.emit(ev)
-
-        def finished(result):
-            if isinstance(result, tasks.RankingsDone):
-                s.rankings = result
-                self.rankingsFinished.emit(result)
-                s.ranking, result = next(iter(result.results.items()))  # the first criterion is picked first
-            s.set_result(result)
-            self.sweepFinished.emit(result)
-
-        names = list(rankings)
-        if names == ["activation"] and random_seeds == 1:
-            task = lambda st: tasks.run_sweep(model, datasets, layer, thresholds, st, step_size,  # noqa: E731
-                                              input_scale)
-        else:
-            task = lambda st: tasks.run_rankings(model, datasets, names, layer, thresholds,  # noqa: E731
-                                                 random_seeds, step_size, st, input_scale)
-
-        started = self.run(TaskKind.SWEEP, task, roles=tuple(datasets), on_yield=record, on_return=finished,
-                           on_abort=self.sweepCancelled.emit, busy="computing activations…") is not None
-        if started:
-            s.set_result(None)  # the previous sweep no longer describes what is on screen
-            s.rankings = None
-            s.ranking = names[0]
-        return started
-
-    def set_input_scale(self, choice: str) -> None:
-        """A convention the user picked applies at once (maps, photos); ``auto`` is measured at the
-        next sweep, when clean validation data is there."""
-        from engine.models.scale import decide
-
-        m = self.session.model
-        if m is None:
-            return
-        if choice == "auto":
-            self.inputScale.emit("auto (measured when the sweep starts)")
-            return
-        self.inputScale.emit(decide(m, choice, None, say=False).text)
-        if self.session.result is not None:
-            self.message.emit("Input scale changed: start a new sweep (Ctrl+R) to see its results")
-
-    def pick_ranking(self, name: str) -> None:
-        """Make one criterion's sweep the result that the cursor, saves and fine-tuning act on."""
-        r = self.session.rankings
-        if r is not None and name in r.results and r.results[name] is not self.session.result:
-            step = self.session.step
-            self.session.set_result(r.results[name])
-            self.session.ranking = name
-            self.rankingPicked.emit(name, r.results[name], step)
-
-    # ------------------------------------------------------------------ saving
-    def save_model(self, which: str, step: int, path: Path) -> None:
-        s = self.session
-        if s.result is None or s.model is None:
-            return
-        model, res, inputs = s.model, s.result, s.inputs()
-        self.run(TaskKind.SAVING, lambda st: tasks.run_save(model, res, which, step, path, inputs, st),
-                 on_return=lambda p: self._saved(p, f"Saved {'B′' if which == 'bprime' else 'G'} at step {step}"),
-                 busy=f"Saving {path.name}…")
-
-    def save_fine_tuned(self, which: str, index: int, path: Path) -> None:
-        s = self.session
-        if not s.fine_tuned:
-            return
-        ft, model, inputs = s.fine_tuned[index], s.model, s.inputs()
-        self.run(TaskKind.SAVING, lambda st: tasks.run_save_fine_tuned(model, ft, which, path, inputs, st),
-                 on_return=lambda p: self._saved(p, "Saved the fine-pruned model"), busy=f"Saving {path.name}…")
-
-    def export(self, folder: Path) -> None:
-        s = self.session
-        if s.result is None:
-            self.error.emit("Run a sweep first; the report describes a finished sweep")
-            return
-        model, res, inputs, step = s.model, s.result, s.inputs(), s.step
-        datasets = {r: d for r, d in s.datasets.items() if s.result_covers(r)}
-        self.run(TaskKind.EXPORT, lambda st: tasks.run_export(model, res, datasets, folder, inputs, step, st),
-                 roles=tuple(datasets), on_return=lambda p: self._saved(p, "Report, B′ and G written"),
-                 busy="Writing the report, B′ and G…")
-
-    def _saved(self, path, what: str) -> None:
-        self.progress.emit(f"saved {Path(path).name}", 1, 1)
-        self.message.emit(f"{what} to {path}")
-        self.saved.emit(str(path))
-
-    # ------------------------------------------------------------------ fine-tuning
-    def fine_tune(self, step: int, params: dict) -> None:
-        s = self.session
-        if s.result is None:
-            return
-        model, datasets, res = s.model, dict(s.datasets), s.result
-        epochs: list = []
-
-        def record(ev):
-            if isinstance(ev, Progress):
-                self.progress.emit(f"fine-tuning from step {step}: {ev.text}", ev.done, ev.total)
-            else:
-                epochs.append(ev)
-                self.fineTuneEpochs.emit(step, list(epochs))
-
-        def finished(ft):
-            s.fine_tuned.append(ft)
-            self.progress.emit(f"fine-tuned {ft.config.epochs} epochs", 1, 1)
-            self.fineTuneFinished.emit(ft)
-
-        if self.run(TaskKind.FINE_TUNING, lambda st: tasks.run_fine_tune(model, datasets, res, step, params, st),
-                    roles=tuple(datasets), on_yield=record, on_return=finished,
-                    busy=f"Fine-tuning from step {step}…") is not None:
-            self.fineTuneEpochs.emit(step, [])
-
-    # ------------------------------------------------------------------ image pages
-    def read_page(self, role: str, indices) -> None:
-        ds = self.session.photos if role == "photos" else self.session.datasets.get(role)
-        if ds is None:
-            return
-        self.session.hold(ds)
-        w = self.run(TaskKind.READING_IMAGES, lambda st: tasks.read_page(ds, indices, st), light=True,
-                     on_return=self.pageRead.emit)
-        w.finished.connect(lambda: self.session.release(ds))
-
+    # ------------------------------------------------------------------ automation, the cache
     def wait_idle(self, timeout_ms: int = 60000) -> None:
         """Process events until no job runs (for automation and tests)."""
         import time

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QMainWindow, QMessageBox, Q
                                QTabWidget, QVBoxLayout, QWidget)
 
 from engine.core.vocabulary import role_title
+from engine.pruning.criteria import DEFAULT
 from guiapp.controller import Controller
 from guiapp.controllers.repair import RepairController
 from guiapp.controllers.scan import ScanController
@@ -29,6 +30,7 @@ from guiapp.views.repair import RepairView
 from guiapp.views.results import ResultsView
 from guiapp.views.scan import ScanView
 from guiapp.views.tradeoff import TradeoffView
+from guiapp import wiring
 from guiapp.wording import window_words
 
 MODEL_FILTER = "Keras models (*.h5 *.keras *.hdf5);;All files (*)"
@@ -47,7 +49,6 @@ class MainWindow(QMainWindow):
         self.ctl.ask_role = lambda path: self.ask_role(path)
         self.scanner = ScanController(self.ctl)
         self.repairer = RepairController(self.ctl, self.scanner)
-        self._repair_points: list = []
         self.session = self.ctl.session
         self.setWindowTitle("PruneLab")
         self.setAcceptDrops(True)
@@ -61,7 +62,7 @@ class MainWindow(QMainWindow):
         self._stale: set[int] = set()
         self._build()
         build_menus(self)
-        self._wire()
+        wiring.wire(self)
         self._restore()
 
     # ================================================================== layout
@@ -96,101 +97,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.statusBar().showMessage("Open a model and data (or File ▸ Open demo) to begin.")
 
-    def _wire(self) -> None:
-        c, status = self.ctl, self.statusBar()
-        self.left.slotDropped.connect(lambda r, p: c.open_data(p, role=r))
-        self.left.slotBrowse.connect(lambda r: self.open_data(r))
-        self.left.slotBrowseFolder.connect(lambda r: self.open_data(r, folder=True))
-        self.left.slotCleared.connect(c.clear_data)
-        self.left.addSet.connect(self.add_poisoned_set)
-        self.model_panel.showLayers.connect(self.show_layers)
-        self.model_panel.scaleChanged.connect(self.ctl.set_input_scale)
-        self.ctl.inputScale.connect(self.model_panel.show_scale)
-        for sig in (self.model_panel.layerChanged, self.model_panel.thresholdsChanged):
-            sig.connect(lambda _: self._invalidate())
-        self.checkpoints.saveRequested.connect(self.save_model)
-        self.checkpoints.rowPicked.connect(self.set_step)
-        self.step_panel.saveRequested.connect(self.save_model)
-        self.step_panel.fineTuneRequested.connect(self.fine_tune)
-        self.curves.stepPicked.connect(self._step_picked)
-        self.tabs.currentChanged.connect(self._refresh_tab)
-        self.results.saveFineTuned.connect(lambda which: self.save_fine_tuned(which))
-        self.images.pageWanted.connect(c.read_page)
-        self.jobbar.pause_btn.clicked.connect(c.toggle_pause)
-        self.jobbar.cancel_btn.clicked.connect(c.cancel)
-        c.progress.connect(self.jobbar.show_progress)
-        c.busyChanged.connect(self.jobbar.set_busy)
-        c.pausedChanged.connect(self.jobbar.set_paused)
-        c.pausedChanged.connect(lambda p: status.showMessage("Sweep paused" if p else "Sweep resumed"))
-        c.message.connect(lambda m: status.showMessage(m, 10000))
-        c.warning.connect(lambda m: (self.warnings.append(window_words(m)),
-                                     status.showMessage(f"Warning: {window_words(m)}", 15000)))
-        c.error.connect(self.show_error)
-        c.unsafeModel.connect(lambda p, w, m: c.open_model(p, w, allow_unsafe=True) if self.confirm_unsafe(m)
-                              else self.show_error(m))
-        c.fileOpened.connect(self.recent.remember)
-        c.modelOpened.connect(self._model_opened)
-        c.datasetChanged.connect(self._dataset_changed)
-        c.sweepStarted.connect(self._sweep_started)
-        c.stepRecord.connect(self.curves.add_record)
-        c.rankingRecord.connect(self.curves.add_ranking_record)
-        c.rankingsFinished.connect(lambda done: (self.rankings.show_table(done), self.activations.set_rankings(done),
-                                                 self.curves.mark_points(done.own_points()),
-                                                 self.tradeoff.set_sweeps(done.results)))
-        self.tradeoff.pointPicked.connect(self.pick_point)
-        for view in (self.curves, self.rankings):
-            view.rankingPicked.connect(c.pick_ranking)
-        c.rankingPicked.connect(lambda name, res, step: (self._show_result(res, step), self.rankings.select(name)))
-        c.sweepFinished.connect(self._sweep_finished)
-        c.sweepCancelled.connect(lambda: status.showMessage("Sweep cancelled; nothing was written", 8000))
-        c.pageRead.connect(self.images.show_page)
-        self.images.verdictsWanted.connect(c.photo_verdicts)
-        for want, slot in ((self.images.mapsWanted, c.page_maps), (self.images.imageMapsWanted, c.image_maps),
-                           (self.images.meanMapsWanted, c.mean_maps), (self.activations.channelMapsWanted,
-                                                                        c.channel_maps),
-                           (c.mapsRead, self.images.show_maps), (c.imageMaps, self.images.show_image_maps),
-                           (c.meanMaps, self.images.show_mean_maps), (c.channelMaps, self.activations.show_channel_maps)):
-            want.connect(slot)
-        c.photoVerdicts.connect(self.images.verdicts_arrived)
-        c.photosOpened.connect(lambda _: (self.tabs.setCurrentWidget(self.images), self.images.show_photos(self.session)))
-        c.fineTuneEpochs.connect(self.curves.set_fine_tune)
-        self._wire_scan_repair()
-        c.fineTuneFinished.connect(lambda ft: (self.results.set_fine_tuned(self.session.fine_tuned),
-                                               self._fine_tuned_points()))
-
-    def _wire_scan_repair(self) -> None:
-        sc, rp, sv, rv, status = self.scanner, self.repairer, self.scan_view, self.repair_view, self.statusBar()
-        sv.scanRequested.connect(lambda seed, budget: sc.start(seed, budget))
-        sv.useAsPoisoned.connect(sc.use_as_poisoned)
-        sv.saveRequested.connect(lambda: self.save_scan())
-        sc.scanStarted.connect(lambda: sv.set_running(True))
-        sc.scanFinished.connect(sv.show_scan)
-        sc.scanCancelled.connect(lambda: (sv.cancelled(), status.showMessage("Scan cancelled; nothing was written",
-                                                                             8000)))
-        rv.runRequested.connect(lambda methods, frr, epochs: rp.start(methods, frr, epochs))
-        rv.saveRequested.connect(lambda key: self.save_repaired(key))
-        rp.repairStarted.connect(lambda: rv.set_running(True, sc.triggers() is not None))
-        rp.repairFinished.connect(lambda res: (rv.show_result(res), self.images.refresh()))
-        rp.repairCancelled.connect(lambda: (rv.cancelled(), status.showMessage("Repair cancelled; nothing was "
-                                                                               "written", 8000)))
-        rp.points.connect(self._repaired_points)
-        self.ctl.busyChanged.connect(lambda name: name or (sv.set_running(False), rv.set_running(False)))
-
-    def _repaired_points(self, pts) -> None:
-        self._repair_points = list(pts)
-        self.tradeoff.set_points("repair", self._repair_points)
-
-    def save_scan(self, folder=None) -> None:
-        folder = folder or QFileDialog.getSaveFileName(self, "Save the scan folder", str(Path(self.recent.last_dir())
-                                                                                          / "scan"))[0]
-        if folder:
-            self.scanner.save(Path(folder))
-
-    def save_repaired(self, key: str, path=None) -> None:
-        path = path or QFileDialog.getSaveFileName(self, "Save G", str(Path(self.recent.last_dir()) / f"G_{key}.keras"),
-                                                   "Keras models (*.keras)")[0]
-        if path:
-            self.repairer.save(key, Path(path))
+    # the Scan and Repair tabs' saves ask their path with their wiring (called from tests with one)
+    save_scan, save_repaired = wiring.save_scan, wiring.save_repaired
 
     # ================================================================== settings, errors
     def _restore(self) -> None:
@@ -244,26 +152,10 @@ class MainWindow(QMainWindow):
         else:
             self.ctl.open_data(Path(path), role=role)
 
-    def add_poisoned_set(self, base: str) -> None:
-        """Another trigger's poisoned file (or folder) for ``base``, named by the user."""
-        from guiapp.views.poisonsets import ask_poisoned_set
-
-        picked = ask_poisoned_set(self, base, self.recent.last_dir(), self.session)
-        if picked is not None:
-            self.ctl.add_poisoned_set(picked[0], base, picked[1])
-
     def _model_opened(self, opened) -> None:
         self.model_panel.show_model(opened.model, opened.default_layer, opened.layers)
         self.ctl.set_input_scale(self.model_panel.scale_choice())
         self.setWindowTitle(f"PruneLab — {opened.model.name}")
-        path = str(opened.model.path)
-        if self.scanner.done is not None and self.scanner.done.model_path != path:
-            self.scanner.done = None  # the scan and the repair described another model
-            self.scan_view.show_scan(None)
-        if self.repairer.model_path not in (None, path):
-            self.repairer.result, self.repairer.model_path, self._repair_points = None, None, []
-            self.repair_view.show_result(None)
-            self.tradeoff.set_points("repair", [])
         self._invalidate()
 
     def _dataset_changed(self, role: str, ds) -> None:
@@ -297,13 +189,14 @@ class MainWindow(QMainWindow):
         step_size = int(step_size) if step_size.isdigit() else step_size
         rp = self.ranking_panel
         if self.ctl.start_sweep(self.model_panel.layer.currentText() or None, thresholds, step_size,
-                                rp.names() or ["activation"], rp.random_seeds(),
+                                rp.names() or [DEFAULT], rp.random_seeds(),
                                 self.model_panel.scale_choice()):
             self._t_start = time.perf_counter()
             self.curves.clear(0, thresholds=thresholds)
             self.tradeoff.clear()
-            if self._repair_points and self.repairer.model_path == str(self.session.model.path):
-                self.tradeoff.set_points("repair", self._repair_points)
+            repaired = self.repairer.points_for(str(self.session.model.path))
+            if repaired:
+                self.tradeoff.set_points("repair", repaired)
             self.checkpoints.show_checkpoints(None)
             self.step_panel.show_step(None, 0)
             self.results.set_fine_tuned([])
@@ -343,24 +236,13 @@ class MainWindow(QMainWindow):
         if self.session.ranking == name or self.session.rankings is None:
             self.set_step(step)
 
-    def _fine_tuned_points(self) -> None:
-        from engine.report.compare import NamedPoint
-
-        pts = []
-        for ft in self.session.fine_tuned:
-            last = ft.records[-1] if ft.records else None
-            clean, asr = (last.metric("clean_valid_acc"), last.metric("asr_valid")) if last else (None, None)
-            if clean is not None and asr is not None:
-                pts.append(NamedPoint(f"fine-pruned from step {ft.step}", clean, asr, "fine-pruned"))
-        self.tradeoff.set_points("fine-pruned", pts)
-
     def _step_picked(self, step: int) -> None:
         self.session.step = step
         r = self.session.result
         self.step_panel.show_step(r, step)
         self.tradeoff.set_current(self.session.ranking, step)
         if r is not None:  # the visible tab now, the others when they are shown
-            self._stale = {1, 2, 3}
+            self._stale = {Tab.ACTIVATIONS, Tab.IMAGES, Tab.RESULTS}
             self._refresh_tab(self.tabs.currentIndex())
         self.stepChanged.emit(step)
 
@@ -397,8 +279,6 @@ class MainWindow(QMainWindow):
         if folder:
             self.ctl.export(Path(folder))
 
-    SMALL_FINE_TUNE = 200  # fewer training images than this: fine-tuning likely overfits them
-
     def fine_tune(self, step: int, epochs: int | None = None, ask: bool = True) -> None:
         params = {"epochs": epochs or 10}
         if ask and epochs is None:
@@ -407,15 +287,10 @@ class MainWindow(QMainWindow):
                 return
             params = dlg.values()
         clean = self.session.datasets.get("clean_valid")
-        if clean is not None:
-            n_train = int(clean.n * (1 - params.get("holdout", 0.2)))
-            if n_train < self.SMALL_FINE_TUNE and not self.confirm(
-                    "Fine-tune on a handful of images?",
-                    f"Fine-tuning would train on only {n_train} clean validation image{'s' * (n_train != 1)}: "
-                    f"{params['epochs']} epochs on so few usually overfit them and destroy the accuracy on "
-                    "everything else. Fine-tune anyway?"):
-                self.statusBar().showMessage("Fine-tuning not started: too few clean validation images", 8000)
-                return
+        question = dialogs.few_images_question(clean.n, params) if clean is not None else None
+        if question is not None and not self.confirm(*question):
+            self.statusBar().showMessage("Fine-tuning not started: too few clean validation images", 8000)
+            return
         self.ctl.fine_tune(step, params)
 
     def show_layers(self) -> None:

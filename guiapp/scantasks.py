@@ -12,6 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from engine.core.state import JobState
+from engine.core.vocabulary import primary_role
 
 STANDIN_FOR = {"poisoned_valid": "clean_valid", "poisoned_test": "clean_test"}  # slot -> the clean set stamped
 
@@ -116,8 +117,9 @@ def run_repair(model, datasets: dict, triggers, methods, frr: float, state: JobS
     one); return the engine's RepairResult."""
     from engine.analysis.repair import repair_events
 
-    sets = {r: d for r, d in datasets.items() if r in ("clean_valid", "clean_test", "poisoned_valid",
-                                                       "poisoned_test")}
+    # several poisoned sets (several triggers): the repairs are measured on the first of each split
+    sets = {r: datasets[primary_role(datasets, r)] for r in ("clean_valid", "clean_test", "poisoned_valid",
+                                                               "poisoned_test") if primary_role(datasets, r)}
     return (yield from repair_events(model, sets, triggers=triggers, methods=methods, frr=frr, epochs=epochs,
                                      strip_n=strip_n, seed=seed, state=state))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.core.vocabulary import (ROLES, base_role, is_poisoned, named_role, role_title, set_name,
                                     valid_set_name)
+from engine.pruning.criteria import DEFAULT
 
 
 class SlotBusy(Exception):
@@ -37,7 +38,7 @@ class Session:
     step: int = 0
     fine_tuned: list = field(default_factory=list)
     rankings: object = None  # tasks.RankingsDone when several criteria were swept
-    ranking: str = "activation"  # the criterion whose sweep ``result`` is
+    ranking: str = DEFAULT  # the criterion whose sweep ``result`` is
     photos: object = None  # image files or folders dropped on the window (not a lab slot)
     photo_verdicts: object = None  # tasks.PhotoVerdicts for ``photos``
     resize: bool = False  # resize images of another size to the model's input
@@ -45,6 +46,7 @@ class Session:
     task: Task | None = None
     # traced map makers, reused page after page; they belong to the model and go with it
     map_makers: dict = field(default_factory=dict)
+    channel_maps: tuple | None = None  # (result, tasks.ChannelMaps): every channel's mean maps, per result
     _readers: Counter = field(default_factory=Counter)  # id(dataset) -> open reads
     _retired: dict = field(default_factory=dict)  # id -> dataset waiting to be closed
     _set_names: dict = field(default_factory=dict)  # id(dataset) -> its set name while it is the plain one
@@ -181,7 +183,7 @@ class Session:
         if self.repair is not None and self.repair.model_path != str(model.path):
             self.repair = None
         if model is not self.model:
-            self.map_makers = {}  # traced for the old model
+            self.map_makers, self.channel_maps = {}, None  # made for the old model
         self.model, self.default_layer = model, default_layer
         dropped = []
         for role, ds in list(self.datasets.items()):

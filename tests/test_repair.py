@@ -14,7 +14,8 @@ import pytest
 
 from engine.core.errors import Cancelled, PruneLabError
 from engine.core.state import JobState
-from engine.analysis.trigger import Trigger, save_trigger, stamp, trigger_file_name
+from engine.analysis.trigger import Trigger, stamp
+from engine.io.triggerfile import save_trigger, trigger_file_name
 from tests.helpers import run_bare, run_bare_script, write_dataset, write_images
 
 ROOT = Path(__file__).resolve().parents[1]

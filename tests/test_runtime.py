@@ -98,3 +98,30 @@ def test_prefetched_batches_are_the_plain_batches(small_lab):
     ahead = list(ds.batches(7, prefetch=True))
     assert [s for s, _ in plain] == [s for s, _ in ahead]
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(plain, ahead))
+
+
+def test_a_model_run_through_the_runner_cache_is_freed():
+    """runner_for traces a model once and reuses it, but the cache must not keep the model (and
+    its weights) alive after the window or the CLI drops it: opening model after model would
+    otherwise hold every one of them in memory."""
+    import gc
+    import weakref
+
+    from engine.core.tfsetup import keras
+    from engine.models.runner import runner_for
+
+    k = keras()
+
+    def dense():
+        x = k.Input((4,))
+        return k.Model(x, k.layers.Dense(3)(x))
+
+    m, other = dense(), dense()
+    run = runner_for(m)
+    assert runner_for(m) is run and runner_for(other) is not run  # traced once per model
+    np.testing.assert_allclose(run(np.ones((2, 4), np.float32)), m(np.ones((2, 4), np.float32)).numpy(),
+                               rtol=1e-6)
+    gone = weakref.ref(m)
+    del m, run
+    gc.collect()
+    assert gone() is None

@@ -138,13 +138,14 @@ def test_drop_rules_napari_style(qtbot, tmp_path):
     assert got == [("clean_valid", a)]
 
 
-def test_activations_headline_names_the_largest_absolute_difference():
+def test_activations_headline_follows_the_difference_criterions_order():
     from guiapp.views.activations import headline
 
     clean = np.array([0.0, 5.0, 40.0, 1e-7, 10.0])
     poison = np.array([0.0, 5.5, 95.0, 1e-3, 2.0])  # channel 3: tiny means, a huge ratio
     text = headline(clean, poison, k=2)
-    assert "channels 2 (+55), 4 (-8)" in text and " 3 " not in text
+    # poisoned − clean, highest first (as the difference criterion prunes): a drop is no trigger channel
+    assert "channels 2 (+55), 1 (+0.5)" in text and " 3 " not in text and "(-8)" not in text
     assert headline(clean, None) == ""  # no poisoned set: no claim at all
 
 

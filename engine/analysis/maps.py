@@ -99,9 +99,9 @@ class MapMaker:
     last_classes: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
-        from engine.core.tfsetup import keras, tf
+        from engine.core.tfsetup import tf
 
-        t, k = tf(), keras()
+        t = tf()
         if self.input_scale is None:
             self.input_scale = float(getattr(self.model, "input_scale", 255.0))
         self.model = _keras_model(self.model)
@@ -119,42 +119,58 @@ class MapMaker:
         self.layer_hw = tuple(int(d) for d in conv.output.shape[1:3])
         hwc = tuple(int(d) for d in self._input.shape[1:])
         sig = [t.TensorSpec((None,) + hwc, t.float32)]
-        if self.method == "channels":
-            chans = self._check_channels(self.channels)
-            self.channels = chans
-            act = k.Model(self._input, conv.output, name="prunelab_maps_layer")
-            idx = t.constant(chans, t.int32)
+        trace = {"channels": self._trace_channels, "gradcam": self._trace_gradcam}.get(self.method,
+                                                                                  self._trace_occlusion)
+        self._fn = trace(conv, sig)
 
-            def fn(x):
-                a = act(x, training=False)
-                s = t.reduce_sum(t.gather(a, idx, axis=-1), axis=-1, keepdims=True)
-                up = t.image.resize(s, self.input_hw, method="bilinear")[..., 0]
-                return _tf_normalise(t, up), t.zeros((t.shape(x)[0],), t.int32)
+    def _trace_channels(self, conv, sig):
+        """The summed activation of the chosen channels, upsampled to the image."""
+        from engine.core.tfsetup import keras, tf
 
-            self._fn = t.function(fn, input_signature=sig)
-            return
+        t, k = tf(), keras()
+        chans = self._check_channels(self.channels)
+        self.channels = chans
+        act = k.Model(self._input, conv.output, name="prunelab_maps_layer")
+        idx = t.constant(chans, t.int32)
+
+        def fn(x):
+            a = act(x, training=False)
+            s = t.reduce_sum(t.gather(a, idx, axis=-1), axis=-1, keepdims=True)
+            up = t.image.resize(s, self.input_hw, method="bilinear")[..., 0]
+            return _tf_normalise(t, up), t.zeros((t.shape(x)[0],), t.int32)
+
+        return t.function(fn, input_signature=sig)
+
+    def _trace_gradcam(self, conv, sig):
+        """Grad-CAM of the explained class's logit at the layer."""
+        from engine.core.tfsetup import keras, tf
+
+        t, k = tf(), keras()
         spec = score_spec(self.model)
-        tensor = spec.tensor
-        if self.method == "gradcam":
-            both = k.Model(self._input, [conv.output, tensor], name="prunelab_maps_grad")
+        both = k.Model(self._input, [conv.output, spec.tensor], name="prunelab_maps_grad")
 
-            def fn(x, cls):
-                with t.GradientTape() as tape:
-                    a, h = both(x, training=False)
-                    tape.watch(a)
-                    z = spec.apply(h)
-                    c = t.where(cls < 0, t.cast(t.argmax(z, axis=1), t.int32), cls)
-                    y = t.reduce_sum(t.gather(z, c, axis=1, batch_dims=1))
-                g = tape.gradient(y, a)  # rows are independent: d(sum)/dA_i = dy_i/dA_i
-                w = t.reduce_mean(g, axis=[1, 2], keepdims=True)
-                cam = t.nn.relu(t.reduce_sum(w * a, axis=-1, keepdims=True))
-                up = t.image.resize(cam, self.input_hw, method="bilinear")[..., 0]
-                return _tf_normalise(t, up), c
+        def fn(x, cls):
+            with t.GradientTape() as tape:
+                a, h = both(x, training=False)
+                tape.watch(a)
+                z = spec.apply(h)
+                c = t.where(cls < 0, t.cast(t.argmax(z, axis=1), t.int32), cls)
+                y = t.reduce_sum(t.gather(z, c, axis=1, batch_dims=1))
+            g = tape.gradient(y, a)  # rows are independent: d(sum)/dA_i = dy_i/dA_i
+            w = t.reduce_mean(g, axis=[1, 2], keepdims=True)
+            cam = t.nn.relu(t.reduce_sum(w * a, axis=-1, keepdims=True))
+            up = t.image.resize(cam, self.input_hw, method="bilinear")[..., 0]
+            return _tf_normalise(t, up), c
 
-            self._fn = t.function(fn, input_signature=sig + [t.TensorSpec((None,), t.int32)])
-            return
-        # occlusion
-        scorer = k.Model(self._input, tensor, name="prunelab_maps_scores")
+        return t.function(fn, input_signature=sig + [t.TensorSpec((None,), t.int32)])
+
+    def _trace_occlusion(self, conv, sig):
+        """How much the explained class's margin drops with a grey patch over each place."""
+        from engine.core.tfsetup import keras, tf
+
+        t, k = tf(), keras()
+        spec = score_spec(self.model)
+        scorer = k.Model(self._input, spec.tensor, name="prunelab_maps_scores")
         masks = occlusion_masks(self.input_hw, self.patch, self.stride)
         self.n_patches = len(masks)
         m_t = t.constant(masks[..., None])  # P×H×W×1
@@ -185,7 +201,7 @@ class MapMaker:
             m = t.einsum("np,phw->nhw", drop, m_t[..., 0]) / cover
             return _tf_normalise(t, m), c
 
-        self._fn = t.function(fn, input_signature=sig + [t.TensorSpec((None,), t.int32)])
+        return t.function(fn, input_signature=sig + [t.TensorSpec((None,), t.int32)])
 
     def _check_channels(self, chans) -> list[int]:
         if chans is None or len(chans) == 0:

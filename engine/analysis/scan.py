@@ -26,11 +26,13 @@ Nothing here reads or writes files, draws figures or parses arguments (see
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.io.protocol import Dataset
 from engine.pruning.rules import check_labels_in_range
 from engine.analysis.scanresult import (ANOMALY_THRESHOLD, MIN_ATTACK_SUCCESS, LabelScan, ScanResult,
                                         anomaly_indices, prescreen_scores)
@@ -63,7 +65,7 @@ def _score_fn(model, path):
     return logits_function(model, name="prunelab_scan_logits")
 
 
-def check_scan_inputs(model, clean_valid, labels: Sequence[int] | None = None) -> list[int] | None:
+def check_scan_inputs(model, clean_valid: Dataset, labels: Sequence[int] | None = None) -> list[int] | None:
     """The one-line errors the scan raises before any work; returns the labels checked."""
     path = getattr(clean_valid, "path", None)
     if not getattr(clean_valid, "has_labels", True):
@@ -73,8 +75,7 @@ def check_scan_inputs(model, clean_valid, labels: Sequence[int] | None = None) -
         raise PruneLabError(path, f"holds {clean_valid.n} clean images; the scan needs at least "
                             f"{MIN_CLEAN_IMAGES} ({MIN_CLEAN_IMAGES - 16} to optimise on, 16 held out)")
     check_labels_in_range(clean_valid, model.n_classes)
-    if hasattr(clean_valid, "expect"):
-        clean_valid.expect(model.input_hwc)
+    clean_valid.expect(model.input_hwc)
     if labels is not None:
         labels = sorted({int(t) for t in labels})
         bad = [t for t in labels if not 0 <= t < model.n_classes]
@@ -107,7 +108,7 @@ def plan_labels(n_classes: int, scores: np.ndarray, n_opt: int, rng: np.random.G
     return cand, ref
 
 
-def scan_events(model, clean_valid, *, labels: Sequence[int] | None = None, seed: int = 0,
+def scan_events(model, clean_valid: Dataset, *, labels: Sequence[int] | None = None, seed: int = 0,
                 budget: int | None = None, state=None) -> Iterator:
     """The scan as a generator: yields :class:`engine.core.state.Progress` and returns the
     :class:`ScanResult` (``StopIteration.value``; ``yield from`` hands it over).
@@ -152,60 +153,11 @@ def scan_events(model, clean_valid, *, labels: Sequence[int] | None = None, seed
     screen = prescreen_scores(probs)
     yield Progress("screening", 1, 2, "pre-screen: top-k frequency of the clean predictions")
 
-    roles: dict[int, str] = {}
-    if labels is not None:
-        opt = list(labels)
-        roles = {t: "given" for t in opt}
-        steps_cap = int(max(20, min(STEPS, budget // len(opt))))
-    else:
-        n_opt = int(min(n_classes, max(MIN_LABELS, budget // STEPS)))
-        cand, ref = plan_labels(n_classes, screen, n_opt, rng)
-        roles = {t: "candidate" for t in cand}
-        roles.update({t: "reference" for t in ref})
-        opt = cand + ref
-        steps_cap = int(max(20, min(STEPS, budget // len(opt))))
+    opt, roles, steps_cap = _plan(labels, n_classes, screen, budget, rng)
     yield Progress("screening", 2, 2, f"{len(opt)} labels to optimise, up to {steps_cap} steps each")
-
-    # ---- batched Neural Cleanse over groups of labels
-    opt_sorted = list(opt)
-    total = len(opt_sorted) * steps_cap
-    done_steps = 0
-    found: dict[int, tuple[np.ndarray, np.ndarray, float, int]] = {}
-    opt_ctx = _Optimiser(model, x_pool, y_pool, rng)
-    for g0 in range(0, len(opt_sorted), GROUP):
-        group = opt_sorted[g0:g0 + GROUP]
-        for ev in opt_ctx.run_group(group, steps_cap, state):
-            yield Progress("optimising", done_steps + ev, total,
-                           f"labels {g0 + 1}–{g0 + len(group)} of {len(opt_sorted)}")
-        done_steps += len(group) * steps_cap
-        found.update(opt_ctx.results)
-        yield Progress("optimising", done_steps, total, f"labels {g0 + 1}–{g0 + len(group)} of {len(opt_sorted)}")
-
-    # ---- attack success of each best trigger on held-out images of other classes
-    rows: list[LabelScan] = []
-    triggers_all: dict[int, Trigger] = {}
-    for i, t in enumerate(opt_sorted):
-        if state is not None:
-            state.cancel_point()
-        mask, pattern, l1, steps = found[t]
-        trig = Trigger(mask, pattern, int(t))
-        triggers_all[t] = trig
-        others = y_held != t
-        asr = _attack_success(run, model, x_held[others], trig) if others.any() else 0.0
-        rows.append(LabelScan(int(t), float(l1), float(asr), None, False, float(screen[t]), int(steps), roles[t]))
-        if (i + 1) % 8 == 0 or i + 1 == len(opt_sorted):
-            yield Progress("checking", i + 1, len(opt_sorted), "attack success on held-out clean images")
-
-    n_ref = sum(1 for r in rows if r.role == "reference")
-    n_rest = n_classes - sum(1 for r in rows if r.role == "candidate")
-    weights = [n_rest / n_ref if r.role == "reference" else 1.0 for r in rows] if n_ref else None
-    a, med, mad = anomaly_indices(np.array([r.mask_l1 for r in rows]), weights)
-    for r, ai in zip(rows, a):
-        r.anomaly_index = float(ai)
-    flagged = [r.label for r in rows if r.mask_l1 < med and r.anomaly_index > ANOMALY_THRESHOLD
-               and r.attack_success >= MIN_ATTACK_SUCCESS]
-    rows.sort(key=lambda r: (-r.anomaly_index, r.label))
-    flagged.sort(key=lambda t: -next(r.anomaly_index for r in rows if r.label == t))
+    found = yield from _optimise(model, x_pool, y_pool, rng, opt, steps_cap, state)
+    rows, triggers_all = yield from _check_triggers(run, model, x_held, y_held, opt, found, screen, roles, state)
+    flagged, med, mad = _flag(rows, n_classes)
     keep = set(flagged) | {r.label for r in rows[:3]}
     screened = [LabelScan(int(t), None, None, None, True, float(screen[t]), 0, "screened")
                 for t in range(n_classes) if t not in roles]
@@ -219,6 +171,78 @@ def scan_events(model, clean_valid, *, labels: Sequence[int] | None = None, seed
         budget=budget, median_l1=med, mad_l1=mad,
         extra={"total_steps": int(spent), "group_size": GROUP, "batch_per_label": BATCH,
                "max_steps_per_label": steps_cap})
+
+
+def _plan(labels, n_classes: int, screen: np.ndarray, budget: int, rng) -> tuple[list[int], dict[int, str], int]:
+    """The labels to optimise (the given ones, else pre-screened candidates plus a random
+    reference sample), each one's role, and the steps each gets within ``budget``."""
+    if labels is not None:
+        opt = list(labels)
+        roles = {t: "given" for t in opt}
+    else:
+        n_opt = int(min(n_classes, max(MIN_LABELS, budget // STEPS)))
+        cand, ref = plan_labels(n_classes, screen, n_opt, rng)
+        roles = {t: "candidate" for t in cand}
+        roles.update({t: "reference" for t in ref})
+        opt = cand + ref
+    return opt, roles, int(max(20, min(STEPS, budget // len(opt))))
+
+
+def _optimise(model, x_pool, y_pool, rng, opt: list[int], steps_cap: int, state) -> Iterator:
+    """Batched Neural Cleanse over groups of labels; returns label -> (mask, pattern, L1, steps)."""
+    from engine.core.state import Progress
+
+    total = len(opt) * steps_cap
+    done_steps = 0
+    found: dict[int, tuple[np.ndarray, np.ndarray, float, int]] = {}
+    opt_ctx = _Optimiser(model, x_pool, y_pool, rng)
+    for g0 in range(0, len(opt), GROUP):
+        group = opt[g0:g0 + GROUP]
+        for ev in opt_ctx.run_group(group, steps_cap, state):
+            yield Progress("optimising", done_steps + ev, total, f"labels {g0 + 1}–{g0 + len(group)} of {len(opt)}")
+        done_steps += len(group) * steps_cap
+        found.update(opt_ctx.results)
+        yield Progress("optimising", done_steps, total, f"labels {g0 + 1}–{g0 + len(group)} of {len(opt)}")
+    return found
+
+
+def _check_triggers(run, model, x_held, y_held, opt: list[int], found: dict, screen, roles: dict,
+                    state) -> Iterator:
+    """Each best trigger's attack success on held-out images of other classes; returns (one
+    LabelScan per optimised label, label -> Trigger)."""
+    from engine.core.state import Progress
+
+    rows: list[LabelScan] = []
+    triggers_all: dict[int, Trigger] = {}
+    for i, t in enumerate(opt):
+        if state is not None:
+            state.cancel_point()
+        mask, pattern, l1, steps = found[t]
+        trig = Trigger(mask, pattern, int(t))
+        triggers_all[t] = trig
+        others = y_held != t
+        asr = _attack_success(run, model, x_held[others], trig) if others.any() else 0.0
+        rows.append(LabelScan(int(t), float(l1), float(asr), None, False, float(screen[t]), int(steps), roles[t]))
+        if (i + 1) % 8 == 0 or i + 1 == len(opt):
+            yield Progress("checking", i + 1, len(opt), "attack success on held-out clean images")
+    return rows, triggers_all
+
+
+def _flag(rows: list[LabelScan], n_classes: int) -> tuple[list[int], float, float]:
+    """Set each row's anomaly index (references weighted for the labels not optimised), sort the
+    rows most suspicious first; returns (the flagged labels, most suspicious first, median and MAD
+    of the masks' L1)."""
+    n_ref = sum(1 for r in rows if r.role == "reference")
+    n_rest = n_classes - sum(1 for r in rows if r.role == "candidate")
+    weights = [n_rest / n_ref if r.role == "reference" else 1.0 for r in rows] if n_ref else None
+    a, med, mad = anomaly_indices(np.array([r.mask_l1 for r in rows]), weights)
+    for r, ai in zip(rows, a):
+        r.anomaly_index = float(ai)
+    flagged = [r.label for r in rows if r.mask_l1 < med and r.anomaly_index > ANOMALY_THRESHOLD
+               and r.attack_success >= MIN_ATTACK_SUCCESS]
+    rows.sort(key=lambda r: (-r.anomaly_index, r.label))
+    flagged.sort(key=lambda t: -next(r.anomaly_index for r in rows if r.label == t))
+    return flagged, med, mad
 
 
 def run_scan(model, clean_valid, *, labels: Sequence[int] | None = None, seed: int = 0,
@@ -322,16 +346,7 @@ class _Optimiser:
         a, b = t.constant(a0), t.constant(b0)
         ma, va, mb, vb = t.zeros_like(a), t.zeros_like(a), t.zeros_like(b), t.zeros_like(b)
         rows = np.arange(g)                      # tensor row -> position in group
-        lam = np.zeros(g, np.float32)
-        best_l1 = np.full(g, np.inf)
-        best_a, best_b = a0.copy(), b0.copy()
-        last_a, last_b = a0.copy(), b0.copy()
-        best_at = np.zeros(g, np.int64)
-        succ_sum = np.zeros(g)
-        moved_up = np.zeros(g, bool)
-        moved_down = np.zeros(g, bool)
-        ever = np.zeros(g, bool)
-        used = np.zeros(g, np.int64)
+        tr = _Track.start(a0, b0)
         npool = len(self.x_pool)
         last_report = 0
         for it in range(1, steps + 1):
@@ -343,55 +358,89 @@ class _Optimiser:
             target = t.constant(np.array([group[j] for j in rows], np.int32))
             a_in, b_in = a, b
             a, b, ma, va, mb, vb, succ, l1 = self._step(
-                a, b, ma, va, mb, vb, t.constant(float(it)), x, yimg, target, t.constant(lam[rows]),
+                a, b, ma, va, mb, vb, t.constant(float(it)), x, yimg, target, t.constant(tr.lam[rows]),
                 t.constant(np.ones(len(rows), np.float32)))
             succ, l1 = succ.numpy(), l1.numpy()
-            used[rows] += 1
-            succ_sum[rows] += succ
+            tr.used[rows] += 1
+            tr.succ_sum[rows] += succ
             stop = np.zeros(len(rows), bool)
             if it % self.ADAPT_EVERY == 0:
-                mean_succ = succ_sum[rows] / self.ADAPT_EVERY
-                succ_sum[:] = 0
-                # keep the smallest working mask: the trigger worked on the window's images
-                # (as Neural Cleanse judges an epoch), this step's mask before its update
-                better = (mean_succ >= self.SUCCESS) & (l1 < best_l1[rows])
-                if better.any():
-                    pos = np.flatnonzero(better)
-                    js = rows[pos]
-                    best_a[js] = a_in.numpy()[pos]
-                    best_b[js] = b_in.numpy()[pos]
-                    best_l1[js] = l1[pos]
-                    best_at[js] = it
-                first = ~ever[rows] & (mean_succ >= self.SUCCESS)
-                up = ever[rows] & (mean_succ >= self.SUCCESS)
-                down = ever[rows] & (mean_succ < self.SUCCESS)
-                lam[rows[first]] = self.LAMBDA0
-                ever[rows[first]] = True
-                lam[rows[up]] *= 1.5
-                lam[rows[down]] /= 1.5 ** 1.5
-                moved_up[rows[up]] = True
-                moved_down[rows[down]] = True
-                # early stop: λ has moved both ways and the best mask stalls
-                stop = moved_up[rows] & moved_down[rows] & np.isfinite(best_l1[rows]) & \
-                    (it - best_at[rows] >= self.PATIENCE)
+                stop = self._adapt(tr, rows, it, l1, a_in, b_in)
             if it - last_report >= 10 or it == steps:
                 last_report = it
-                yield int(used.sum())
+                yield int(tr.used.sum())
             if it == steps:
-                last_a[rows], last_b[rows] = a.numpy(), b.numpy()
+                tr.last_a[rows], tr.last_b[rows] = a.numpy(), b.numpy()
             elif stop.any():
                 keep = np.flatnonzero(~stop)
                 gone = np.flatnonzero(stop)
                 an, bn = a.numpy(), b.numpy()
-                last_a[rows[gone]], last_b[rows[gone]] = an[gone], bn[gone]
+                tr.last_a[rows[gone]], tr.last_b[rows[gone]] = an[gone], bn[gone]
                 if not len(keep):
                     break
                 kt = t.constant(keep.astype(np.int32))
                 a, b, ma, va, mb, vb = (t.gather(v, kt) for v in (a, b, ma, va, mb, vb))
                 rows = rows[keep]
+        self._keep_best(group, tr)
+
+    def _adapt(self, tr: "_Track", rows: np.ndarray, it: int, l1: np.ndarray, a_in, b_in) -> np.ndarray:
+        """Every ``ADAPT_EVERY`` steps: keep the smallest working masks, move λ, and say which of
+        the labels still in the batch (``rows``) stop now."""
+        mean_succ = tr.succ_sum[rows] / self.ADAPT_EVERY
+        tr.succ_sum[:] = 0
+        # keep the smallest working mask: the trigger worked on the window's images
+        # (as Neural Cleanse judges an epoch), this step's mask before its update
+        better = (mean_succ >= self.SUCCESS) & (l1 < tr.best_l1[rows])
+        if better.any():
+            pos = np.flatnonzero(better)
+            js = rows[pos]
+            tr.best_a[js] = a_in.numpy()[pos]
+            tr.best_b[js] = b_in.numpy()[pos]
+            tr.best_l1[js] = l1[pos]
+            tr.best_at[js] = it
+        first = ~tr.ever[rows] & (mean_succ >= self.SUCCESS)
+        up = tr.ever[rows] & (mean_succ >= self.SUCCESS)
+        down = tr.ever[rows] & (mean_succ < self.SUCCESS)
+        tr.lam[rows[first]] = self.LAMBDA0
+        tr.ever[rows[first]] = True
+        tr.lam[rows[up]] *= 1.5
+        tr.lam[rows[down]] /= 1.5 ** 1.5
+        tr.moved_up[rows[up]] = True
+        tr.moved_down[rows[down]] = True
+        # early stop: λ has moved both ways and the best mask stalls
+        return tr.moved_up[rows] & tr.moved_down[rows] & np.isfinite(tr.best_l1[rows]) & \
+            (it - tr.best_at[rows] >= self.PATIENCE)
+
+    def _keep_best(self, group: list[int], tr: "_Track") -> None:
         for j, lab in enumerate(group):
-            if not np.isfinite(best_l1[j]):  # never succeeded: the last mask, L1 as it is
-                best_a[j], best_b[j] = last_a[j], last_b[j]
-            mask = (np.tanh(best_a[j]) / 2.0 + 0.5).astype(np.float32)
-            pattern = (255.0 * (np.tanh(best_b[j]) / 2.0 + 0.5)).astype(np.float32)
-            self.results[int(lab)] = (mask, pattern, float(mask.sum()), int(used[j]))
+            if not np.isfinite(tr.best_l1[j]):  # never succeeded: the last mask, L1 as it is
+                tr.best_a[j], tr.best_b[j] = tr.last_a[j], tr.last_b[j]
+            mask = (np.tanh(tr.best_a[j]) / 2.0 + 0.5).astype(np.float32)
+            pattern = (255.0 * (np.tanh(tr.best_b[j]) / 2.0 + 0.5)).astype(np.float32)
+            self.results[int(lab)] = (mask, pattern, float(mask.sum()), int(tr.used[j]))
+
+
+@dataclass
+class _Track:
+    """Per label of a group being optimised: λ, the best (smallest working) mask so far and the
+    step it was found at, the last mask, the success window, λ's moves and the steps used."""
+
+    best_a: np.ndarray
+    best_b: np.ndarray
+    last_a: np.ndarray
+    last_b: np.ndarray
+    lam: np.ndarray
+    best_l1: np.ndarray
+    best_at: np.ndarray
+    succ_sum: np.ndarray
+    moved_up: np.ndarray
+    moved_down: np.ndarray
+    ever: np.ndarray
+    used: np.ndarray
+
+    @classmethod
+    def start(cls, a0: np.ndarray, b0: np.ndarray) -> "_Track":
+        g = len(a0)
+        return cls(a0.copy(), b0.copy(), a0.copy(), b0.copy(), np.zeros(g, np.float32), np.full(g, np.inf),
+                   np.zeros(g, np.int64), np.zeros(g), np.zeros(g, bool), np.zeros(g, bool), np.zeros(g, bool),
+                   np.zeros(g, np.int64))

@@ -87,11 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", choices=["auto", "fast", "naive"], default="auto", help=argparse.SUPPRESS)
     s.add_argument("--step-size", default="1", metavar="K|P%", help="channels pruned per step, or a share of the layer such as 10%% (drops are still found channel by channel)")
     s.add_argument("--no-models", action="store_true", help="write the report only, no B'/G files")
-    from engine.pruning.criteria import REGISTRY
+    from engine.pruning.criteria import DEFAULT, REGISTRY
 
-    s.add_argument("--rankings", type=_rankings, default=["activation"], metavar="NAMES",
+    s.add_argument("--rankings", type=_rankings, default=[DEFAULT], metavar="NAMES",
                    help="pruning criteria to compare, the first one's files at the top: " + ", ".join(
-                       n + (" (default)" if n == "activation" else "") + (" (a diagnostic: it uses the trigger)"
+                       n + (" (default)" if n == DEFAULT else "") + (" (a diagnostic: it uses the trigger)"
                                                                           if c.diagnostic else "")
                        for n, c in REGISTRY.items()))
     s.add_argument("--random-seeds", type=int, default=5, metavar="N",
@@ -238,12 +238,12 @@ def cmd_sweep(args) -> int:
 
     check_output_folder(args.out, "sweep")  # before the sweep: a refused folder wastes no work
     datasets = _open_datasets(args)
-    from engine.pruning.criteria import check_available
+    from engine.pruning.criteria import DEFAULT, check_available
 
     check_available(args.rankings, datasets)  # before paying for TensorFlow
     model = open_model(args)
     inputs = model.input_files() + [d.path for d in datasets.values()]
-    if args.rankings != ["activation"]:  # (--random-seeds matters only with "random")
+    if args.rankings != [DEFAULT]:  # (--random-seeds matters only with "random")
         return _sweep_rankings(args, model, datasets, inputs)
     sweep = Sweep(model, datasets, args.layer, args.thresholds, method=args.method,
                   use_cache=not args.no_cache, step_size=args.step_size)
@@ -399,14 +399,14 @@ def cmd_finetune(args) -> int:
         from engine.report.compare import ranking_folder
 
         args.from_sweep = ranking_folder(args.from_sweep, args.ranking)
-    from engine.pruning.records import pruned_count, summary_pruned_per_record
+    from engine.pruning.records import pruned_channels_of, summary_pruned_per_record
 
     from engine.report.outputs import check_output_folder
 
     check_output_folder(args.out, "finetune")
     summary = read_sweep_summary(args.from_sweep)
     step = resolve_step(summary, args.step)
-    n_pruned = pruned_count(summary_pruned_per_record(summary), step)
+    pruned = pruned_channels_of(summary["ranking"]["order"], summary_pruned_per_record(summary), step)
     model = open_model(args, summary)
     datasets = {r: open_dataset(p, model.input_hwc) for r, p in summary["datasets"].items()}
     if args.input_scale == "auto" and summary.get("input_scale"):
@@ -415,7 +415,7 @@ def cmd_finetune(args) -> int:
     inputs = model.input_files() + [d.path for d in datasets.values()]
     cfg = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size,
                          holdout=args.holdout, seed=args.seed)
-    ft = FineTune(model, datasets, summary["layer"], summary["ranking"]["order"][:n_pruned], step, cfg)
+    ft = FineTune(model, datasets, summary["layer"], pruned, step, cfg)
     bar = ProgressPrinter(quiet=args.quiet)
     for ev in ft.events():
         if isinstance(ev, EpochRecord):

@@ -3,8 +3,6 @@ every path in PruneLab computes bit-identical numbers for the same image."""
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from engine.core.tfsetup import tf
@@ -45,14 +43,19 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32 if a.dtype.kind == "f" else a.dtype)
 
 
-_runners: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_RUNNER_ATTR = "_prunelab_runner"
 
 
 def runner_for(model) -> Runner:
-    """One Runner per model, so its graph is traced once, not once per dataset."""
-    run = _runners.get(model)
-    if run is None:
-        run = _runners[model] = Runner(model)
+    """One Runner per model, so its graph is traced once, not once per dataset.
+
+    The runner is kept on the model object itself: a runner holds its model (its traced function
+    calls it), so a cache beside the model (even a WeakKeyDictionary, whose values are strong)
+    would keep every model ever run alive; on the model, the pair goes when the model does."""
+    run = getattr(model, _RUNNER_ATTR, None)
+    if run is None or run.model is not model:
+        run = Runner(model)
+        object.__setattr__(model, _RUNNER_ATTR, run)  # past Keras's attribute tracking: not a layer or weight
     return run
 
 

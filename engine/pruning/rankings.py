@@ -10,8 +10,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from engine.pruning.criteria.anp import ANPConfig
-from engine.pruning.criteria.base import Inputs, Ranking, check_available, criterion
-from engine.pruning.criteria.random import random_names
+from engine.pruning.criteria.base import REGISTRY, Inputs, Ranking, check_available, criterion
 
 
 @dataclass(frozen=True)
@@ -23,10 +22,10 @@ class RankingStep:
 
 
 def expand_names(names: Sequence[str], random_seeds: int = 1) -> list[str]:
-    """Ranking names with ``random`` expanded into its seeds' names."""
+    """Ranking names with each seeded family (``random``) expanded into its seeds' names."""
     out: list[str] = []
     for n in names:
-        out += random_names(random_seeds) if n == "random" else [n]
+        out += REGISTRY[n].expand(random_seeds) if n in REGISTRY else [n]
     return out
 
 

@@ -119,7 +119,7 @@ class SweepResult:
 
     def pruned_channels(self, step: int) -> list[int]:
         """The channels pruned at record ``step`` (its ``pruned`` first channels of the order)."""
-        return list(self.order[:self.pruned_at(step)])
+        return pruned_channels_of(self.order, self.pruned_per_record(), step)
 
     def bprime_labels(self, role: str, step: int) -> np.ndarray:
         return self.predictions[role][step]
@@ -152,6 +152,11 @@ def pruned_count(pruned_per_record: Sequence[int] | None, step: int) -> int:
     if not 0 <= step < len(pruned_per_record):
         raise PruneLabError(None, f"step {step} is outside the sweep (0–{len(pruned_per_record) - 1})")
     return int(pruned_per_record[step])
+
+
+def pruned_channels_of(order: Sequence[int], pruned_per_record: Sequence[int] | None, step: int) -> list[int]:
+    """The channels record ``step`` has pruned: the first :func:`pruned_count` of ``order``."""
+    return [int(c) for c in list(order)[:pruned_count(pruned_per_record, step)]]
 
 
 def summary_pruned_per_record(summary: dict) -> list[int] | None:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.pruning.criteria import Ranking
+from engine.pruning.criteria import Ranking, colour_of, is_seeded  # noqa: F401  (colour_of: its old home)
 from engine.pruning.records import SweepResult
 
 ASR_MAX = 10.0
@@ -23,15 +23,6 @@ DROP_MAX = 4.0  # the defender's region: ASR <= ASR_MAX and a relative clean acc
 from engine.core.vocabulary import METRICS as CURVE_KEYS  # noqa: E402  (every curve a comparison draws)
 POINT_COLOURS = {"fine-pruned": "#c2185b", "unlearned": "#00838f", "filter": "#455a64", "STRIP": "#558b2f",
                  "combined": "#6a1b9a"}
-
-
-def colour_of(name: str) -> str:
-    """The colour of criterion ``name`` from the criteria registry (``random-3`` is ``random``'s);
-    the window's curves and trade-off view and the figures all draw with it."""
-    from engine.pruning.criteria import REGISTRY
-
-    crit = REGISTRY.get(name.split("-")[0])
-    return crit.colour if crit else "#444444"
 
 
 def defender_region(base_clean: float, asr_max: float = ASR_MAX, drop_max: float = DROP_MAX) -> tuple[float, float]:
@@ -196,7 +187,7 @@ def comparison_table(rankings: Sequence[Ranking], results: dict, asr_max: float 
         row = _row(c, rk.title, rk.needs, rk.diagnostic, rk.cost_s, res.timings.get("total"), asr_max, tstep)
         train = rk.extra.get("train_s")
         rows.append(replace(row, cached=bool(rk.cached), train_s=None if train is None else float(train)))
-        if rk.method == "random":
+        if is_seeded(rk.method):
             rnd.append((rk, c))
     if len(rnd) > 1:
         thresholds = results[rnd[0][0].name].thresholds
@@ -257,10 +248,10 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
     first = results[rankings[0].name]
     splits = [s for s in splits if (f"clean_{s}" in first.labels or f"poisoned_{s}" in first.labels)]
     fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(7.5 * max(1, len(splits)), 5.5), squeeze=False)
-    randoms = [rk for rk in rankings if rk.method == "random"]
+    randoms = [rk for rk in rankings if is_seeded(rk.method)]
     entries: list[tuple[str, Curve, Ranking | None]] = []
     for rk in rankings:
-        if rk.method == "random" and len(randoms) > 1:
+        if is_seeded(rk.method) and len(randoms) > 1:
             if rk is randoms[0]:
                 band = band_of("random", [curve_of(r.name, results[r.name]) for r in randoms], first.thresholds)
                 entries.append((f"random (mean, band of {len(randoms)} seeds)", band, None))
@@ -323,7 +314,7 @@ def tradeoff_figure(rankings: Sequence[Ranking], results: dict, points: Sequence
     fig, ax = plt.subplots(figsize=(10.5, 6))
     first = results[rankings[0].name]
     base = first.records[0].metric(f"clean_{split}_acc")
-    randoms = [rk for rk in rankings if rk.method == "random"]
+    randoms = [rk for rk in rankings if is_seeded(rk.method)]
     lo_x = 100.0
     if base is not None:
         x0, y1 = defender_region(base, asr_max, drop_max)
@@ -341,7 +332,7 @@ def tradeoff_figure(rankings: Sequence[Ranking], results: dict, points: Sequence
                 label=f"random: mean of {len(randoms)} orders (faint: each)")
         lo_x = min(lo_x, float(np.nanmin(bx)) if np.isfinite(bx).any() else lo_x)
     for rk in rankings:
-        if rk.method == "random" and len(randoms) > 1:
+        if is_seeded(rk.method) and len(randoms) > 1:
             continue
         x, y, _ = tradeoff_xy(results[rk.name].records, split)
         if not len(x):

@@ -114,7 +114,7 @@ def write_repair_outputs(result, out: str | os.PathLike, *, inputs: Iterable = (
                     names[d] for d in result.combined) + ")"
                 save_goodnet(g, stage / G_FILES[key], inputs, flag_meaning=meaning)
         if result.scan is not None:  # the scan ran here: keep the triggers it reversed
-            from engine.analysis.trigger import save_trigger, trigger_file_name
+            from engine.io.triggerfile import save_trigger, trigger_file_name
 
             for t in result.triggers:
                 save_trigger(stage / trigger_file_name(t.label), t, inputs)

@@ -14,7 +14,8 @@ import numpy as np
 from engine.io.atomic import atomic_path, atomic_write_text
 from engine.report.figures import _plt, save_figure
 from engine.analysis.scanresult import ANOMALY_THRESHOLD, ScanResult
-from engine.analysis.trigger import Trigger, save_trigger, stamp, trigger_file_name
+from engine.analysis.trigger import Trigger, stamp
+from engine.io.triggerfile import save_trigger, trigger_file_name
 
 
 def trigger_png_name(label: int) -> str:

@@ -4,6 +4,7 @@ map. Mixed into :class:`guiapp.controller.Controller`, whose task runner and sig
 
 from __future__ import annotations
 
+from engine.core.vocabulary import primary_role
 from guiapp import tasks
 from guiapp.kinds import TaskKind
 
@@ -47,26 +48,29 @@ class MapsMixin:
         if got is None or "clean_valid" not in s.datasets:
             return
         model, layer, ch = got
-        clean, poisoned = s.datasets["clean_valid"], s.datasets.get("poisoned_valid")
-        roles = ("clean_valid", "poisoned_valid")
+        pr = primary_role(s.datasets, "poisoned_valid")  # several triggers: the first set's maps
+        clean, poisoned = s.datasets["clean_valid"], s.datasets.get(pr) if pr else None
+        roles = ("clean_valid", pr) if pr else ("clean_valid",)
         self.run(TaskKind.MAPS, lambda st: tasks.mean_maps(self.session.map_makers, model, layer, method, ch, clean, poisoned, st),
                  roles=roles, on_return=self.meanMaps.emit, busy=f"Mean {method} maps over validation data…")
 
     def channel_maps(self) -> None:
         """Each channel's mean activation map on clean and poisoned validation (once per result)."""
         s = self.session
-        if self._channel_maps is not None and self._channel_maps[0] is s.result:
-            self.channelMaps.emit(self._channel_maps[1])
+        if s.channel_maps is not None and s.channel_maps[0] is s.result:
+            self.channelMaps.emit(s.channel_maps[1])
             return
         got = self._map_inputs("gradcam")
         if got is None:
             return
         model, layer, _ = got
-        sets = {r: s.datasets[r] for r in ("clean_valid", "poisoned_valid") if r in s.datasets}
+        sets = {r: s.datasets[primary_role(s.datasets, r)] for r in ("clean_valid", "poisoned_valid")
+                if primary_role(s.datasets, r)}
         res = s.result
 
         def done(maps):
-            self._channel_maps = (res, maps)
+            if s.model is model:  # a model opened meanwhile: these maps describe the old one
+                s.channel_maps = (res, maps)
             self.channelMaps.emit(maps)
 
         self.run(TaskKind.MAPS, lambda st: tasks.channel_maps(model, layer, sets, st), roles=tuple(sets),

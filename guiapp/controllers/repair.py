@@ -24,6 +24,7 @@ class RepairController(QObject):
         self.scan = scan  # the ScanController whose triggers are used
         self.result = None  # the last RepairResult
         self.model_path: str | None = None  # the model it repaired
+        self.last_points: list = []  # its points on the trade-off plot, shown again after a new sweep
 
     @property
     def session(self):
@@ -54,7 +55,8 @@ class RepairController(QObject):
             c.progress.emit(f"repair done in {res.seconds:.0f} s", 1, 1)
             c.message.emit("Repair finished: the comparison is in the Repair tab")
             self.repairFinished.emit(res)
-            self.points.emit(scantasks.repair_points(res))
+            self.last_points = scantasks.repair_points(res)
+            self.points.emit(self.last_points)
 
         w = c.run(TaskKind.REPAIR, lambda st: scantasks.run_repair(model, datasets, triggers, list(methods), frr, st,
                                                             epochs=epochs, strip_n=strip_n, seed=seed),
@@ -63,6 +65,18 @@ class RepairController(QObject):
         if w is not None:
             self.repairStarted.emit()
         return w is not None
+
+    def forget_other(self, model_path: str) -> bool:
+        """Forget the last repair when it repaired another model than ``model_path`` (just
+        opened); True when one was forgotten (its tab and trade-off points then show none)."""
+        if self.model_path in (None, model_path):
+            return False
+        self.result, self.model_path, self.last_points = None, None, []
+        return True
+
+    def points_for(self, model_path: str) -> list:
+        """The last repair's trade-off points when it repaired ``model_path``, else none."""
+        return list(self.last_points) if self.model_path == model_path else []
 
     def save(self, key: str, path: Path) -> bool:
         """Save G ``key`` (unlearned, filter, strip, combined) of the last repair, with its eval script."""

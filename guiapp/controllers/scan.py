@@ -69,6 +69,14 @@ class ScanController(QObject):
             self.scanStarted.emit()
         return w is not None
 
+    def forget_other(self, model_path: str) -> bool:
+        """Forget the last scan when it described another model than ``model_path`` (just opened);
+        True when one was forgotten (its tab then shows none)."""
+        if self.done is None or self.done.model_path == model_path:
+            return False
+        self.done = None
+        return True
+
     def use_as_poisoned(self, label: int | None = None) -> bool:
         """Stamp clean validation (and clean test) with the reversed trigger of ``label`` (the
         most suspicious flagged one by default) and put the stand-ins in the poisoned slots."""

@@ -111,7 +111,8 @@ class ActivationsView(StepView, QWidget):
         pos = np.arange(n)
         pruned = np.zeros(n, bool)
         n_pruned = self.pruned_count()
-        pruned[self._order[:n_pruned]] = True
+        if n_pruned:  # the channels the result's rule prunes at the shown record
+            pruned[self.result.pruned_channels(min(self.step, len(self.result.records) - 1))] = True
         mask = pruned[channels]
         if ranking is not None:  # clean bars coloured by the criterion's score (dark = high)
             sc = np.asarray(ranking.scores, float)[channels]
@@ -177,17 +178,18 @@ class ActivationsView(StepView, QWidget):
 
 
 def headline(clean: np.ndarray, poison: np.ndarray | None, k: int = 3) -> str:
-    """The channels whose mean activation differs most between poisoned and clean validation
-    data, by absolute difference (a ratio of two near-zero means would name silent channels).
-    Empty without a poisoned set."""
+    """The channels whose mean activation rises most from clean to poisoned validation data, in
+    the difference criterion's order (poisoned − clean, highest first: a ratio of two near-zero
+    means would name silent channels). Empty without a poisoned set."""
     if poison is None:
         return ""
+    from engine.pruning.criteria import criterion, order_of
     from engine.pruning.criteria.difference import difference_scores
 
     diff = difference_scores({"clean_valid": clean, "poisoned_valid": poison})
-    top = np.argsort(-np.abs(diff), kind="stable")[:k]
+    top = order_of(diff, criterion("difference").direction)[:k]  # the difference criterion's own order
     top = [int(c) for c in top if diff[c] != 0]
     if not top:
         return " · clean and poisoned means are equal"
     parts = ", ".join(f"{c} ({diff[c]:+.3g})" for c in top)
-    return f" · most different on poisoned images (poisoned − clean mean): channel{'s' if len(top) > 1 else ''} {parts}"
+    return f" · most raised on poisoned images (poisoned − clean mean): channel{'s' if len(top) > 1 else ''} {parts}"

@@ -10,8 +10,8 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from engine.core.vocabulary import SPLIT_KEYS, aggregate_metric
+from engine.pruning.criteria import colour_of
 from engine.report.figures import SET_COLOURS
-from engine.report.compare import colour_of
 
 # every measure has one line style everywhere: clean accuracy solid, ASR dashed
 ACC_PEN = pg.mkPen("#1f5fd1", width=2)

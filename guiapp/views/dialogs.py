@@ -50,6 +50,21 @@ class FineTuneDialog(QDialog):
                 "batch_size": self.batch.value(), "holdout": self.holdout.value() / 100}
 
 
+SMALL_FINE_TUNE = 200  # fewer training images than this: fine-tuning likely overfits them
+
+
+def few_images_question(n_clean: int, params: dict) -> tuple[str, str] | None:
+    """The (title, question) to confirm before fine-tuning on the clean validation set's ``n_clean``
+    images (``params``: the dialog's values), when it leaves too few to train on; else None."""
+    n_train = int(n_clean * (1 - params.get("holdout", 0.2)))
+    if n_train >= SMALL_FINE_TUNE:
+        return None
+    return ("Fine-tune on a handful of images?",
+            f"Fine-tuning would train on only {n_train} clean validation image{'s' * (n_train != 1)}: "
+            f"{params['epochs']} epochs on so few usually overfit them and destroy the accuracy on "
+            "everything else. Fine-tune anyway?")
+
+
 def layers_dialog(model, pruned_layer: str, parent=None) -> QDialog:
     """A table of the model's layers (name, type, output shape, parameters)."""
     rows = model.layer_table()

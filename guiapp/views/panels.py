@@ -429,7 +429,7 @@ class RankingPanel(QGroupBox):
     """Which pruning criteria to sweep (one exact sweep each, curves overlaid)."""
 
     def __init__(self, parent=None):
-        from engine.pruning.criteria import REGISTRY
+        from engine.pruning.criteria import DEFAULT, REGISTRY
 
         super().__init__("Pruning criteria", parent)
         lay = QGridLayout(self)
@@ -442,7 +442,7 @@ class RankingPanel(QGroupBox):
             needs = ", ".join(role_title(r).lower() for r in crit.needs) or "no data (weights only)"
             box.setToolTip(f"{crit.title} — needs {needs}" + ("\nuses the trigger: a diagnostic, never a defense"
                                                               if crit.diagnostic else ""))
-            box.setChecked(name == "activation")
+            box.setChecked(name == DEFAULT)
             lay.addWidget(box, i // 2, i % 2)
             self.boxes[name] = box
         self.seeds = QSpinBox()

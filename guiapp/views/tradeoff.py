@@ -13,7 +13,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.report.compare import ASR_MAX, DROP_MAX, POINT_COLOURS, colour_of, defender_region, tradeoff_xy
+from engine.pruning.criteria import colour_of
+from engine.report.compare import ASR_MAX, DROP_MAX, POINT_COLOURS, defender_region, tradeoff_xy
 
 REGION = (42, 157, 58)
 

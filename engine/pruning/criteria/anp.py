@@ -92,59 +92,20 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
     signed-gradient ascent step on the noise (δ, ξ from uniform [−ε, ε], clipped there), then
     one SGD step with momentum on the masks for α·CE(clean) + (1−α)·CE(perturbed), clipped
     to [0, 1]. The layers before the pruned one are fixed, so their output is computed once."""
-    from engine.models.runner import Runner
-    from engine.pruning.graph import Graph
     from engine.core.state import Progress
-    from engine.core.tfsetup import keras, tf
+    from engine.core.tfsetup import tf
 
-    t, k = tf(), keras()
+    t = tf()
     rng = np.random.default_rng(cfg.seed)
     n = min(cfg.images, dataset.n)
     pick = np.sort(rng.choice(dataset.n, n, replace=False))
-    x_img = model.model_input(dataset.take(pick))
+    x_in, x_front, chain = _fixed_features(model, split, model.model_input(dataset.take(pick)))
     labels = dataset.labels[pick].astype(np.int32)
-    conv = split.target
-    # the layer's input and the tensors before the cut that the head also reads (skip
-    # connections) do not depend on the masks: computed once
-    graph = Graph(model.model)
-    node = graph.nodes_of(conv)[0]
-    fixed = [node.input_tensors[0]] + list(split.frontier)
-    feed = Runner(k.Model(model.model.inputs, fixed))
-    parts = [feed(x_img[s:s + 256]) for s in range(0, n, 256)]
-    parts = [p if isinstance(p, list) else [p] for p in parts]
-    x_in, *x_front = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(fixed))]
-    del x_img, parts
-    chain = []
-    for c in graph.chain(node.output_tensors[0]):
-        chain.append(c.operation)
-        if c.output_tensors[0] is split.cut_tensor:
-            break
-    # the loss is taken on the logits (the one rule of engine.models.logits): the head up to them
-    from engine.models.logits import logits_of
-
-    spec = logits_of(model.model)
-    if spec.tensor is split.cut_tensor:  # the pruned layer feeds the output layer directly
-        def head(inputs, training=False):
-            return inputs[0] if isinstance(inputs, list) else inputs
-    else:
-        head = k.Model([split.cut_tensor] + list(split.frontier) if split.frontier else split.cut_tensor,
-                       spec.tensor, name="prunelab_anp_logits")
-    kernel = t.constant(np.asarray(conv.get_weights()[0], np.float32))
-    bias = t.constant(np.asarray(conv.get_weights()[1], np.float32)) if conv.use_bias else None
+    forward = _masked_forward(model, split, chain)
     c = split.n_channels
     mask = t.Variable(t.ones(c, t.float32))
     vel = t.Variable(t.zeros(c, t.float32))
     eps, alpha, lr, mom = (float(v) for v in (cfg.eps, cfg.alpha, cfg.lr, cfg.momentum))
-
-    def forward(x, front, scale, bias_scale):
-        z = (conv.convolution_op(x, kernel) if kernel.shape.rank == 4 else t.matmul(x, kernel)) * scale
-        if bias is not None:
-            z = z + bias * bias_scale
-        a = conv.activation(z) if conv.activation is not None else z
-        for layer in chain:
-            a = layer(a, training=False)
-        out = head([a] + list(front) if front else a, training=False)
-        return spec.apply(out[0] if isinstance(out, (list, tuple)) else out)
 
     def ce(logits, y):
         return t.reduce_mean(t.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
@@ -182,6 +143,62 @@ def _train_anp_masks(model, dataset, split, cfg: ANPConfig, state) -> Iterator:
         if it + 1 == cfg.iterations or (it + 1) % 20 == 0:
             yield Progress("ranking", it + 1, cfg.iterations, f"anp: training masks {it + 1}/{cfg.iterations}")
     return np.asarray(mask.numpy(), np.float64)
+
+
+def _fixed_features(model, split, x_img: np.ndarray):
+    """What does not depend on the masks, computed once: the pruned layer's input and the tensors
+    before the cut that the head also reads (skip connections); with the layers between the pruned
+    layer and the cut (``chain``)."""
+    from engine.core.tfsetup import keras
+    from engine.models.runner import Runner
+    from engine.pruning.graph import Graph
+
+    k, n = keras(), len(x_img)
+    graph = Graph(model.model)
+    node = graph.nodes_of(split.target)[0]
+    fixed = [node.input_tensors[0]] + list(split.frontier)
+    feed = Runner(k.Model(model.model.inputs, fixed))
+    parts = [feed(x_img[s:s + 256]) for s in range(0, n, 256)]
+    parts = [p if isinstance(p, list) else [p] for p in parts]
+    x_in, *x_front = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(fixed))]
+    chain = []
+    for c in graph.chain(node.output_tensors[0]):
+        chain.append(c.operation)
+        if c.output_tensors[0] is split.cut_tensor:
+            break
+    return x_in, x_front, chain
+
+
+def _masked_forward(model, split, chain):
+    """``forward(x, front, scale, bias_scale)``: the logits with the pruned layer's kernel output
+    scaled per channel by ``scale`` and its bias by ``bias_scale`` (a Conv2D or a Dense layer).
+    The loss is taken on the logits (the one rule of engine.models.logits): the head up to them."""
+    from engine.core.tfsetup import keras, tf
+    from engine.models.logits import logits_of
+
+    t, k = tf(), keras()
+    pruned = split.target
+    spec = logits_of(model.model)
+    if spec.tensor is split.cut_tensor:  # the pruned layer feeds the output layer directly
+        def head(inputs, training=False):
+            return inputs[0] if isinstance(inputs, list) else inputs
+    else:
+        head = k.Model([split.cut_tensor] + list(split.frontier) if split.frontier else split.cut_tensor,
+                       spec.tensor, name="prunelab_anp_logits")
+    kernel = t.constant(np.asarray(pruned.get_weights()[0], np.float32))
+    bias = t.constant(np.asarray(pruned.get_weights()[1], np.float32)) if pruned.use_bias else None
+
+    def forward(x, front, scale, bias_scale):
+        z = (pruned.convolution_op(x, kernel) if kernel.shape.rank == 4 else t.matmul(x, kernel)) * scale
+        if bias is not None:
+            z = z + bias * bias_scale
+        a = pruned.activation(z) if pruned.activation is not None else z
+        for layer in chain:
+            a = layer(a, training=False)
+        out = head([a] + list(front) if front else a, training=False)
+        return spec.apply(out[0] if isinstance(out, (list, tuple)) else out)
+
+    return forward
 
 
 @register

@@ -17,6 +17,7 @@ OPTIONS = {"clean_valid": "--clean-valid", "poisoned_valid": "--poisoned-valid"}
 WORDS = {"clean_valid": "clean validation", "poisoned_valid": "poisoned validation"}
 
 REGISTRY: dict[str, "Criterion"] = {}
+DEFAULT = "activation"  # the criterion a sweep ranks by when none is chosen (the lab's mean activation)
 
 
 def register(cls):
@@ -66,6 +67,12 @@ class Criterion:
     diagnostic: ClassVar[bool] = False  # uses the trigger: shows where the backdoor lives, never a defense
     needs_activations: ClassVar[bool] = False
     colour: ClassVar[str] = "#444444"
+    seeded: ClassVar[bool] = False  # a family of seeded orders (``name-k``), drawn as a band and its mean
+
+    def expand(self, seeds: int) -> list[str]:
+        """The names of this criterion's rankings for ``seeds`` seeds: its name, or a seeded
+        family's ``name-1`` … ``name-N``."""
+        return [self.name]
 
     def scores(self, inp: Inputs) -> np.ndarray:
         """One number per channel; pruned in ``direction`` order."""
@@ -112,7 +119,7 @@ class Ranking:
     def title(self) -> str:
         c = REGISTRY.get(self.method)
         t = c.title if c else self.name
-        if self.method == "random" and self.seed is not None:
+        if c is not None and c.seeded and self.seed is not None:
             return f"{t} (seed {self.seed})"
         return t if self.name == self.method else f"{t} ({self.name})"
 
@@ -129,6 +136,19 @@ class Ranking:
         return out
 
 
+
+
+def colour_of(name: str) -> str:
+    """The colour of criterion ``name`` (a seeded family's ``random-3`` is ``random``'s); the
+    window's curves and trade-off view and the figures all draw with it."""
+    crit = REGISTRY.get(name.split("-")[0])
+    return crit.colour if crit else "#444444"
+
+
+def is_seeded(method: str) -> bool:
+    """Whether rankings of ``method`` are a seeded family (drawn as a band, not a curve each)."""
+    crit = REGISTRY.get(method)
+    return bool(crit is not None and crit.seeded)
 
 
 def names() -> tuple[str, ...]:

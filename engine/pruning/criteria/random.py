@@ -34,6 +34,10 @@ class Random(Criterion):
     title = "random"
     short = "random"
     colour = "#9a9a9a"
+    seeded = True
+
+    def expand(self, seeds: int) -> list[str]:
+        return random_names(seeds)
 
     def rankings(self, inp: Inputs) -> Iterator:
         return random_rankings(inp.n_channels, inp.random_seeds, inp.seed)
