@@ -77,3 +77,40 @@ def test_the_window_offers_a_registered_criterion_in_its_colour(loudest_first, q
     panel.set_roles(("clean_valid",))
     assert panel.boxes["loudest"].isEnabled()
     assert ranking_colour("loudest") == "#ff00aa" and ranking_colour("random-3") == REGISTRY["random"].colour
+
+
+def test_a_registered_seeded_family_is_drawn_as_a_band(qtbot):
+    """A seeded family other than ``random`` gets the band, the colour and the key by its
+    registry facts, not by its name."""
+    from engine.pruning.criteria import family_of, seeded_members
+    from engine.pruning.criteria.random import Random
+    from engine.pruning.records import StepRecord
+    from guiapp.views.curves import CurvesView, ranking_colour
+
+    class Shuffled(Random):
+        name = "shuffled"
+        title = "shuffled channels"
+        short = "shuffled"
+        colour = "#00aaff"
+
+        def expand(self, seeds: int) -> list[str]:
+            return [f"shuffled-{k}" for k in range(1, seeds + 1)]
+
+    register(Shuffled)
+    try:
+        assert family_of("shuffled-2") == "shuffled" and family_of("l1") == "l1"
+        assert seeded_members(["activation", "shuffled-1", "shuffled-2"]) == {"shuffled": ["shuffled-1", "shuffled-2"]}
+        v = CurvesView()
+        qtbot.addWidget(v)
+        v.start(4, thresholds=(2,))
+        for name, drop in (("activation", 5.0), ("shuffled-1", 10.0), ("shuffled-2", 20.0)):
+            for s in range(4):
+                v.add_ranking_record(name, StepRecord(s, None, s / 4, clean_valid_acc=90 - drop * s, asr_valid=100.0))
+        v._refresh()
+        p = v.plots["valid"]
+        assert p.bands, "the family's orders are drawn as a band"
+        assert not p.overlay["shuffled-1"][0].isVisible() and p.overlay["activation"][0].isVisible()
+        assert ranking_colour("shuffled-2") == "#00aaff"
+        assert "band and mean of 2 orders" in v.key.text()
+    finally:
+        del REGISTRY["shuffled"]

@@ -191,9 +191,9 @@ def comparison_table(rankings: Sequence[Ranking], results: dict, asr_max: float 
             rnd.append((rk, c))
     if len(rnd) > 1:
         thresholds = results[rnd[0][0].name].thresholds
-        band = band_of("random", [c for _, c in rnd], thresholds)
+        band = band_of(rnd[0][0].method, [c for _, c in rnd], thresholds)
         at = max(i for i, r in enumerate(rows) if r.name == rnd[-1][0].name) + 1
-        rows.insert(at, _row(band, f"random (mean of {len(rnd)} seeds)", (), False, None, None, asr_max,
+        rows.insert(at, _row(band, f"{rnd[0][0].method} (mean of {len(rnd)} seeds)", (), False, None, None, asr_max,
                              members=len(rnd)))
     return rows
 
@@ -253,15 +253,15 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
     for rk in rankings:
         if is_seeded(rk.method) and len(randoms) > 1:
             if rk is randoms[0]:
-                band = band_of("random", [curve_of(r.name, results[r.name]) for r in randoms], first.thresholds)
-                entries.append((f"random (mean, band of {len(randoms)} seeds)", band, None))
+                band = band_of(rk.method, [curve_of(r.name, results[r.name]) for r in randoms], first.thresholds)
+                entries.append((f"{rk.method} (mean, band of {len(randoms)} seeds)", band, None))
             continue
         label = rk.name + (" — diagnostic, uses the trigger" if rk.diagnostic else "")
         entries.append((label, curve_of(rk.name, results[rk.name]), rk))
     for ax, split in zip(axes[0], splits):
         acc_key, asr_key = f"clean_{split}_acc", f"asr_{split}"
         for label, c, rk in entries:
-            col = colour_of(rk.name if rk is not None else "random")
+            col = colour_of(rk.name if rk is not None else randoms[0].name)
             x = c.fraction * 100
             for key, ls, suffix in ((acc_key, "-", "clean"), (asr_key, "--", "ASR")):
                 y = c.values[key]
@@ -324,12 +324,12 @@ def tradeoff_figure(rankings: Sequence[Ranking], results: dict, points: Sequence
     if len(randoms) > 1:
         curves = [curve_of(r.name, results[r.name]) for r in randoms]
         for c in curves:
-            ax.plot(c.values[f"clean_{split}_acc"], c.values[f"asr_{split}"], "-", color=colour_of("random"),
+            ax.plot(c.values[f"clean_{split}_acc"], c.values[f"asr_{split}"], "-", color=colour_of(randoms[0].name),
                     lw=0.7, alpha=0.45)
-        band = band_of("random", curves, first.thresholds)
+        band = band_of(randoms[0].method, curves, first.thresholds)
         bx, by = band.values[f"clean_{split}_acc"], band.values[f"asr_{split}"]
-        ax.plot(bx, by, "-", color=colour_of("random"), lw=2,
-                label=f"random: mean of {len(randoms)} orders (faint: each)")
+        ax.plot(bx, by, "-", color=colour_of(randoms[0].name), lw=2,
+                label=f"{randoms[0].method}: mean of {len(randoms)} orders (faint: each)")
         lo_x = min(lo_x, float(np.nanmin(bx)) if np.isfinite(bx).any() else lo_x)
     for rk in rankings:
         if is_seeded(rk.method) and len(randoms) > 1:

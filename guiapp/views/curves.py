@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from engine.core.vocabulary import SPLIT_KEYS, aggregate_metric
-from engine.pruning.criteria import colour_of
+from engine.pruning.criteria import colour_of, family_of, is_seeded, seeded_members
 from engine.report.figures import SET_COLOURS
 
 # every measure has one line style everywhere: clean accuracy solid, ASR dashed
@@ -224,16 +224,16 @@ class CurvesView(QWidget):
     def _overlay(self, p: "CurvePlot", name: str):
         """The pair of curves of criterion ``name`` on plot ``p``, made once."""
         if name not in p.overlay:
-            base = name.split("-")[0]
+            base = family_of(name)
             colour = ranking_colour(base)
-            width = 1 if base == "random" else 2
+            width = 1 if is_seeded(base) else 2
             acc = p.plot([], [], pen=pg.mkPen(colour, width=width))
             asr = p.plot([], [], pen=pg.mkPen(colour, width=width, style=Qt.DashLine))
             for item in (acc, asr):
                 item.setZValue(-1)  # the picked criterion's thick curves stay on top
                 item.setCurveClickable(True, width=8)
                 item.sigClicked.connect(lambda _i, ev, p=p, name=name: self._clicked_ranking(p, name, ev))
-            if base == "random" and name != "random":  # several orders: their band and mean stand for them
+            if base != name:  # a seeded family's orders: their band and mean stand for them
 
                 acc.setVisible(False)
                 asr.setVisible(False)
@@ -243,14 +243,15 @@ class CurvesView(QWidget):
     def _refresh_rankings(self) -> None:
         if self.by_ranking and self.key.property("names") != len(self.by_ranking):
             self._show_key()
-        randoms = [r for n, r in self.by_ranking.items() if n.startswith("random")]
+        families = seeded_members(self.by_ranking)
         for p in self.plots.values():
             for name, recs in self.by_ranking.items():
                 acc, asr = self._overlay(p, name)
                 acc.setData(*series(recs, p.acc_key))
                 asr.setData(*series(recs, p.asr_key))
-            if len(randoms) > 1:
-                self._band(p, randoms)
+            for members in families.values():
+                if len(members) > 1:
+                    self._band(p, [self.by_ranking[n] for n in members])
 
     def _band(self, p: "CurvePlot", randoms: list) -> None:
         """The random orders' min–max band (shaded) and mean (grey), clean solid, ASR dashed."""
@@ -336,11 +337,10 @@ class CurvesView(QWidget):
             lines.append("ASR per trigger (poisoned set), dashed: " + " &nbsp; ".join(
                 f"{swatch(self._set_colours[name], '╺╺╺')} {name}" for name in sets))
         if several:
-            bases = list(dict.fromkeys(n.split("-")[0] for n in self.by_ranking))
-            n_random = sum(n.startswith("random") for n in self.by_ranking)
+            bases = list(dict.fromkeys(family_of(n) for n in self.by_ranking))
+            members = seeded_members(self.by_ranking)
             parts = [f"{swatch(ranking_colour(b), '■')} {REGISTRY[b].title if b in REGISTRY else b}"
-                     + (f" (band and mean of {n_random} orders)" if b == "random" and "random" not in self.by_ranking
-                        else "")
+                     + (f" (band and mean of {len(members[b])} orders)" if b in members else "")
                      for b in bases]
             lines.append("Criteria — each its colour, clean accuracy solid, ASR dashed (click a curve to pick it): "
                          + " &nbsp; ".join(parts))

@@ -467,4 +467,6 @@ class RankingPanel(QGroupBox):
         return [n for n, b in self.boxes.items() if b.isChecked() and b.isEnabled()]
 
     def random_seeds(self) -> int:
-        return self.seeds.value() if "random" in self.names() else 1
+        from engine.pruning.criteria import is_seeded
+
+        return self.seeds.value() if any(is_seeded(n) for n in self.names()) else 1

@@ -9,6 +9,8 @@ from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
+from engine.pruning.criteria import seeded_members
+
 SHORT = {"clean_valid": "clean val", "poisoned_valid": "poisoned val"}
 
 
@@ -85,7 +87,8 @@ class RankingsView(QWidget):
             self.rankingPicked.emit(self._names[row])
 
     def _known(self) -> set[str]:
-        return {n for n in self._names if n != "random" or not any(m.startswith("random-") for m in self._names)}
+        families = seeded_members(self._names)  # a family's band row stands for its orders
+        return {n for n in self._names if n not in families}
 
     def select(self, name: str) -> None:
         if name in self._names:

@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.pruning.criteria import colour_of
+from engine.pruning.criteria import colour_of, family_of, seeded_members
 from engine.report.compare import ASR_MAX, DROP_MAX, POINT_COLOURS, defender_region, tradeoff_xy
 
 REGION = (42, 157, 58)
@@ -92,7 +92,7 @@ class TradeoffView(QWidget):
             for item in (region, edge):
                 item.setZValue(-5)
                 self._add(item)
-        randoms = [n for n in results if n.startswith("random-")]
+        randoms = [n for members in seeded_members(results).values() for n in members]
         lo = 100.0
         for name, res in results.items():
             x, y, idx = tradeoff_xy(res.records)
@@ -125,9 +125,9 @@ class TradeoffView(QWidget):
         from engine.report.compare import band_of, curve_of
 
         first = self.results[randoms[0]]
-        band = band_of("random", [curve_of(n, self.results[n]) for n in randoms], first.thresholds)
+        band = band_of(family_of(randoms[0]), [curve_of(n, self.results[n]) for n in randoms], first.thresholds)
         mean = pg.PlotDataItem(band.values["clean_valid_acc"], band.values["asr_valid"],
-                               pen=pg.mkPen(colour_of("random"), width=3), connect="finite")
+                               pen=pg.mkPen(colour_of(randoms[0]), width=3), connect="finite")
         mean.setZValue(-1)
         self._add(mean)
 
@@ -197,11 +197,11 @@ class TradeoffView(QWidget):
         rows = [f"{sw('rgb(%d,%d,%d)' % REGION)} defender's region: ASR ≤ {ASR_MAX:g} %, clean accuracy drop ≤ "
                 f"{DROP_MAX:g} %", f"{sw('#222', '○')} the unpruned model (step 0)",
                 f"{sw('#2a9d3a', '◎')} the picked criterion and step"]
-        randoms = [n for n in self.results if n.startswith("random-")]
+        randoms = [n for members in seeded_members(self.results).values() for n in members]
         for name in self.results:
             if name in randoms and len(randoms) > 1:
                 continue
-            base = REGISTRY.get(name.split("-")[0])
+            base = REGISTRY.get(family_of(name))
             title = base.title if base else name
             rows.append(f"{sw(colour_of(name), '━●')} {title}")
         if len(randoms) > 1:

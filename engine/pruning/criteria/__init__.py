@@ -8,8 +8,8 @@ To add one: a module here with a ``@register``-ed :class:`~.base.Criterion` subc
 or ``rankings``), imported below, and its test."""
 
 from engine.pruning.criteria.base import (DEFAULT, REGISTRY, Criterion, Inputs, Ranking,  # noqa: F401
-                                          check_available, colour_of, criterion, is_seeded, names, order_of,
-                                          parse_rankings, register)
+                                          check_available, colour_of, criterion, family_of, is_seeded, names,
+                                          order_of, parse_rankings, register, seeded_members)
 from engine.pruning.criteria import activation, l1, clp, anp, random, difference  # noqa: F401,E402  (registration order)
 from engine.pruning.criteria.activation import activation_ranking, lab_order  # noqa: F401,E402
 from engine.pruning.criteria.anp import ANPConfig, anp_events, anp_ranking  # noqa: F401,E402

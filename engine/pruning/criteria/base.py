@@ -138,10 +138,27 @@ class Ranking:
 
 
 
+def family_of(name: str) -> str:
+    """The criterion a ranking belongs to: ``random-3`` → ``random`` (a seeded family's member);
+    any other name is its own."""
+    head, _, tail = name.rpartition("-")
+    return head if head and tail.isdigit() and is_seeded(head) else name
+
+
+def seeded_members(names_) -> dict[str, list[str]]:
+    """The members of each seeded family among ``names_`` (``random-1``…): drawn as one band
+    and its mean instead of a curve each, when a family has more than one."""
+    out: dict[str, list[str]] = {}
+    for n in names_:
+        if family_of(n) != n:
+            out.setdefault(family_of(n), []).append(n)
+    return out
+
+
 def colour_of(name: str) -> str:
     """The colour of criterion ``name`` (a seeded family's ``random-3`` is ``random``'s); the
     window's curves and trade-off view and the figures all draw with it."""
-    crit = REGISTRY.get(name.split("-")[0])
+    crit = REGISTRY.get(family_of(name))
     return crit.colour if crit else "#444444"
 
 
