@@ -166,8 +166,15 @@ def main() -> None:
           f"{state['t1'] - state['t0']:.1f} s in the window")
     print(f"10 ms timer: {len(ticks)} ticks, longest gap {gaps.max():.1f} ms, 99th percentile "
           f"{np.percentile(gaps, 99):.1f} ms, median {np.median(gaps):.1f} ms")
+    t = np.array(ticks)
+    if arrivals:  # the stalls while records stream in (the first record to the last)
+        inside = (t[1:] >= arrivals[0]) & (t[:-1] <= arrivals[-1])
+        g_in = gaps[inside] if inside.any() else np.zeros(1)
+        before = gaps[t[1:] < arrivals[0]]
+        print(f"while records stream in ({arrivals[-1] - arrivals[0]:.1f} s): longest gap {g_in.max():.1f} ms; before "
+              f"the first record (the first activation pass, {arrivals[0] - state['t0']:.1f} s): longest gap "
+              f"{before.max() if before.size else 0:.1f} ms")
     if os.environ.get("BENCH_DEBUG"):
-        t = np.array(ticks)
         for i in np.flatnonzero(gaps > 50):
             print(f"  gap {gaps[i]:.0f} ms at {t[i] - state['t0']:.2f} s")
         print("  first redraw at", f"{steps_t[0] - state['t0']:.2f} s" if len(steps_t) else "-")
