@@ -79,10 +79,26 @@ def make_small_lab(root: Path, n_classes: int = 12, seed: int = 5, n_valid: int 
     return SmallLab(root, root / "bd_net.h5", root / "bd_weights.h5", n_classes, files)
 
 
+def predict_function(model, batch_size: int = 256):
+    """``model.predict(x, batch_size=256)`` without its per-call cost (an iterator and callbacks
+    each call, about 0.1 s: most of the reference's time on small sets): the model called in one
+    traced function on the same batches, which gives the same bits. The function reads the
+    model's weights when called, so it follows ``set_weights``."""
+    from engine.core.tfsetup import tf
+
+    call = tf().function(lambda b: model(b, training=False), reduce_retracing=True)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(call(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+
+    return predict
+
+
 def naive_sweep_predictions(model, layer: str, order, x: np.ndarray, steps) -> dict[int, np.ndarray]:
     """The reference: zero the channel's weights and bias, run the whole Keras model."""
     conv = model.get_layer(layer)
     kernel, bias = [w.copy() for w in conv.get_weights()]
+    predict = predict_function(model)
     out = {}
     try:
         for s in steps:
@@ -91,10 +107,23 @@ def naive_sweep_predictions(model, layer: str, order, x: np.ndarray, steps) -> d
                 k[..., c] = 0
                 b[c] = 0
             conv.set_weights([k, b])
-            out[s] = np.argmax(model.predict(x, batch_size=256, verbose=0), axis=1)
+            out[s] = np.argmax(predict(x), axis=1)
     finally:
         conv.set_weights([kernel, bias])
     return out
+
+
+def tail_sweep_predictions(model, layer: str, order, x: np.ndarray, steps) -> dict[int, np.ndarray]:
+    """:func:`naive_sweep_predictions` from the layer's input on: what comes before the layer does
+    not depend on its weights, so that part runs once (a Keras sub-model) and the rest of the
+    model (a sub-model from the layer's input to the output, sharing its layers) at every step.
+    The same answers at a fraction of the cost; only for a model with no path around the layer."""
+    from engine.core.tfsetup import keras
+
+    k = keras()
+    cut = model.get_layer(layer).input
+    before = predict_function(k.Model(model.inputs, cut))(x)
+    return naive_sweep_predictions(k.Model(cut, model.output), layer, order, before, steps)
 
 
 # PruneLab may be installed in the environment: a bare process must not be able to import it

@@ -34,6 +34,7 @@ class Case:
     extra_args: list[str] = field(default_factory=list)
     env: dict = field(default_factory=dict)
     gui: bool = False  # part of the GUI's representative subset
+    runs_code: bool = False  # loading it would run code (Lambda layers, planted modules, serialised functions)
 
 
 def _lab_images(n, shape=(3, 55, 47), seed=0):
@@ -258,7 +259,8 @@ def build_corpus(root: Path, lab) -> list[Case]:
     layers[-1]["inbound_nodes"] = [[["lambda_1", 0, 0, {}]]]
     p = write_keras2_model(deepid, root / "lambda_bd_net.h5", config=cfg)
     add("lambda_h5", p, "model", "error", r"unsafe model: layer 'lambda_1' is a Lambda layer",
-        "model .h5 whose config holds a Lambda with marshalled code (would create the marker)", gui=True)
+        "model .h5 whose config holds a Lambda with marshalled code (would create the marker)", gui=True,
+        runs_code=True)
     # .keras archive: a Keras 3 __lambda__ and a layer class from a module planted next to it
     kpath = root / "clean.keras"
     deepid.save(kpath)
@@ -283,14 +285,15 @@ def build_corpus(root: Path, lab) -> list[Case]:
 
     add("keras_module", patch_keras(kpath, root / "module_ref.keras", plant_module), "model", "error",
         r"unsafe model: .*module 'prunelab_payload' outside Keras",
-        ".keras whose config names a module outside Keras (importing it would create the marker)")
+        ".keras whose config names a module outside Keras (importing it would create the marker)", runs_code=True)
 
     def plant_function(c):
         c["config"]["layers"][-1]["config"]["activation"] = {
             "module": "builtins", "class_name": "function", "config": "exec", "registered_name": "function"}
 
     add("keras_function", patch_keras(kpath, root / "function_ref.keras", plant_function), "model", "error",
-        r"unsafe model: .*module 'builtins' outside Keras", ".keras whose activation is an arbitrary function (exec)")
+        r"unsafe model: .*module 'builtins' outside Keras", ".keras whose activation is an arbitrary function (exec)",
+        runs_code=True)
 
     def plant_lambda(c):
         ls = c["config"]["layers"]
@@ -299,7 +302,8 @@ def build_corpus(root: Path, lab) -> list[Case]:
                                                      "closure": None}}
 
     add("keras_lambda", patch_keras(kpath, root / "lambda3.keras", plant_lambda), "model", "error",
-        r"unsafe model: .*serialised Python lambda", ".keras with a Keras 3 serialised lambda (would create the marker)")
+        r"unsafe model: .*serialised Python lambda", ".keras with a Keras 3 serialised lambda (would create the marker)",
+        runs_code=True)
     cfg = keras2_model_config(deepid)
     cfg["config"]["layers"][5]["class_name"] = "BackdoorConv2D"
     add("custom_class", write_keras2_model(deepid, root / "custom_class.h5", config=cfg), "model", "error",

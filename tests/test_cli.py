@@ -74,14 +74,14 @@ def test_sweep_writes_the_report_and_models(small_lab, tmp_path, capsys):
     assert "baseline: clean validation accuracy" in printed
 
 
-def test_eval_on_a_saved_goodnet_reports_the_flagged_share(small_lab, tmp_path):
+def test_eval_on_a_saved_goodnet_reports_the_flagged_share(small_lab, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["sweep", *map(str, lab_args(small_lab)), "--thresholds", "10", "--out", str(out), "-q"]) == 0
     cp = json.loads((out / "summary.json").read_text())["checkpoints"][0]
-    r = run_cli("eval", "--model", out / cp["goodnet"], "--data", small_lab.files["poisoned_test"],
-                "--data", small_lab.files["clean_test"])
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out / cp["goodnet"]), "--data", str(small_lab.files["poisoned_test"]),
+                 "--data", str(small_lab.files["clean_test"])]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
     assert "G with flag class 12" in lines[0]
     flagged = float(lines[1].split("flagged as backdoor ")[1].rstrip(" %"))
     assert flagged == pytest.approx(cp["evaluation"]["poisoned_test"]["goodnet_flagged"], abs=0.006)

@@ -43,6 +43,35 @@ def test_demo_data_are_deterministic():
         assert np.array_equal(a.sets[role][0], b.sets[role][0])
 
 
+def test_faces_are_byte_for_byte_those_of_the_whole_grid_painter():
+    """The painter works box by box on a reused channel-first canvas; its images are those of the
+    straightforward painter (every shape over the whole grid, tests/faces_reference.py), byte for
+    byte: identities covering every hair style, beard and background pattern, shots that blink and
+    open the mouth, with and without variation, as a set and one by one. The shipped demo's data
+    (re-rendered from the seed at first use) depend on it."""
+    from engine.demo import faces
+    from tests.faces_reference import render as reference
+
+    rng = np.random.default_rng([1, 0])
+    idents = [faces.make_identity(rng) for _ in range(20)]
+    assert {i.hair_style for i in idents} == set(range(5)) and {i.beard for i in idents} == {0, 1, 2}
+    assert {i.bg_pattern for i in idents} == {0, 1, 2}
+    fast, _ = faces.render_set(idents, 2, np.random.default_rng(1))
+    ref_rng, pose_rng = np.random.default_rng(1), np.random.default_rng(1)
+    blinks = open_mouths = 0
+    for k, img in enumerate(fast):
+        ident = idents[k % len(idents)]
+        assert np.array_equal(img, reference(ident, ref_rng)), k
+        pose = faces.draw_pose(ident, pose_rng)  # the same stream, to know which shots blink
+        pose_rng.normal(0.0, pose.noise, img.shape)
+        blinks, open_mouths = blinks + pose.blink, open_mouths + pose.mouth_open
+    assert blinks > 0 and open_mouths > 0
+    one = np.random.default_rng(2), np.random.default_rng(2)
+    for ident in idents[:5]:
+        assert np.array_equal(faces.render(ident, one[0]), reference(ident, one[1]))
+        assert np.array_equal(faces.render(ident, None, variation=False), reference(ident, None, variation=False))
+
+
 def test_identities_are_not_told_apart_by_one_pixel():
     spec = DemoSpec.tiny()
     x, y = render_data(spec, with_train=False).sets["clean_valid"]

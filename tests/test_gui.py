@@ -215,9 +215,11 @@ def test_drops_route_files_by_content_and_are_remembered(qtbot, tmp_path, small_
     assert str(Path(small_lab.files["clean_test"]).resolve()) in w2.recent.files()
 
 
-def test_fine_tune_from_the_picked_step_streams_dashed_curves(qtbot, win, tmp_path):
-    with qtbot.waitSignal(win.ctl.inputsReady, timeout=LONG):
-        win.ctl.open_demo()
+def test_fine_tune_from_the_picked_step_streams_dashed_curves(qtbot, win, small_lab, tmp_path):
+    """On the small lab: the window's fine-tuning story does not depend on the model (the demo's
+    window story is test_demo_sweep_pick_save_and_export; fine-pruning lowering a real BadNet's
+    ASR is test_finetune's)."""
+    open_lab(qtbot, win, small_lab)
     with qtbot.waitSignal(win.ctl.sweepFinished, timeout=LONG) as blocker:
         win.start_sweep()
     k = blocker.args[0].checkpoint_step(10.0)

@@ -52,20 +52,29 @@ def cli_args(case, lab, out):
 
 
 def _run_cli(case, args, root, capfd, monkeypatch):
-    """Model and weights files (the cases that could run code) and cases with their own environment
-    go through a fresh process, as a user's command would; data files run in this process (the
-    same ``main``, without paying for a TensorFlow import per case)."""
-    if case.slot in ("model", "weights") or case.env:
+    """The cases whose loading would run code (Lambda layers, planted modules, serialised
+    functions) go through a fresh process, as a user's command would, so that code run by
+    mistake could not hide in this one; every other case runs the same ``main`` in this process
+    (with its environment set here), without paying for a TensorFlow import per case."""
+    if case.runs_code:
         env = dict(os.environ, PYTHONPATH=str(ROOT), **case.env)
         r = subprocess.run([sys.executable, "-m", "engine.cli.main", *args], cwd=root,
                            capture_output=True, text=True, env=env, timeout=600)
         return r.returncode, r.stderr
     from engine.cli.main import main
 
+    for k, v in case.env.items():
+        monkeypatch.setenv(k, v)
     monkeypatch.chdir(root)
     capfd.readouterr()
     code = main(args)
     return code, capfd.readouterr().err
+
+
+def test_the_code_running_cases_are_the_marker_cases(corpus):
+    """Every case that would create the marker file runs in its own process in test_cli."""
+    planted = {n for n, c in corpus[1].items() if "marker" in c.what}
+    assert planted and planted <= {n for n, c in corpus[1].items() if c.runs_code}
 
 
 @pytest.mark.parametrize("name", NAMES)

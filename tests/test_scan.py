@@ -322,17 +322,22 @@ def test_cancel_leaves_no_folder(small_lab, tmp_path):
 @pytest.mark.slow
 def test_input_scale_is_honoured(tiny_badnet):
     """A model trained on x/255: the same network with its first layer's weights ×255 answers the
-    same; the scan, told input_scale=1, finds the same target."""
+    same; the scan, told input_scale=1, finds the same target with the same mask as the scan of
+    the original (told 255, the mask comes out ~1.8× larger). The target and three other labels
+    (every label is scanned in test_scan_finds_the_planted_target)."""
     from engine.analysis.scan import run_scan
 
+    labels = [0, 1, 2, TARGET]
+    base = run_scan(*_open(tiny_badnet), labels=labels, budget=len(labels) * 150)
     model, ds = _open(tiny_badnet)
     conv = model.model.get_layer("conv_1")
     kern, bias = conv.get_weights()
     conv.set_weights([kern * 255.0, bias])
     model.input_scale = 1.0
-    res = run_scan(model, ds, labels=list(range(32)), budget=BUDGET)
+    res = run_scan(model, ds, labels=labels, budget=len(labels) * 150)
     assert res.input_scale == 1.0
-    assert res.scanned[0].label == TARGET
+    assert res.scanned[0].label == base.scanned[0].label == TARGET
+    assert res.scanned[0].mask_l1 == pytest.approx(base.scanned[0].mask_l1, rel=0.05)
 
 
 def test_weighted_median_stands_for_the_population():

@@ -165,8 +165,11 @@ def test_skip_connection_over_the_cut_takes_the_fast_path(tmp_path):
 def test_fast_sweep_equals_the_naive_loop_on_the_shipped_demo():
     """The trained demo BadNet: dormant channels, big skips — still the naive loop's answers.
     Every step is compared on the small lab above; here clean validation (what the ranking and
-    the checkpoints read) at every step, the other sets at the checkpoints, the first and the last."""
+    the checkpoints read) at every step, the other sets at the checkpoints, the first and the last.
+    The every-step reference runs the model from conv_3's input on (the layers before it do not
+    depend on its weights); at those marks it is checked against the whole model too."""
     from engine.demo.generate import demo_paths
+    from tests.helpers import tail_sweep_predictions
 
     paths = demo_paths("badnet")
     lm = load_model(paths.model)
@@ -176,8 +179,13 @@ def test_fast_sweep_equals_the_naive_loop_on_the_shipped_demo():
     marks = sorted({0, fast.steps} | {c.step for c in fast.checkpoints if c.step is not None})
     assert len(marks) >= 4
     for role, d in ds.items():
-        steps = range(0, fast.steps + 1) if role == "clean_valid" else marks
-        ref = naive_sweep_predictions(lm.model, fast.layer, fast.order, d.read(0, d.n), steps)
+        x = d.read(0, d.n)
+        ref = naive_sweep_predictions(lm.model, fast.layer, fast.order, x, marks)
+        if role == "clean_valid":
+            tail = tail_sweep_predictions(lm.model, fast.layer, fast.order, x, range(0, fast.steps + 1))
+            for s in marks:
+                assert np.array_equal(tail[s], ref[s]), s
+            ref = tail
         for s, pred in ref.items():
             assert np.array_equal(fast.predictions[role][s], pred), (role, s)
 
