@@ -68,7 +68,10 @@ def main() -> int:
            "forward_pass_s": round(fwd, 2), "ratio_to_forward": round(secs / fwd, 1),
            "cpu_s": round(cpu, 1), "cpu_s_per_core": round(cpu / (os.cpu_count() or 1), 1),
            "verdict": res.verdict, "flagged": res.flagged, "target_found": res.flagged[:1] == [target],
-           "peak_rss_mb": round(peak_rss_mb()), "load_avg_1min": round(os.getloadavg()[0], 1)}
+           "peak_rss_mb": round(peak_rss_mb()), "load_avg_1min": round(os.getloadavg()[0], 1),
+           # the most suspicious labels: (label, anomaly index, role) — how far the target stands out
+           "top": [(r.label, round(r.anomaly_index, 2), r.role) for r in res.scanned[:8]],
+           "n_above_2": sum(1 for r in res.scanned if r.anomaly_index > 2)}
     print(json.dumps(out))
     print(f"{name}: {model.n_classes} classes, scan {secs:.0f} s ({len(res.scanned)} labels optimised, "
           f"{res.steps_per_label:.0f} steps each) = {secs / fwd:.0f}× one forward pass of the {clean.n} clean "
