@@ -17,7 +17,7 @@ import traceback
 import warnings
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 from engine.core.errors import Cancelled, PruneLabWarning
 from engine.core.state import JobState
@@ -100,6 +100,12 @@ class _InThread(QObject):
             self.errored.emit(e)
         finally:
             _current.runner = None
+            # destroyed in the window's thread, never in this one: here its destructor held Qt's
+            # connection lock while it waited for the GIL, which the window's thread held while
+            # it waited for that lock (a deadlock, caught with py-spy in a full test run)
+            app = QCoreApplication.instance()
+            if app is not None:
+                self.moveToThread(app.thread())
             self.done.emit()
 
 
