@@ -60,7 +60,7 @@ class Controller(SweepMixin, PhotosMixin, MapsMixin, FineTuneMixin, SavingMixin,
     channelMaps = Signal(object)  # tasks.ChannelMaps
     photoVerdicts = Signal(object)  # tasks.PhotoVerdicts
     progress = Signal(str, int, int)  # text, done, total (total 0: busy, no count)
-    busyChanged = Signal(str)  # the running task's name, "" when idle
+    busyChanged = Signal(object)  # the TaskKind holding the slot, None when idle
     pausedChanged = Signal(bool)  # emitted when the pause really took effect
     saved = Signal(str)
     error = Signal(str)
@@ -116,7 +116,7 @@ class Controller(SweepMixin, PhotosMixin, MapsMixin, FineTuneMixin, SavingMixin,
         self.session.end(slot)  # idempotent: the task gives back the datasets it held
         if self.worker is w:
             self.worker = None
-            self.busyChanged.emit("")
+            self.busyChanged.emit(None)
 
     def _failed(self, e: BaseException, light: bool = False) -> None:
         if not light:

@@ -23,7 +23,7 @@ def wire(win) -> None:
     wire_scan(win)
     wire_repair(win)
     c = win.ctl
-    c.busyChanged.connect(lambda name: name or (win.scan_view.set_running(False), win.repair_view.set_running(False)))
+    c.busyChanged.connect(lambda kind: kind is not None or (win.scan_view.set_running(False), win.repair_view.set_running(False)))
     c.fineTuneFinished.connect(lambda ft: (win.results.set_fine_tuned(win.session.fine_tuned),
                                            win.tradeoff.set_points("fine-pruned",
                                                                    fine_tuned_points(win.session.fine_tuned))))

@@ -404,3 +404,18 @@ def test_a_map_chosen_before_the_verdicts_is_asked_for_again_when_they_arrive(qt
     assert asked == [("gradcam", (0, 1, 2))]  # (the controller refuses it while a task runs)
     v.verdicts_arrived(None)
     assert asked[-1] == ("gradcam", (0, 1, 2)) and len(asked) == 2
+
+
+def test_the_job_bar_pauses_only_a_sweep_and_cancels_any_task(qtbot):
+    from guiapp.kinds import TaskKind
+    from guiapp.views.jobbar import JobBar
+
+    bar = JobBar()
+    qtbot.addWidget(bar)
+    assert not bar.cancel_btn.isEnabled() and not bar.pause_btn.isEnabled()  # idle
+    bar.set_busy(TaskKind.SWEEP)
+    assert bar.cancel_btn.isEnabled() and bar.pause_btn.isEnabled()
+    bar.set_busy(TaskKind.SCAN)
+    assert bar.cancel_btn.isEnabled() and not bar.pause_btn.isEnabled()
+    bar.set_busy(None)
+    assert not bar.cancel_btn.isEnabled() and not bar.pause_btn.isEnabled()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.core.state import Progress
 from guiapp import scantasks
 from guiapp.kinds import TaskKind
 
@@ -45,7 +46,7 @@ class RepairController(QObject):
         triggers = self.scan.triggers(model) if self.scan is not None else None
 
         def record(ev):
-            if hasattr(ev, "phase"):
+            if isinstance(ev, Progress):
                 c.progress.emit(f"repair: {ev.phase}: {ev.text}", ev.done, ev.total)
 
         def finished(res):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.core.state import Progress
 from guiapp import scantasks
 from guiapp.kinds import TaskKind
 from guiapp.session import SlotBusy
@@ -49,7 +50,7 @@ class ScanController(QObject):
         model, clean, layer = s.model, s.datasets["clean_valid"], s.default_layer
 
         def record(ev):
-            if hasattr(ev, "phase"):
+            if isinstance(ev, Progress):
                 c.progress.emit(f"scan: {ev.phase}: {ev.text}", ev.done, ev.total)
 
         def finished(done):

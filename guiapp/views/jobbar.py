@@ -23,14 +23,14 @@ class JobBar(QWidget):
         lay.addWidget(self.progress, 1)
         lay.addWidget(self.pause_btn)
         lay.addWidget(self.cancel_btn)
-        self.set_busy("")
+        self.set_busy(None)
         self._t0: float | None = None
         self._phase = ""
 
-    def set_busy(self, name: str) -> None:
-        """``name`` of the task that holds the slot, "" when none does."""
-        self.cancel_btn.setEnabled(bool(name))
-        self.pause_btn.setEnabled(name == TaskKind.SWEEP)  # only a sweep pauses
+    def set_busy(self, kind: TaskKind | None) -> None:
+        """``kind`` of the task that holds the slot, None when none does."""
+        self.cancel_btn.setEnabled(kind is not None)
+        self.pause_btn.setEnabled(kind is TaskKind.SWEEP)  # only a sweep pauses
         self.pause_btn.setText("Pause")
         self._t0 = None
 
