@@ -77,6 +77,12 @@ def test_the_window_offers_a_registered_criterion_in_its_colour(loudest_first, q
     panel.set_roles(("clean_valid",))
     assert panel.boxes["loudest"].isEnabled()
     assert ranking_colour("loudest") == "#ff00aa" and ranking_colour("random-3") == REGISTRY["random"].colour
+    lay = panel.layout()  # a seventh criterion's box is not hidden under the seeds spin box
+
+    def row(w):
+        return lay.getItemPosition(lay.indexOf(w))[0]
+
+    assert row(panel.seeds) > max(row(b) for b in panel.boxes.values())
 
 
 def test_a_registered_seeded_family_is_drawn_as_a_band(qtbot):
@@ -114,3 +120,55 @@ def test_a_registered_seeded_family_is_drawn_as_a_band(qtbot):
         assert "band and mean of 2 orders" in v.key.text()
     finally:
         del REGISTRY["shuffled"]
+
+
+def test_two_seeded_families_are_two_bands_each_named_by_its_family(qtbot):
+    """Each seeded family is its own band (a table row, a figure entry, a trade-off mean), never
+    merged with another family's orders."""
+    from engine.pruning.criteria import Ranking
+    from engine.pruning.criteria.random import Random
+    from engine.report.compare import comparison_table, rankings_figure, tradeoff_figure
+    from guiapp.views.tradeoff import TradeoffView
+    from tests.test_rankings import fake_result
+
+    class Shuffled(Random):
+        name = "shuffled"
+        title = "shuffled channels"
+        short = "shuffled"
+        colour = "#00aaff"
+
+    register(Shuffled)
+    try:
+        results = {"random-1": fake_result([100, 96, 90, 80, 70], [100, 20, 10, 0, 0]),
+                   "random-2": fake_result([100, 98, 94, 70, 60], [100, 40, 30, 10, 0]),
+                   "shuffled-1": fake_result([100, 50, 40, 30, 20], [100, 90, 80, 70, 60]),
+                   "shuffled-2": fake_result([100, 60, 50, 40, 30], [100, 80, 70, 60, 50])}
+        for res in results.values():
+            res.labels["clean_valid"] = np.zeros(4, np.int64)  # the figure draws the splits it has data of
+        ranks = [Ranking(n, n.split("-")[0], (), np.zeros(4), (0, 1, 2, 3), seed=int(n[-1])) for n in results]
+        rows = comparison_table(ranks, results)
+        assert [r.name for r in rows] == ["random-1", "random-2", "random", "shuffled-1", "shuffled-2", "shuffled"]
+        band = {r.name: r for r in rows}
+        assert band["random"].title == "random (mean of 2 seeds)" and band["random"].members == 2
+        assert band["shuffled"].title == "shuffled (mean of 2 seeds)"
+        assert band["shuffled"].checkpoints[10.0].clean == pytest.approx(55)  # its own orders' mean, not random's
+        fig = rankings_figure(ranks, results, splits=("valid",))
+        labels = fig.axes[0].get_legend_handles_labels()[1]
+        assert "random (mean, band of 2 seeds): clean" in labels and "shuffled (mean, band of 2 seeds): clean" in labels
+        fig = tradeoff_figure(ranks, results)
+        labels = fig.axes[0].get_legend_handles_labels()[1]
+        assert {"random: mean of 2 orders (faint: each)", "shuffled: mean of 2 orders (faint: each)"} <= set(labels)
+        v = TradeoffView()
+        qtbot.addWidget(v)
+        v.set_sweeps(results)
+        assert "shuffled: mean of 2 orders" in v.key.text() and "random: mean of 2 orders" in v.key.text()
+    finally:
+        del REGISTRY["shuffled"]
+
+
+def test_a_criterion_names_its_own_operating_point():
+    from engine.pruning.criteria import Ranking
+
+    clp = Ranking("clp", "clp", (), np.zeros(4), (0, 1, 2, 3), threshold_step=2, extra={"u": 2.5})
+    assert clp.point_label == "mean + 2.5·std"
+    assert Ranking("l1", "l1", (), np.zeros(4), (0, 1, 2, 3), threshold_step=1).point_label == "own threshold"

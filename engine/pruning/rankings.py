@@ -97,15 +97,16 @@ class RankingSweeps:
 
     def events(self) -> Iterator:
         for method in self.names:
-            if method == "activation" and not self.means:
-                # the lab's ranking first: the sweep itself measures the activations
+            crit = criterion(method)
+            if crit.measured_by_sweep and not self.means:
+                # its scores are what the sweep itself measures: one sweep gives both
                 t = time.perf_counter()
                 sw = self._sweep()
-                yield from self._tagged("activation", sw.events())
+                yield from self._tagged(method, sw.events())
                 res = sw.result
                 self.means.update(res.mean_activation)
-                rk = criterion("activation").ranking(self.means["clean_valid"],
-                                                     res.timings.get("activations", time.perf_counter() - t))
+                inp = Inputs(self.model, self.layer, self.n_channels, self.datasets, self.means)
+                rk = crit.ranking(crit.scores(inp), res.timings.get("activations", time.perf_counter() - t))
                 self.rankings[rk.name], self.results[rk.name] = rk, res
                 continue
             for rk in (yield from self._compute(method)):

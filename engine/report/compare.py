@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.pruning.criteria import Ranking, colour_of, is_seeded  # noqa: F401  (colour_of: its old home)
+from engine.pruning.criteria import Ranking, banded_families, colour_of, family_of
 from engine.pruning.records import SweepResult
 
 ASR_MAX = 10.0
@@ -176,25 +176,22 @@ def _row(curve: Curve, title: str, needs, diagnostic: bool, cost, sweep_s, asr_m
 
 
 def comparison_table(rankings: Sequence[Ranking], results: dict, asr_max: float = ASR_MAX) -> list[ComparisonRow]:
-    """One row per ranking (in the given order) and, after several random orders, one row
-    for their mean curve (name ``random``)."""
+    """One row per ranking (in the given order) and, after several orders of a seeded family,
+    one row for their mean curve (named by the family: ``random``)."""
     rows: list[ComparisonRow] = []
-    rnd: list[tuple[Ranking, Curve]] = []
+    curves: dict[str, Curve] = {}
     for rk in rankings:
         res = results[rk.name]
-        c = curve_of(rk.name, res)
+        c = curves[rk.name] = curve_of(rk.name, res)
         tstep = own_point(c, rk)
         row = _row(c, rk.title, rk.needs, rk.diagnostic, rk.cost_s, res.timings.get("total"), asr_max, tstep)
         train = rk.extra.get("train_s")
         rows.append(replace(row, cached=bool(rk.cached), train_s=None if train is None else float(train)))
-        if is_seeded(rk.method):
-            rnd.append((rk, c))
-    if len(rnd) > 1:
-        thresholds = results[rnd[0][0].name].thresholds
-        band = band_of(rnd[0][0].method, [c for _, c in rnd], thresholds)
-        at = max(i for i, r in enumerate(rows) if r.name == rnd[-1][0].name) + 1
-        rows.insert(at, _row(band, f"{rnd[0][0].method} (mean of {len(rnd)} seeds)", (), False, None, None, asr_max,
-                             members=len(rnd)))
+    for fam, members in banded_families(curves).items():  # one band row per family, after its last order
+        band = band_of(fam, [curves[n] for n in members], results[members[0]].thresholds)
+        at = max(i for i, r in enumerate(rows) if r.name == members[-1]) + 1
+        rows.insert(at, _row(band, f"{fam} (mean of {len(members)} seeds)", (), False, None, None, asr_max,
+                             members=len(members)))
     return rows
 
 
@@ -248,20 +245,22 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
     first = results[rankings[0].name]
     splits = [s for s in splits if (f"clean_{s}" in first.labels or f"poisoned_{s}" in first.labels)]
     fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(7.5 * max(1, len(splits)), 5.5), squeeze=False)
-    randoms = [rk for rk in rankings if is_seeded(rk.method)]
+    families = banded_families(rk.name for rk in rankings)
     entries: list[tuple[str, Curve, Ranking | None]] = []
     for rk in rankings:
-        if is_seeded(rk.method) and len(randoms) > 1:
-            if rk is randoms[0]:
-                band = band_of(rk.method, [curve_of(r.name, results[r.name]) for r in randoms], first.thresholds)
-                entries.append((f"{rk.method} (mean, band of {len(randoms)} seeds)", band, None))
+        fam = family_of(rk.name)
+        if fam in families:
+            members = families[fam]
+            if rk.name == members[0]:
+                band = band_of(fam, [curve_of(n, results[n]) for n in members], first.thresholds)
+                entries.append((f"{fam} (mean, band of {len(members)} seeds)", band, None))
             continue
         label = rk.name + (" — diagnostic, uses the trigger" if rk.diagnostic else "")
         entries.append((label, curve_of(rk.name, results[rk.name]), rk))
     for ax, split in zip(axes[0], splits):
         acc_key, asr_key = f"clean_{split}_acc", f"asr_{split}"
         for label, c, rk in entries:
-            col = colour_of(rk.name if rk is not None else randoms[0].name)
+            col = colour_of(c.name)
             x = c.fraction * 100
             for key, ls, suffix in ((acc_key, "-", "clean"), (asr_key, "--", "ASR")):
                 y = c.values[key]
@@ -273,7 +272,7 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
             s = own_point(c, rk) if rk is not None else None
             if s is not None:
                 ax.plot([x[s]], [c.values[acc_key][s]], "o", color=col, ms=7, mfc="none", mew=1.8,
-                        label=f"{rk.name}: mean + {rk.extra.get('u', 3):g}·std ({rk.threshold_step} channels)")
+                        label=f"{rk.name}: {rk.point_label} ({rk.threshold_step} channels)")
         ax.axhline(ASR_MAX, color="0.5", lw=0.7, ls=":")
         ax.set_title(f"{'Validation' if split == 'valid' else 'Test'} data: pruning {first.layer} "
                      f"in each ranking's order", fontsize=10)
@@ -314,25 +313,25 @@ def tradeoff_figure(rankings: Sequence[Ranking], results: dict, points: Sequence
     fig, ax = plt.subplots(figsize=(10.5, 6))
     first = results[rankings[0].name]
     base = first.records[0].metric(f"clean_{split}_acc")
-    randoms = [rk for rk in rankings if is_seeded(rk.method)]
+    families = banded_families(rk.name for rk in rankings)
     lo_x = 100.0
     if base is not None:
         x0, y1 = defender_region(base, asr_max, drop_max)
         ax.axvspan(x0, 100, ymin=0, ymax=(y1 + 2) / 104, color="#2a9d3a", alpha=0.13, lw=0,
                    label=f"defender's region: ASR ≤ {asr_max:g} %, clean drop ≤ {drop_max:g} %")
         ax.plot([x0, x0, 100], [-2, y1, y1], color="#2a9d3a", lw=0.9)
-    if len(randoms) > 1:
-        curves = [curve_of(r.name, results[r.name]) for r in randoms]
+    for fam, members in families.items():  # each seeded family: its orders faint, their mean bold
+        curves = [curve_of(n, results[n]) for n in members]
         for c in curves:
-            ax.plot(c.values[f"clean_{split}_acc"], c.values[f"asr_{split}"], "-", color=colour_of(randoms[0].name),
+            ax.plot(c.values[f"clean_{split}_acc"], c.values[f"asr_{split}"], "-", color=colour_of(fam),
                     lw=0.7, alpha=0.45)
-        band = band_of(randoms[0].method, curves, first.thresholds)
+        band = band_of(fam, curves, first.thresholds)
         bx, by = band.values[f"clean_{split}_acc"], band.values[f"asr_{split}"]
-        ax.plot(bx, by, "-", color=colour_of(randoms[0].name), lw=2,
-                label=f"{randoms[0].method}: mean of {len(randoms)} orders (faint: each)")
+        ax.plot(bx, by, "-", color=colour_of(fam), lw=2,
+                label=f"{fam}: mean of {len(members)} orders (faint: each)")
         lo_x = min(lo_x, float(np.nanmin(bx)) if np.isfinite(bx).any() else lo_x)
     for rk in rankings:
-        if is_seeded(rk.method) and len(randoms) > 1:
+        if family_of(rk.name) in families:
             continue
         x, y, _ = tradeoff_xy(results[rk.name].records, split)
         if not len(x):

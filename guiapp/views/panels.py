@@ -451,7 +451,7 @@ class RankingPanel(QGroupBox):
         self.seeds.setPrefix("random: ")
         self.seeds.setSuffix(" seeds")
         self.seeds.setToolTip("How many random orders draw the band every criterion must beat")
-        lay.addWidget(self.seeds, 3, 0, 1, 2)
+        lay.addWidget(self.seeds, (len(REGISTRY) + 1) // 2, 0, 1, 2)  # the row after the last criterion
         self.set_roles(())
 
     def set_roles(self, roles) -> None:

@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.pruning.criteria import colour_of, family_of, seeded_members
+from engine.pruning.criteria import banded_families, colour_of, family_of
 from engine.report.compare import ASR_MAX, DROP_MAX, POINT_COLOURS, defender_region, tradeoff_xy
 
 REGION = (42, 157, 58)
@@ -92,14 +92,14 @@ class TradeoffView(QWidget):
             for item in (region, edge):
                 item.setZValue(-5)
                 self._add(item)
-        randoms = [n for members in seeded_members(results).values() for n in members]
+        families = banded_families(results)
         lo = 100.0
         for name, res in results.items():
             x, y, idx = tradeoff_xy(res.records)
             if not len(x):
                 continue
             lo = min(lo, float(x.min()))
-            faint = name in randoms and len(randoms) > 1
+            faint = family_of(name) in families  # one order of a band: its mean stands for it
             colour = colour_of(name)
             item = pg.PlotDataItem(x, y, pen=pg.mkPen(colour, width=1 if faint else 2),
                                    symbol="o", symbolSize=4 if faint else 6, symbolPen=None,
@@ -110,8 +110,8 @@ class TradeoffView(QWidget):
             item.sigPointsClicked.connect(lambda _item, points, ev=None, name=name: self._clicked(name, points))
             self._add(item)
             self.curves[name], self.index[name] = item, idx
-        if len(randoms) > 1:
-            self._random_mean(randoms)
+        for members in families.values():
+            self._family_mean(members)
         x, y, _ = tradeoff_xy(first.records[:1])
         if len(x):
             start = pg.ScatterPlotItem(x, y, size=16, symbol="o", pen=pg.mkPen("#222", width=1.5), brush=None)
@@ -121,13 +121,13 @@ class TradeoffView(QWidget):
                           "Click a point to pick that criterion and step for the cursor, Save B′/G and Fine-tune.")
         self._draw_key()
 
-    def _random_mean(self, randoms) -> None:
+    def _family_mean(self, members) -> None:
         from engine.report.compare import band_of, curve_of
 
-        first = self.results[randoms[0]]
-        band = band_of(family_of(randoms[0]), [curve_of(n, self.results[n]) for n in randoms], first.thresholds)
+        first = self.results[members[0]]
+        band = band_of(family_of(members[0]), [curve_of(n, self.results[n]) for n in members], first.thresholds)
         mean = pg.PlotDataItem(band.values["clean_valid_acc"], band.values["asr_valid"],
-                               pen=pg.mkPen(colour_of(randoms[0]), width=3), connect="finite")
+                               pen=pg.mkPen(colour_of(members[0]), width=3), connect="finite")
         mean.setZValue(-1)
         self._add(mean)
 
@@ -197,15 +197,15 @@ class TradeoffView(QWidget):
         rows = [f"{sw('rgb(%d,%d,%d)' % REGION)} defender's region: ASR ≤ {ASR_MAX:g} %, clean accuracy drop ≤ "
                 f"{DROP_MAX:g} %", f"{sw('#222', '○')} the unpruned model (step 0)",
                 f"{sw('#2a9d3a', '◎')} the picked criterion and step"]
-        randoms = [n for members in seeded_members(self.results).values() for n in members]
+        families = banded_families(self.results)
         for name in self.results:
-            if name in randoms and len(randoms) > 1:
+            if family_of(name) in families:
                 continue
             base = REGISTRY.get(family_of(name))
             title = base.title if base else name
             rows.append(f"{sw(colour_of(name), '━●')} {title}")
-        if len(randoms) > 1:
-            rows.append(f"{sw(colour_of('random'), '━━')} random: mean of {len(randoms)} orders (faint: each; "
+        for fam, members in families.items():
+            rows.append(f"{sw(colour_of(fam), '━━')} {fam}: mean of {len(members)} orders (faint: each; "
                         "its points pick that order)")
         for p in self.points():
             rows.append(f"{sw(POINT_COLOURS.get(p.kind, '#c2185b'), '★')} {p.name}")

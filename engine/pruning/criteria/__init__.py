@@ -7,7 +7,7 @@ order is swept by the same exact sweep, so curves are comparable step by step.
 To add one: a module here with a ``@register``-ed :class:`~.base.Criterion` subclass (``scores``
 or ``rankings``), imported below, and its test."""
 
-from engine.pruning.criteria.base import (DEFAULT, REGISTRY, Criterion, Inputs, Ranking,  # noqa: F401
+from engine.pruning.criteria.base import (DEFAULT, REGISTRY, Criterion, banded_families, Inputs, Ranking,  # noqa: F401
                                           check_available, colour_of, criterion, family_of, is_seeded, names,
                                           order_of, parse_rankings, register, seeded_members)
 from engine.pruning.criteria import activation, l1, clp, anp, random, difference  # noqa: F401,E402  (registration order)

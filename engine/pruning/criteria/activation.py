@@ -19,6 +19,7 @@ class Activation(Criterion):
     short = "activation (lab)"
     needs = ("clean_valid",)
     needs_activations = True
+    measured_by_sweep = True
     colour = "#1f5fd1"
 
     def scores(self, inp: Inputs) -> np.ndarray:

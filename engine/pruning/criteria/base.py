@@ -68,11 +68,19 @@ class Criterion:
     needs_activations: ClassVar[bool] = False
     colour: ClassVar[str] = "#444444"
     seeded: ClassVar[bool] = False  # a family of seeded orders (``name-k``), drawn as a band and its mean
+    # its scores are the mean activations a plain sweep measures anyway (the lab's order, swept
+    # with method "activation"): ranked from that sweep instead of a sweep of its own
+    measured_by_sweep: ClassVar[bool] = False
 
     def expand(self, seeds: int) -> list[str]:
         """The names of this criterion's rankings for ``seeds`` seeds: its name, or a seeded
         family's ``name-1`` … ``name-N``."""
         return [self.name]
+
+    def point_label(self, rk: "Ranking") -> str:
+        """How figures name this criterion's own operating point (``Ranking.threshold_step``):
+        the criterion knows what its threshold means, the figures only print it."""
+        return "own threshold"
 
     def scores(self, inp: Inputs) -> np.ndarray:
         """One number per channel; pruned in ``direction`` order."""
@@ -123,6 +131,12 @@ class Ranking:
             return f"{t} (seed {self.seed})"
         return t if self.name == self.method else f"{t} ({self.name})"
 
+    @property
+    def point_label(self) -> str:
+        """Its criterion's name for its own operating point (clp: ``mean + 3·std``)."""
+        c = REGISTRY.get(self.method)
+        return c.point_label(self) if c is not None else "own threshold"
+
     def summary(self) -> dict:
         """JSON-ready description (order, scores and where they came from)."""
         out = {"method": self.method, "needs": list(self.needs), "order": [int(c) for c in self.order],
@@ -153,6 +167,12 @@ def seeded_members(names_) -> dict[str, list[str]]:
         if family_of(n) != n:
             out.setdefault(family_of(n), []).append(n)
     return out
+
+
+def banded_families(names_) -> dict[str, list[str]]:
+    """The seeded families among ``names_`` with more than one order: each is drawn and tabled
+    as one band (its mean and min–max) named by its family; a lone order is a curve like any other."""
+    return {fam: members for fam, members in seeded_members(names_).items() if len(members) > 1}
 
 
 def colour_of(name: str) -> str:

@@ -60,6 +60,9 @@ class CLP(Criterion):
     def scores(self, inp: Inputs) -> np.ndarray:
         return clp_scores(_conv_kernel(inp.model.model, inp.layer), following_batchnorm_scale(inp.model.model, inp.layer))
 
+    def point_label(self, rk) -> str:
+        return f"mean + {rk.extra.get('u', CLP_U):g}·std"
+
     def ranking(self, scores, cost_s: float, u: float = CLP_U, **kw):
         s = np.asarray(scores, np.float64)
         above = int(np.count_nonzero(s > s.mean() + u * s.std()))
