@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from engine.core.vocabulary import poisoned_roles, role_metric, set_name
+from engine.core.vocabulary import METRIC_TITLES, METRICS, poisoned_roles, role_metric, set_name
 from engine.cli.common import ProgressPrinter, add_model_args, open_model, poisoned_set_roles, settle_input_scale
 from engine.cli.repair import cmd_repair
 from engine.cli.scan import cmd_scan, cmd_stamp
@@ -428,9 +428,9 @@ def cmd_finetune(args) -> int:
     write_finetune_outputs(res, model, args.from_sweep, args.out, inputs=inputs, source_model=str(model.path))
     if not args.quiet:
         def fmt(r):
-            return ", ".join(f"{n} {v:.2f} %" for n, v in (("clean val (held-out)", r.clean_valid_acc),
-                                                             ("ASR val", r.asr_valid), ("clean test", r.clean_test_acc),
-                                                             ("ASR test", r.asr_test)) if v is not None)
+            # fine-tuning trained on part of the clean validation data: its accuracy is the held-out rest's
+            titles = {**METRIC_TITLES, "clean_valid_acc": f"{METRIC_TITLES['clean_valid_acc']} (held-out)"}
+            return ", ".join(f"{titles[k]} {r.metric(k):.2f} %" for k in METRICS if r.metric(k) is not None)
 
         print(f"step {step}, pruning only:      {fmt(res.records[0])}")
         print(f"step {step}, fine-pruned ({cfg.epochs} ep): {fmt(res.records[-1])}")

@@ -14,6 +14,8 @@ ROLE_TITLES = {
 # the metric measured on each role: clean accuracy on clean data, attack success on poisoned data
 METRICS = ("clean_valid_acc", "asr_valid", "clean_test_acc", "asr_test")
 ROLE_METRIC = dict(zip(ROLES, METRICS))
+# how tables, tooltips and the terminal name each metric in a few words
+METRIC_TITLES = dict(zip(METRICS, ("clean val", "ASR val", "clean test", "ASR test")))
 # per split: (clean accuracy key, attack success key)
 SPLIT_KEYS = {"valid": ("clean_valid_acc", "asr_valid"), "test": ("clean_test_acc", "asr_test")}
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.io.atomic import atomic_path, atomic_write_text
 from engine.core.errors import PruneLabError
+from engine.core.vocabulary import ROLE_METRIC, ROLES
 from engine.demo.faces import make_identity, render_set, trigger_function
 
 DATA_FILES = {"clean_valid": "cl/valid.h5", "clean_test": "cl/test.h5",
@@ -140,8 +141,7 @@ def measure(model, data: DemoData) -> dict[str, float]:
     for role, (x, y) in data.sets.items():
         pred = run.predict_labels(x.astype(np.float32))
         out[role] = float(100.0 * np.mean(pred == y))
-    return {"clean_valid_acc": out["clean_valid"], "asr_valid": out["poisoned_valid"],
-            "clean_test_acc": out["clean_test"], "asr_test": out["poisoned_test"]}
+    return {ROLE_METRIC[role]: out[role] for role in ROLES}
 
 
 def train_badnet(spec: DemoSpec, data: DemoData, log):

@@ -15,12 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
+from engine.core.vocabulary import METRICS, SPLIT_KEYS
 from engine.pruning.criteria import Ranking, banded_families, colour_of, family_of
 from engine.pruning.records import SweepResult
 
 ASR_MAX = 10.0
 DROP_MAX = 4.0  # the defender's region: ASR <= ASR_MAX and a relative clean accuracy drop <= DROP_MAX %
-from engine.core.vocabulary import METRICS as CURVE_KEYS  # noqa: E402  (every curve a comparison draws)
 POINT_COLOURS = {"fine-pruned": "#c2185b", "unlearned": "#00838f", "filter": "#455a64", "STRIP": "#558b2f",
                  "combined": "#6a1b9a"}
 
@@ -34,7 +34,7 @@ def defender_region(base_clean: float, asr_max: float = ASR_MAX, drop_max: float
 def tradeoff_xy(records, split: str = "valid") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clean accuracy, ASR, record index) of the records where both are known, in step order:
     one point per step of a sweep on the trade-off plot."""
-    acc_key, asr_key = f"clean_{split}_acc", f"asr_{split}"
+    acc_key, asr_key = SPLIT_KEYS[split]
     rows = [(r.metric(acc_key), r.metric(asr_key), i) for i, r in enumerate(records)]
     rows = [r for r in rows if r[0] is not None and r[1] is not None]
     if not rows:
@@ -93,13 +93,12 @@ class Curve:
             x = self.values[key][i]
             return None if np.isnan(x) else float(x)
 
-        return Point(int(self.rows[i]), float(self.fraction[i]), v("clean_valid_acc"), v("asr_valid"),
-                     v("clean_test_acc"), v("asr_test"), int(self.pruned[i]))
+        return Point(int(self.rows[i]), float(self.fraction[i]), *(v(k) for k in METRICS), int(self.pruned[i]))
 
 
 def curve_of(name: str, result: SweepResult) -> Curve:
     vals = {k: np.array([np.nan if r.metric(k) is None else r.metric(k) for r in result.records], np.float64)
-            for k in CURVE_KEYS}
+            for k in METRICS}
     frac = np.array([r.fraction_pruned for r in result.records], np.float64)
     pruned = np.array(result.pruned_per_record(), np.int64)  # the sweep's rule: record -> channels pruned
     return Curve(name, frac, vals, {c.threshold: c.step for c in result.checkpoints}, pruned,
@@ -112,9 +111,9 @@ def band_of(name: str, curves: Sequence[Curve], thresholds: Sequence[float]) -> 
     checkpoints are those of the mean clean validation accuracy."""
     common = sorted(set.intersection(*(set(c.pruned.tolist()) for c in curves)))
     picks = [[int(np.flatnonzero(c.pruned == p)[0]) for p in common] for c in curves]
-    stack = {k: np.stack([c.values[k][idx] for c, idx in zip(curves, picks)]) for k in CURVE_KEYS}
+    stack = {k: np.stack([c.values[k][idx] for c, idx in zip(curves, picks)]) for k in METRICS}
     mean = {k: s.mean(axis=0) for k, s in stack.items()}
-    clean = mean["clean_valid_acc"]
+    clean = mean[SPLIT_KEYS["valid"][0]]
     cps = {}
     for t in thresholds:
         drop = (clean[0] - clean) / clean[0] * 100 if clean[0] > 0 else np.zeros_like(clean)
@@ -150,7 +149,7 @@ class ComparisonRow:
 def defended_points(curve: Curve, asr_max: float = ASR_MAX) -> tuple[Point | None, Point | None]:
     """(first step with ASR ≤ asr_max, the step with the best clean accuracy among those —
     the earliest of equals)."""
-    asr, clean = curve.values["asr_valid"], curve.values["clean_valid_acc"]
+    clean, asr = (curve.values[k] for k in SPLIT_KEYS["valid"])
     ok = np.flatnonzero(~np.isnan(asr) & (asr <= asr_max + 1e-9))
     if not len(ok):
         return None, None
@@ -258,7 +257,7 @@ def rankings_figure(rankings: Sequence[Ranking], results: dict, splits: Sequence
         label = rk.name + (" — diagnostic, uses the trigger" if rk.diagnostic else "")
         entries.append((label, curve_of(rk.name, results[rk.name]), rk))
     for ax, split in zip(axes[0], splits):
-        acc_key, asr_key = f"clean_{split}_acc", f"asr_{split}"
+        acc_key, asr_key = SPLIT_KEYS[split]
         for label, c, rk in entries:
             col = colour_of(c.name)
             x = c.fraction * 100
@@ -312,7 +311,8 @@ def tradeoff_figure(rankings: Sequence[Ranking], results: dict, points: Sequence
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10.5, 6))
     first = results[rankings[0].name]
-    base = first.records[0].metric(f"clean_{split}_acc")
+    acc_key, asr_key = SPLIT_KEYS[split]
+    base = first.records[0].metric(acc_key)
     families = banded_families(rk.name for rk in rankings)
     lo_x = 100.0
     if base is not None:
@@ -323,10 +323,10 @@ def tradeoff_figure(rankings: Sequence[Ranking], results: dict, points: Sequence
     for fam, members in families.items():  # each seeded family: its orders faint, their mean bold
         curves = [curve_of(n, results[n]) for n in members]
         for c in curves:
-            ax.plot(c.values[f"clean_{split}_acc"], c.values[f"asr_{split}"], "-", color=colour_of(fam),
+            ax.plot(c.values[acc_key], c.values[asr_key], "-", color=colour_of(fam),
                     lw=0.7, alpha=0.45)
         band = band_of(fam, curves, first.thresholds)
-        bx, by = band.values[f"clean_{split}_acc"], band.values[f"asr_{split}"]
+        bx, by = band.values[acc_key], band.values[asr_key]
         ax.plot(bx, by, "-", color=colour_of(fam), lw=2,
                 label=f"{fam}: mean of {len(members)} orders (faint: each)")
         lo_x = min(lo_x, float(np.nanmin(bx)) if np.isfinite(bx).any() else lo_x)

@@ -243,7 +243,7 @@ def epochs_csv(records) -> str:
     w.writerow(["epoch", "loss", *METRICS])
     for r in records:
         w.writerow([r.epoch] + ["" if v is None else f"{v:.6f}".rstrip("0").rstrip(".")
-                                for v in (r.loss, r.clean_valid_acc, r.asr_valid, r.clean_test_acc, r.asr_test)])
+                                for v in (r.loss, *(r.metric(k) for k in METRICS))])
     return buf.getvalue()
 
 
@@ -251,9 +251,9 @@ def finetune_figure(res, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 5))
     e = [r.epoch for r in res.records]
-    for key, style, name in (("clean_valid_acc", "b-o", "clean accuracy (held-out validation)"),
-                             ("asr_valid", "r-o", "ASR (validation)"), ("clean_test_acc", "b--s", "clean accuracy (test)"),
-                             ("asr_test", "r--s", "ASR (test)")):
+    for key, style, name in zip(METRICS, ("b-o", "r-o", "b--s", "r--s"),
+                                ("clean accuracy (held-out validation)", "ASR (validation)", "clean accuracy (test)",
+                                 "ASR (test)")):
         ys = [r.metric(key) for r in res.records]
         if ys[0] is not None:
             ax.plot(e, ys, style, label=name, ms=4)

@@ -9,8 +9,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QSpinBox
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu, QPushButton, QScrollArea,
                                QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from engine.core.vocabulary import (ROLES, base_role, is_poisoned, ordered_roles, poisoned_roles, role_metric,
-                                    role_title, set_name)
+from engine.core.vocabulary import (METRIC_TITLES, ROLES, SPLIT_KEYS, base_role, is_poisoned, ordered_roles,
+                                    poisoned_roles, role_metric, role_title, set_name)
 
 
 def local_paths(mime) -> list[Path]:
@@ -269,8 +269,8 @@ class CheckpointTable(QTableWidget):
                 rec = result.records[cp.step]
                 vals += [str(cp.step)] + ["" if v is None else f"{v:.2f}" for v in (rec.clean_valid_acc, rec.asr_valid)]
                 tip += f"\n{rec.fraction_pruned * 100:.1f} % of channels removed" + "".join(
-                    f"\n{n} {v:.2f} %" for n, v in (("clean test", rec.clean_test_acc), ("ASR test", rec.asr_test))
-                    if v is not None)
+                    f"\n{METRIC_TITLES[k]} {rec.metric(k):.2f} %" for k in SPLIT_KEYS["test"]
+                    if rec.metric(k) is not None)
             for c, v in enumerate(vals):
                 item = QTableWidgetItem(v)
                 item.setTextAlignment(Qt.AlignCenter)
@@ -325,7 +325,7 @@ class StepPanel(QWidget):
         r = result.records[step]
         parts = [f"<b>Step {step}</b>: {r.pruned} channels, {r.fraction_pruned * 100:.1f} % pruned"]
         for split, short in (("valid", "val"), ("test", "test")):
-            v = r.metric(f"clean_{split}_acc")
+            v = r.metric(SPLIT_KEYS[split][0])
             if v is not None:
                 parts.append(f"clean {short} {v:.2f}")
             for role in poisoned_roles(result.labels, split):  # several triggers: each set's ASR
