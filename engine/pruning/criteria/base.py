@@ -11,10 +11,10 @@ from typing import ClassVar, Iterator, Sequence
 import numpy as np
 
 from engine.core.errors import PruneLabError
-from engine.core.vocabulary import base_role
+from engine.core.vocabulary import ROLE_TITLES, base_role
 
+# the CLI flag that gives each role's data: the one-line error of a ranking missing data names it
 OPTIONS = {"clean_valid": "--clean-valid", "poisoned_valid": "--poisoned-valid"}
-WORDS = {"clean_valid": "clean validation", "poisoned_valid": "poisoned validation"}
 
 REGISTRY: dict[str, "Criterion"] = {}
 DEFAULT = "activation"  # the criterion a sweep ranks by when none is chosen (the lab's mean activation)
@@ -217,5 +217,5 @@ def check_available(names_: Sequence[str], roles) -> None:
     for n in names_:
         missing = [r for r in criterion(n).needs if r not in roles]
         if missing:
-            what = " and ".join(f"{WORDS.get(r, r)} data ({OPTIONS.get(r, r)})" for r in missing)
+            what = " and ".join(f"{ROLE_TITLES.get(r, r).lower()} data ({OPTIONS.get(r, r)})" for r in missing)
             raise PruneLabError(None, f"the '{n}' ranking needs {what}")
