@@ -30,16 +30,17 @@ class MapsMixin:
         got = self._map_inputs(method)
         if got is not None:
             model, layer, ch = got
-            self.run(TaskKind.MAPS, lambda st: tasks.page_maps(self.session.map_makers, model, layer, method, ch, page, st),
+            makers = self.session.map_makers  # read here, in the window's thread, not in the worker's
+            self.run(TaskKind.MAPS, lambda st: tasks.page_maps(makers, model, layer, method, ch, page, st),
                      on_return=self.mapsRead.emit, busy=f"Drawing {method} maps…")
 
     def image_maps(self, method: str, path: str, index: int, pixels) -> None:
         got = self._map_inputs(method)
         if got is not None:
             model, layer, ch = got
-            res, step = self.session.result, self.session.step
-            self.run(TaskKind.MAPS, lambda st: tasks.image_maps(self.session.map_makers, model, res, step, method, ch, path, index,
-                                                         pixels, st),
+            res, step, makers = self.session.result, self.session.step, self.session.map_makers
+            self.run(TaskKind.MAPS, lambda st: tasks.image_maps(makers, model, res, step, method, ch, path, index,
+                                                                pixels, st),
                      on_return=self.imageMaps.emit, busy=f"Drawing the {method} maps of B and B′…")
 
     def mean_maps(self, method: str) -> None:
@@ -51,7 +52,8 @@ class MapsMixin:
         pr = primary_role(s.datasets, "poisoned_valid")  # several triggers: the first set's maps
         clean, poisoned = s.datasets["clean_valid"], s.datasets.get(pr) if pr else None
         roles = ("clean_valid", pr) if pr else ("clean_valid",)
-        self.run(TaskKind.MAPS, lambda st: tasks.mean_maps(self.session.map_makers, model, layer, method, ch, clean, poisoned, st),
+        makers = s.map_makers  # read here, in the window's thread, not in the worker's
+        self.run(TaskKind.MAPS, lambda st: tasks.mean_maps(makers, model, layer, method, ch, clean, poisoned, st),
                  roles=roles, on_return=self.meanMaps.emit, busy=f"Mean {method} maps over validation data…")
 
     def channel_maps(self) -> None:
