@@ -186,7 +186,7 @@ def test_mean_maps_share_one_scale_up_to_the_brighter_peak(qtbot):
     from engine.analysis.maps import MeanMap
     from guiapp.tasks import MeanMaps
     from guiapp.views.colour import overlay
-    from guiapp.views.images import MeanMapsDialog
+    from guiapp.views.imagedialogs import MeanMapsDialog
 
     grey = np.full((55, 47, 3), 128.0)
     got = MeanMaps("gradcam", MeanMap(np.full((55, 47), 0.25), grey, 10, "gradcam"),

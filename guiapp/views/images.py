@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QPushB
 
 from engine.core.vocabulary import is_poisoned, ordered_roles, role_title
 from guiapp.views.colour import BAD, FLAG, OK, scale_bar, to_pixmap
-from guiapp.views.imagedialogs import LargeView, MeanMapsDialog  # noqa: F401  (MeanMapsDialog: tests)
+from guiapp.views.imagedialogs import LargeView, MeanMapsDialog
 from guiapp.views.stepview import StepView
 
 
