@@ -147,6 +147,7 @@ class FineTune:
     def events(self) -> Iterator[Progress | EpochRecord]:
         from engine.pruning.rules import make_bprime
         from engine.core.tfsetup import keras
+        from engine.models.logits import training_loss
 
         k = keras()
         cfg = self.cfg
@@ -178,7 +179,7 @@ class FineTune:
         res.records.append(rec)
         res.predictions = preds
         yield rec
-        net.compile(optimizer=k.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy")
+        net.compile(optimizer=k.optimizers.Adam(cfg.learning_rate), loss=training_loss(self.model.model))
         rng = np.random.default_rng(cfg.seed + 1)
         n = len(x_train)
         batches = -(-n // cfg.batch_size)
