@@ -374,3 +374,17 @@ def test_a_sweeps_backdoor_map_is_sampled_and_cached(demo, tmp_path, monkeypatch
     want = mk(clean.take(idx)).mean(axis=0)
     got = meanmaps.sampled_mean_map(mk, clean, sample=40)
     np.testing.assert_allclose(got.map, want, atol=1e-5)
+
+
+def test_top_difference_channels_are_the_difference_criterions_first():
+    """The maps' and the activations view's "most raised" channels are the difference
+    criterion's ranking (highest rise first, ties by channel), cut at k."""
+    from engine.analysis.maps import top_difference_channels
+    from engine.pruning.criteria.difference import difference_ranking, top_difference
+
+    means = {"clean_valid": np.array([1.0, 0.2, 0.2, 3.0, 0.0]),
+             "poisoned_valid": np.array([1.1, 0.7, 0.7, 1.0, 0.4])}
+    assert top_difference_channels(means, 3) == [1, 2, 4]
+    assert top_difference_channels(means, 3) == list(difference_ranking(means).order[:3])
+    assert top_difference(np.array([0.0, -1.0]), 5) == [0, 1]
+    assert top_difference_channels({"clean_valid": means["clean_valid"]}) is None

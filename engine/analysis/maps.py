@@ -27,8 +27,7 @@ import numpy as np
 
 from engine.core.errors import PruneLabError
 from engine.models.loading import to_model_input
-from engine.pruning.criteria.base import order_of
-from engine.pruning.criteria.difference import difference_scores
+from engine.pruning.criteria.difference import difference_scores, top_difference
 
 METHODS = ("channels", "gradcam", "occlusion")
 DEFAULT_TOP = 5
@@ -439,8 +438,7 @@ def trigger_channels(model, layer: str | None, clean_ds, poisoned_ds, k: int = D
     p = mean_activation_maps(model, layer, poisoned_ds, limit=limit, state=state,
                              progress=sub(_limited(clean_ds, limit)))
     diff = difference_scores({"clean_valid": c.mean(axis=(0, 1)), "poisoned_valid": p.mean(axis=(0, 1))})
-    order = order_of(diff, "highest")[: min(k, len(diff))]
-    return TriggerChannels([int(i) for i in order], diff, c, p)
+    return TriggerChannels(top_difference(diff, k), diff, c, p)
 
 
 # ----------------------------------------------------------------------------- localisation
@@ -481,4 +479,4 @@ def top_difference_channels(mean_activation: dict, k: int = DEFAULT_TOP) -> list
     data, from means a sweep already measured (no forward pass); None without poisoned data."""
     if "clean_valid" not in mean_activation or "poisoned_valid" not in mean_activation:
         return None
-    return list(order_of(difference_scores(mean_activation), "highest")[:k])
+    return top_difference(difference_scores(mean_activation), k)
