@@ -57,8 +57,8 @@ def make_bprime(model, layer: str, channels, name: str | None = None):
     k = keras()
     clone = k.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    conv = clone.get_layer(layer)
-    conv.set_weights(zeroed_weights(conv.get_weights(), channels))
+    target = clone.get_layer(layer)
+    target.set_weights(zeroed_weights(target.get_weights(), channels))
     if name:
         clone.name = name
     return clone
