@@ -26,13 +26,13 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.core.state import ProgressCallback
 from engine.models.loading import to_model_input
 from engine.pruning.criteria.difference import difference_scores, top_difference
 
 METHODS = ("channels", "gradcam", "occlusion")
 DEFAULT_TOP = 5
 GREY = 127.5
-Progress = Callable[[int, int], None]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -296,7 +296,7 @@ class MapChunk:
 
 
 def iter_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
-              state=None, progress: Progress | None = None) -> Iterator[MapChunk]:
+              state=None, progress: ProgressCallback | None = None) -> Iterator[MapChunk]:
     """The maps of the first ``limit`` images (all by default), a batch at a time: the reader
     runs ahead in a thread, ``state.cancel_point()`` between batches, nothing kept here. The
     window maps a page this way; the CLI streams it into maps.npz."""
@@ -315,7 +315,7 @@ def iter_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int 
 
 
 def dataset_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
-                 classes: np.ndarray | None = None, state=None, progress: Progress | None = None) -> np.ndarray:
+                 classes: np.ndarray | None = None, state=None, progress: ProgressCallback | None = None) -> np.ndarray:
     """All maps of the first ``limit`` images in one N×H×W float32 array (12,830 lab images:
     133 MB). ``classes`` (an int array of length N), when given, receives the explained class."""
     n = _limited(ds, limit)
@@ -368,7 +368,7 @@ class MeanAccumulator:
 
 
 def mean_map(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
-             mask: np.ndarray | None = None, state=None, progress: Progress | None = None) -> MeanMap:
+             mask: np.ndarray | None = None, state=None, progress: ProgressCallback | None = None) -> MeanMap:
     """The mean of the per-image maps over a dataset, without keeping the maps."""
     if _limited(ds, limit) == 0:
         raise PruneLabError(getattr(ds, "path", None), "holds no images to map")
@@ -379,7 +379,7 @@ def mean_map(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int |
 
 
 def mean_activation_maps(model, layer: str | None, ds, *, limit: int | None = None, batch_size: int = 256,
-                         state=None, progress: Progress | None = None) -> np.ndarray:
+                         state=None, progress: ProgressCallback | None = None) -> np.ndarray:
     """Each channel's mean activation map at the layer's output over a dataset: h×w×C (the
     lab's conv_3: 10×8×60). Its spatial mean per channel ranks the trigger channels; one
     channel of it, upsampled, is what the Activations tab shows for a clicked channel."""
@@ -425,7 +425,7 @@ class TriggerChannels:
 
 
 def trigger_channels(model, layer: str | None, clean_ds, poisoned_ds, k: int = DEFAULT_TOP, *,
-                     limit: int | None = None, state=None, progress: Progress | None = None) -> TriggerChannels:
+                     limit: int | None = None, state=None, progress: ProgressCallback | None = None) -> TriggerChannels:
     """The k channels whose mean activation rises most from clean to poisoned images."""
     if k < 1:
         raise PruneLabError(None, f"--top must be at least 1 (got {k})")
