@@ -14,6 +14,17 @@ from engine.core.errors import Cancelled, PruneLabError
 from engine.core.state import JobState
 
 
+def upsample(m: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The reference: bilinear upsampling of h×w or N×h×w maps to H×W, as the map makers do."""
+    from engine.core.tfsetup import tf
+
+    m = np.asarray(m, np.float32)
+    single = m.ndim == 2
+    m = m[None] if single else m
+    up = np.asarray(tf().image.resize(m[..., None], tuple(hw), method="bilinear"))[..., 0]
+    return up[0] if single else up
+
+
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
@@ -93,7 +104,7 @@ def _direct_gradcam(model, x, classes=None):
         y = tf.reduce_sum(z * tf.one_hot(c, z.shape[1]))
     g = tape.gradient(y, a).numpy()
     cam = np.maximum((g.mean(axis=(1, 2), keepdims=True) * a.numpy()).sum(axis=-1), 0)
-    up = maps.upsample(cam, x.shape[1:3])
+    up = upsample(cam, x.shape[1:3])
     return maps.normalise(up), c
 
 
@@ -166,7 +177,7 @@ def test_channels_map_is_the_upsampled_sum_of_the_chosen_channels(demo):
     assert tc.difference[tc.channels].min() >= np.delete(tc.difference, tc.channels).max()
     x = poisoned.read(0, 4)
     a = keras().Model(lm.model.inputs[0], lm.model.get_layer("conv_3").output).predict(x, verbose=0)
-    want = maps.normalise(maps.upsample(a[..., tc.channels].sum(axis=-1), (55, 47)))
+    want = maps.normalise(upsample(a[..., tc.channels].sum(axis=-1), (55, 47)))
     np.testing.assert_allclose(maps.MapMaker(lm, None, "channels", tc.channels)(x), want, atol=1e-5)
     with pytest.raises(PruneLabError, match="channel 60 does not exist"):
         maps.MapMaker(lm, None, "channels", [3, 60])

@@ -405,17 +405,6 @@ def mean_activation_maps(model, layer: str | None, ds, *, limit: int | None = No
     return (acc / n).astype(np.float32)
 
 
-def upsample(maps: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of h×w or N×h×w maps to H×W (as the map makers do)."""
-    from engine.core.tfsetup import tf
-
-    m = np.asarray(maps, np.float32)
-    single = m.ndim == 2
-    m = m[None] if single else m
-    up = np.asarray(tf().image.resize(m[..., None], tuple(hw), method="bilinear"))[..., 0]
-    return up[0] if single else up
-
-
 @dataclass
 class TriggerChannels:
     channels: list[int]  # the k largest differences, largest first
