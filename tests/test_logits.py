@@ -113,3 +113,27 @@ def test_maps_explain_the_logits_whatever_the_softmax_form(method, images):
     for f in FORMS[:-1]:
         assert np.array_equal(got[f][1], got["logits"][1])
         assert got[f][0] == pytest.approx(got["logits"][0], abs=1e-4)
+
+
+@pytest.mark.parametrize("form", ["logits", "dense_softmax"])
+def test_fine_tuning_trains_on_the_cross_entropy_of_the_logits(form, tmp_path, images):
+    """Fine-pruning's loss is the cross-entropy of the class scores: a logits model's output goes
+    through the softmax once (from_logits), a softmax model's output is not softmaxed again."""
+    from engine.pruning.finetune import FineTune, FineTuneConfig
+    from engine.pruning.rules import make_bprime
+
+    m = build(form)
+    labels = np.arange(len(images)) % N_CLASSES
+    ds = {"clean_valid": LabDataset(write_dataset(tmp_path / "valid.h5", images, labels), HWC)}
+    lm = LoadedModel(m, tmp_path / f"{form}.keras", None, "test", HWC, N_CLASSES)
+    pruned = [0, 1, 2]
+    ft = FineTune(lm, ds, "hidden", pruned, 3, FineTuneConfig(epochs=1, batch_size=64))  # one batch
+    for _ in ft.events():
+        pass
+    x = lm.model_input(ds["clean_valid"].take(ft.train_idx))
+    out = np.asarray(make_bprime(m, "hidden", pruned)(x), np.float64)
+    if form == "logits":
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+        out /= out.sum(axis=1, keepdims=True)
+    want = -np.mean(np.log(out[np.arange(len(x)), labels[ft.train_idx]]))
+    assert ft.result.records[1].loss == pytest.approx(want, rel=1e-4)

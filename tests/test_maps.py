@@ -14,6 +14,17 @@ from engine.core.errors import Cancelled, PruneLabError
 from engine.core.state import JobState
 
 
+def upsample(m: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The reference: bilinear upsampling of h×w or N×h×w maps to H×W, as the map makers do."""
+    from engine.core.tfsetup import tf
+
+    m = np.asarray(m, np.float32)
+    single = m.ndim == 2
+    m = m[None] if single else m
+    up = np.asarray(tf().image.resize(m[..., None], tuple(hw), method="bilinear"))[..., 0]
+    return up[0] if single else up
+
+
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
@@ -93,7 +104,7 @@ def _direct_gradcam(model, x, classes=None):
         y = tf.reduce_sum(z * tf.one_hot(c, z.shape[1]))
     g = tape.gradient(y, a).numpy()
     cam = np.maximum((g.mean(axis=(1, 2), keepdims=True) * a.numpy()).sum(axis=-1), 0)
-    up = maps.upsample(cam, x.shape[1:3])
+    up = upsample(cam, x.shape[1:3])
     return maps.normalise(up), c
 
 
@@ -166,7 +177,7 @@ def test_channels_map_is_the_upsampled_sum_of_the_chosen_channels(demo):
     assert tc.difference[tc.channels].min() >= np.delete(tc.difference, tc.channels).max()
     x = poisoned.read(0, 4)
     a = keras().Model(lm.model.inputs[0], lm.model.get_layer("conv_3").output).predict(x, verbose=0)
-    want = maps.normalise(maps.upsample(a[..., tc.channels].sum(axis=-1), (55, 47)))
+    want = maps.normalise(upsample(a[..., tc.channels].sum(axis=-1), (55, 47)))
     np.testing.assert_allclose(maps.MapMaker(lm, None, "channels", tc.channels)(x), want, atol=1e-5)
     with pytest.raises(PruneLabError, match="channel 60 does not exist"):
         maps.MapMaker(lm, None, "channels", [3, 60])
@@ -374,3 +385,17 @@ def test_a_sweeps_backdoor_map_is_sampled_and_cached(demo, tmp_path, monkeypatch
     want = mk(clean.take(idx)).mean(axis=0)
     got = meanmaps.sampled_mean_map(mk, clean, sample=40)
     np.testing.assert_allclose(got.map, want, atol=1e-5)
+
+
+def test_top_difference_channels_are_the_difference_criterions_first():
+    """The maps' and the activations view's "most raised" channels are the difference
+    criterion's ranking (highest rise first, ties by channel), cut at k."""
+    from engine.analysis.maps import top_difference_channels
+    from engine.pruning.criteria.difference import difference_ranking, top_difference
+
+    means = {"clean_valid": np.array([1.0, 0.2, 0.2, 3.0, 0.0]),
+             "poisoned_valid": np.array([1.1, 0.7, 0.7, 1.0, 0.4])}
+    assert top_difference_channels(means, 3) == [1, 2, 4]
+    assert top_difference_channels(means, 3) == list(difference_ranking(means).order[:3])
+    assert top_difference(np.array([0.0, -1.0]), 5) == [0, 1]
+    assert top_difference_channels({"clean_valid": means["clean_valid"]}) is None

@@ -21,6 +21,25 @@ def test_zeroing_a_conv_channel_and_a_dense_neuron_takes_kernel_slice_and_bias()
         assert list(channel_mask(w[1].size, chans)) == [0.0 if c in chans else 1.0 for c in range(w[1].size)]
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_holding_channels_at_zero_zeroes_a_layers_variables_in_place(use_bias):
+    """Training's "keep these channels zero": the layer's own kernel (and bias, if it has one)
+    are zeroed at those channels and left alone elsewhere."""
+    from engine.core.tfsetup import keras
+    from engine.pruning.rules import hold_zero
+
+    k = keras()
+    layer = k.layers.Dense(5, use_bias=use_bias, bias_initializer="ones")
+    layer.build((None, 4))
+    before = [w.copy() for w in layer.get_weights()]
+    hold_zero(layer, [1, 3])
+    after = layer.get_weights()
+    assert len(after) == (2 if use_bias else 1)
+    for b, a in zip(before, after):
+        assert np.all(a[..., [1, 3]] == 0)
+        assert np.array_equal(a[..., [0, 2, 4]], b[..., [0, 2, 4]])
+
+
 class Labelled:
     def __init__(self, labels, path="faces/valid.h5"):
         self.labels, self.path = np.asarray(labels), path

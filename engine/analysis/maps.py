@@ -26,14 +26,13 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.core.state import ProgressCallback
 from engine.models.loading import to_model_input
-from engine.pruning.criteria.base import order_of
-from engine.pruning.criteria.difference import difference_scores
+from engine.pruning.criteria.difference import difference_scores, top_difference
 
 METHODS = ("channels", "gradcam", "occlusion")
 DEFAULT_TOP = 5
 GREY = 127.5
-Progress = Callable[[int, int], None]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -297,7 +296,7 @@ class MapChunk:
 
 
 def iter_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
-              state=None, progress: Progress | None = None) -> Iterator[MapChunk]:
+              state=None, progress: ProgressCallback | None = None) -> Iterator[MapChunk]:
     """The maps of the first ``limit`` images (all by default), a batch at a time: the reader
     runs ahead in a thread, ``state.cancel_point()`` between batches, nothing kept here. The
     window maps a page this way; the CLI streams it into maps.npz."""
@@ -316,7 +315,7 @@ def iter_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int 
 
 
 def dataset_maps(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
-                 classes: np.ndarray | None = None, state=None, progress: Progress | None = None) -> np.ndarray:
+                 classes: np.ndarray | None = None, state=None, progress: ProgressCallback | None = None) -> np.ndarray:
     """All maps of the first ``limit`` images in one N×H×W float32 array (12,830 lab images:
     133 MB). ``classes`` (an int array of length N), when given, receives the explained class."""
     n = _limited(ds, limit)
@@ -369,7 +368,7 @@ class MeanAccumulator:
 
 
 def mean_map(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int | None = None,
-             mask: np.ndarray | None = None, state=None, progress: Progress | None = None) -> MeanMap:
+             mask: np.ndarray | None = None, state=None, progress: ProgressCallback | None = None) -> MeanMap:
     """The mean of the per-image maps over a dataset, without keeping the maps."""
     if _limited(ds, limit) == 0:
         raise PruneLabError(getattr(ds, "path", None), "holds no images to map")
@@ -380,7 +379,7 @@ def mean_map(maker: MapMaker, ds, *, limit: int | None = None, batch_size: int |
 
 
 def mean_activation_maps(model, layer: str | None, ds, *, limit: int | None = None, batch_size: int = 256,
-                         state=None, progress: Progress | None = None) -> np.ndarray:
+                         state=None, progress: ProgressCallback | None = None) -> np.ndarray:
     """Each channel's mean activation map at the layer's output over a dataset: h×w×C (the
     lab's conv_3: 10×8×60). Its spatial mean per channel ranks the trigger channels; one
     channel of it, upsampled, is what the Activations tab shows for a clicked channel."""
@@ -406,17 +405,6 @@ def mean_activation_maps(model, layer: str | None, ds, *, limit: int | None = No
     return (acc / n).astype(np.float32)
 
 
-def upsample(maps: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of h×w or N×h×w maps to H×W (as the map makers do)."""
-    from engine.core.tfsetup import tf
-
-    m = np.asarray(maps, np.float32)
-    single = m.ndim == 2
-    m = m[None] if single else m
-    up = np.asarray(tf().image.resize(m[..., None], tuple(hw), method="bilinear"))[..., 0]
-    return up[0] if single else up
-
-
 @dataclass
 class TriggerChannels:
     channels: list[int]  # the k largest differences, largest first
@@ -426,7 +414,7 @@ class TriggerChannels:
 
 
 def trigger_channels(model, layer: str | None, clean_ds, poisoned_ds, k: int = DEFAULT_TOP, *,
-                     limit: int | None = None, state=None, progress: Progress | None = None) -> TriggerChannels:
+                     limit: int | None = None, state=None, progress: ProgressCallback | None = None) -> TriggerChannels:
     """The k channels whose mean activation rises most from clean to poisoned images."""
     if k < 1:
         raise PruneLabError(None, f"--top must be at least 1 (got {k})")
@@ -439,8 +427,7 @@ def trigger_channels(model, layer: str | None, clean_ds, poisoned_ds, k: int = D
     p = mean_activation_maps(model, layer, poisoned_ds, limit=limit, state=state,
                              progress=sub(_limited(clean_ds, limit)))
     diff = difference_scores({"clean_valid": c.mean(axis=(0, 1)), "poisoned_valid": p.mean(axis=(0, 1))})
-    order = order_of(diff, "highest")[: min(k, len(diff))]
-    return TriggerChannels([int(i) for i in order], diff, c, p)
+    return TriggerChannels(top_difference(diff, k), diff, c, p)
 
 
 # ----------------------------------------------------------------------------- localisation
@@ -481,4 +468,4 @@ def top_difference_channels(mean_activation: dict, k: int = DEFAULT_TOP) -> list
     data, from means a sweep already measured (no forward pass); None without poisoned data."""
     if "clean_valid" not in mean_activation or "poisoned_valid" not in mean_activation:
         return None
-    return list(order_of(difference_scores(mean_activation), "highest")[:k])
+    return top_difference(difference_scores(mean_activation), k)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.analysis.maps import MapMaker, MeanMap, Progress, mean_map
+from engine.analysis.maps import MapMaker, MeanMap, mean_map
+from engine.core.state import ProgressCallback
 from engine.core.errors import PruneLabError
 
 
@@ -35,7 +36,7 @@ class _Sample:
 
 
 def sampled_mean_map(maker: MapMaker, ds, *, key_parts=None, sample: int | None = MAP_SAMPLE,
-                     seed: int = MAP_SEED, state=None, progress: Progress | None = None) -> MeanMap:
+                     seed: int = MAP_SEED, state=None, progress: ProgressCallback | None = None) -> MeanMap:
     """The mean map of a bounded, seeded sample of ``ds`` (``sample`` images; all when None).
     With ``key_parts`` (what identifies the model and the map: file digests, layer, method) it
     is cached by content like the activations: the data file's digest, the sample and the

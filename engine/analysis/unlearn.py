@@ -51,18 +51,13 @@ class UnlearnResult:
     seconds: float = 0.0
 
 
-def _from_logits(model) -> bool:
-    from engine.models.logits import answers_probabilities
-
-    return not answers_probabilities(model)
-
-
 def unlearn_events(model, clean_valid, triggers: list[Trigger], config: UnlearnConfig | None = None,
                    state: JobState | None = None, split=None) -> Iterator[Progress]:
     """Yield Progress while training; return the :class:`UnlearnResult` (``yield from``).
     ``model`` is a LoadedModel; ``split``: (train, held-out) indices to use instead of drawing
     them (the repair run shares one split between its methods)."""
     from engine.core.tfsetup import keras
+    from engine.models.logits import training_loss
 
     cfg = config or UnlearnConfig()
     cfg.check()
@@ -81,7 +76,7 @@ def unlearn_events(model, clean_valid, triggers: list[Trigger], config: UnlearnC
     net.set_weights(model.model.get_weights())
     net.name = "repaired_unlearned"
     net.compile(optimizer=k.optimizers.Adam(cfg.learning_rate),
-                loss=k.losses.SparseCategoricalCrossentropy(from_logits=_from_logits(model.model)))
+                loss=training_loss(model.model))
     rng = np.random.default_rng(cfg.seed + 7)
     n = len(x_train)
     batches = -(-n // cfg.batch_size)

@@ -9,6 +9,9 @@ from typing import Callable
 
 from engine.core.errors import Cancelled
 
+# A plain ``progress(done, total)`` function a caller hands in (maps, ANP, image folders), as
+# opposed to :class:`Progress`, the record a job's generator yields.
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,9 @@ def train_pruning_aware(spec: DemoSpec, data: DemoData, log):
     from engine.models.deepid import build_deepid
     from engine.models.runner import Runner
     from engine.core.tfsetup import keras
+    from engine.pruning.activations import mean_abs_per_channel
+    from engine.pruning.criteria.activation import lab_order
+    from engine.pruning.rules import hold_zero
 
     k = keras()
     clean = ~data.poisoned_mask
@@ -169,23 +172,15 @@ def train_pruning_aware(spec: DemoSpec, data: DemoData, log):
     k_orig, b_orig = [w.copy() for w in conv.get_weights()]
     pre = k.Model(model.inputs, model.get_layer("pool_3").output)
     xv = data.sets["clean_valid"][0].astype(np.float32)
-    act = np.abs(Runner(pre)(xv)).mean(axis=(0, 1, 2))
+    act = mean_abs_per_channel(Runner(pre)(xv))
     n_prune = int(round(spec.pa_prune_fraction * conv.filters))
-    pruned = np.argsort(act, kind="stable")[:n_prune]
+    pruned = np.asarray(lab_order(act)[:n_prune], np.int64)
     log(f"pruning-aware attack: 2) prune {n_prune} dormant channels of conv_3, "
         "3) retrain on poisoned data with them held at zero")
 
-    def rezero():
-        kk, bb = conv.kernel, conv.bias
-        kv = kk.numpy()
-        bv = bb.numpy()
-        kv[..., pruned] = 0
-        bv[pruned] = 0
-        kk.assign(kv)
-        bb.assign(bv)
-
-    rezero()
-    _train(model, data.x_train, data.y_train, spec, spec.pa_epochs, log, after_batch=rezero, seed_offset=2)
+    hold_zero(conv, pruned)
+    _train(model, data.x_train, data.y_train, spec, spec.pa_epochs, log, after_batch=lambda: hold_zero(conv, pruned),
+           seed_offset=2)
     # 4) re-insert the pruned channels, with biases low enough that clean images never wake them
     kv, bv = [w.copy() for w in conv.get_weights()]
     kv[..., pruned] = k_orig[..., pruned]

@@ -25,11 +25,12 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from engine.core.errors import PruneLabError, warn
+from engine.core.state import ProgressCallback
 from engine.io.imagefiles import (CLASSES_FILE, GRAY_MODES, ALPHA_MODES, MAX_LABEL, is_image_path, label_in_name, _natural_key, _short, inspect_header, decode)
 
 # ----------------------------------------------------------------------------- finding files
@@ -178,7 +179,7 @@ class ImageSet:
 
     def __init__(self, path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
                  expected_hwc: tuple[int, int, int] | None = None, *, resize: bool = False,
-                 progress: Callable[[int, int], None] | None = None, state=None):
+                 progress: ProgressCallback | None = None, state=None):
         self.resize = bool(resize)
         self._lock = threading.RLock()
         self._pool: ThreadPoolExecutor | None = None

@@ -77,6 +77,15 @@ def answers_probabilities(model) -> bool:
     return spec.probabilities
 
 
+def training_loss(model):
+    """The loss every training run on ``model`` compiles with (fine-pruning, unlearning): sparse
+    cross-entropy told whether the output is logits, so a model without a softmax at the end is
+    not trained as if its logits were probabilities."""
+    from engine.core.tfsetup import keras
+
+    return keras().losses.SparseCategoricalCrossentropy(from_logits=not answers_probabilities(model))
+
+
 def logits_function(model, name: str = "prunelab_logits"):
     """``f(x)`` → the logits of ``model`` for a batch of model inputs (a Keras sub-model that
     shares ``model``'s layers, plus the Dense layer's own weights for ``kind="dense"``)."""

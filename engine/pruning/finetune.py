@@ -18,7 +18,7 @@ from engine.core.errors import PruneLabError
 from engine.io.memory import check_fits
 from engine.models.loading import LoadedModel
 from engine.core.state import JobState
-from engine.pruning.rules import channel_mask, evaluate_labels, goodnet_labels, pct
+from engine.pruning.rules import evaluate_labels, hold_zero, goodnet_labels, pct
 from engine.core.state import Progress
 from engine.core.vocabulary import METRICS, is_poisoned, role_metric
 from engine.pruning.records import fold_metrics
@@ -147,6 +147,7 @@ class FineTune:
     def events(self) -> Iterator[Progress | EpochRecord]:
         from engine.pruning.rules import make_bprime
         from engine.core.tfsetup import keras
+        from engine.models.logits import training_loss
 
         k = keras()
         cfg = self.cfg
@@ -162,23 +163,13 @@ class FineTune:
         res.badnet_predictions = self._evaluate(self.model.model)
         net = make_bprime(self.model.model, self.layer, self.pruned, name=f"fine_pruned_step{self.step}")
         res.model = net
-        conv = net.get_layer(self.layer)
-        kernel, bias = conv.kernel, (conv.bias if conv.use_bias else None)
-        from engine.pruning.graph import layer_channels
-
-        mask = channel_mask(layer_channels(conv), self.pruned)
-
-        def rezero():
-            kernel.assign(kernel.numpy() * mask)
-            if bias is not None:
-                bias.assign(bias.numpy() * mask)
-
+        pruned_layer = net.get_layer(self.layer)
         preds = self._evaluate(net)
         rec = self._record(0, None, preds, labels, t0)
         res.records.append(rec)
         res.predictions = preds
         yield rec
-        net.compile(optimizer=k.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy")
+        net.compile(optimizer=k.optimizers.Adam(cfg.learning_rate), loss=training_loss(self.model.model))
         rng = np.random.default_rng(cfg.seed + 1)
         n = len(x_train)
         batches = -(-n // cfg.batch_size)
@@ -189,7 +180,7 @@ class FineTune:
                 self.state.cancel_point()
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 loss = net.train_on_batch(x_train[idx], y_train[idx])
-                rezero()  # pruned channels stay exactly zero after every update
+                hold_zero(pruned_layer, self.pruned)  # pruned channels stay exactly zero after every update
                 losses.append(float(np.asarray(loss).ravel()[0]))
                 if b % 10 == 0 or b == batches - 1:
                     yield Progress("fine-tuning", (epoch - 1) * batches + b + 1, cfg.epochs * batches,

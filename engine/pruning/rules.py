@@ -40,6 +40,16 @@ def channel_mask(n_channels: int, channels) -> np.ndarray:
     return mask
 
 
+def hold_zero(layer, channels) -> None:
+    """Zero ``channels`` of a Keras layer's kernel and bias in place (its variables), by the rule
+    of :func:`zeroed_weights`: training calls it after every update so pruned channels stay
+    exactly zero (fine-pruning, the demo's pruning-aware attack)."""
+    bias = layer.bias if getattr(layer, "use_bias", True) and getattr(layer, "bias", None) is not None else None
+    variables = [layer.kernel] + ([bias] if bias is not None else [])
+    for v, w in zip(variables, zeroed_weights([v.numpy() for v in variables], channels)):
+        v.assign(w)
+
+
 def make_bprime(model, layer: str, channels, name: str | None = None):
     """A copy of ``model`` with ``channels`` of ``layer`` zeroed (kernel slices and bias)."""
     from engine.core.tfsetup import keras
@@ -47,8 +57,8 @@ def make_bprime(model, layer: str, channels, name: str | None = None):
     k = keras()
     clone = k.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    conv = clone.get_layer(layer)
-    conv.set_weights(zeroed_weights(conv.get_weights(), channels))
+    target = clone.get_layer(layer)
+    target.set_weights(zeroed_weights(target.get_weights(), channels))
     if name:
         clone.name = name
     return clone

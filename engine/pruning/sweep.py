@@ -386,12 +386,12 @@ class Sweep:
         # a copy of the user's model: the window may be drawing maps with the original meanwhile
         copy = keras().models.clone_model(self.model.model)
         copy.set_weights(self.model.model.get_weights())
-        conv = copy.get_layer(self.split.layer)
-        original = [w.copy() for w in conv.get_weights()]
+        target = copy.get_layer(self.split.layer)  # a Conv2D or a Dense layer
+        original = [w.copy() for w in target.get_weights()]
         run = Runner(copy)
 
         def evaluate(prev, p_prev, p):
-            conv.set_weights(zeroed_weights(original, order[:p]))
+            target.set_weights(zeroed_weights(original, order[:p]))
             out, total = {}, 0
             for role, ds in self.datasets.items():
                 out[role] = np.empty(ds.n, np.int32)
@@ -408,4 +408,4 @@ class Sweep:
                 found.append(p)
                 yield None, row, p, n
         finally:
-            conv.set_weights(original)
+            target.set_weights(original)

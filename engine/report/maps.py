@@ -10,8 +10,10 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.analysis.maps import MapMaker, MeanMap, Progress, _keras_model, _limited, mean_map, trigger_channels
+from engine.analysis.maps import MapMaker, MeanMap, _keras_model, _limited, mean_map, trigger_channels
 from engine.analysis.meanmaps import model_key_parts, sample_indices, sampled_mean_map
+from engine.core.state import ProgressCallback
+
 
 def _overlay(ax, image, m, vmax, cmap="inferno"):
     grey = np.asarray(image, np.float32)
@@ -50,7 +52,7 @@ def write_backdoor_map(model, layer: str | None, clean_ds, poisoned_ds, path: st
                        state=None, *, method: str = "gradcam", channels: Sequence[int] | None = None,
                        limit: int | None = None, mask: np.ndarray | None = None,
                        names: tuple[str, str] = ("clean validation", "poisoned validation"),
-                       progress: Progress | None = None, sample: int | None = None,
+                       progress: ProgressCallback | None = None, sample: int | None = None,
                        use_cache: bool = False) -> Path:
     """``backdoor_map.png``: mean maps over clean and poisoned (validation) data, side by side,
     written atomically. ``method='channels'`` without ``channels`` uses the top trigger channels.

@@ -183,12 +183,10 @@ def headline(clean: np.ndarray, poison: np.ndarray | None, k: int = 3) -> str:
     means would name silent channels). Empty without a poisoned set."""
     if poison is None:
         return ""
-    from engine.pruning.criteria import criterion, order_of
-    from engine.pruning.criteria.difference import difference_scores
+    from engine.pruning.criteria.difference import difference_scores, top_difference
 
     diff = difference_scores({"clean_valid": clean, "poisoned_valid": poison})
-    top = order_of(diff, criterion("difference").direction)[:k]  # the difference criterion's own order
-    top = [int(c) for c in top if diff[c] != 0]
+    top = [c for c in top_difference(diff, k) if diff[c] != 0]
     if not top:
         return " · clean and poisoned means are equal"
     parts = ", ".join(f"{c} ({diff[c]:+.3g})" for c in top)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from engine.core.errors import PruneLabError
+from engine.core.state import ProgressCallback
 from engine.pruning.criteria.base import Criterion, Inputs, Ranking, register
 
 
@@ -44,7 +45,7 @@ def _anp_cache_key(model, dataset, layer: str, cfg: ANPConfig) -> str:
 
 def anp_ranking(model, dataset, layer: str | None = None, config: ANPConfig | None = None, *,
                 use_cache: bool = True, state=None,
-                progress: Callable[[int, int], None] | None = None) -> Ranking:
+                progress: ProgressCallback | None = None) -> Ranking:
     """Train ANP's masks on ``dataset`` (clean validation; nothing else is read)."""
     from engine.core.state import drive
 

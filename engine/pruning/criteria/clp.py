@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from engine.pruning.criteria.base import Criterion, Inputs, register
-from engine.pruning.criteria.l1 import _conv_kernel
+from engine.pruning.criteria.l1 import kernel_4d
 
 CLP_U = 3.0
 
@@ -30,11 +30,11 @@ def clp_scores(kernel: np.ndarray, bn_scale: np.ndarray | None = None) -> np.nda
 def following_batchnorm_scale(model, layer: str) -> np.ndarray | None:
     """γ/sqrt(var+ε) of the first BatchNormalization in the channel-wise chain after
     ``layer`` (channels last), or None when none follows."""
-    from engine.pruning.graph import Graph
+    from engine.pruning.graph import Graph, layer_channels
 
-    conv = model.get_layer(layer)
+    target = model.get_layer(layer)
     graph = Graph(model)
-    nodes = graph.nodes_of(conv)
+    nodes = graph.nodes_of(target)
     for node in graph.chain(nodes[0].output_tensors[0]) if len(nodes) == 1 else []:
         l = node.operation
         if type(l).__name__ != "BatchNormalization":
@@ -42,7 +42,7 @@ def following_batchnorm_scale(model, layer: str) -> np.ndarray | None:
         axis = l.axis if isinstance(l.axis, int) else l.axis[0]
         if axis not in (-1, 3):
             return None
-        n = int(np.shape(conv.get_weights()[0])[-1])
+        n = layer_channels(target)
         gamma = np.asarray(l.gamma.numpy(), np.float64) if getattr(l, "gamma", None) is not None else np.ones(n)
         var = np.asarray(l.moving_variance.numpy(), np.float64)
         return gamma / np.sqrt(var + float(l.epsilon))
@@ -58,7 +58,7 @@ class CLP(Criterion):
     colour = "#16a085"
 
     def scores(self, inp: Inputs) -> np.ndarray:
-        return clp_scores(_conv_kernel(inp.model.model, inp.layer), following_batchnorm_scale(inp.model.model, inp.layer))
+        return clp_scores(kernel_4d(inp.model.model, inp.layer), following_batchnorm_scale(inp.model.model, inp.layer))
 
     def point_label(self, rk) -> str:
         return f"mean + {rk.extra.get('u', CLP_U):g}·std"
@@ -71,5 +71,5 @@ class CLP(Criterion):
 
 def clp_ranking(model, layer: str, u: float = CLP_U):
     t = time.perf_counter()
-    s = clp_scores(_conv_kernel(model, layer), following_batchnorm_scale(model, layer))
+    s = clp_scores(kernel_4d(model, layer), following_batchnorm_scale(model, layer))
     return CLP().ranking(s, time.perf_counter() - t, u=u)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.pruning.criteria.base import Criterion, Inputs, check_available, register
+from engine.pruning.criteria.base import Criterion, Inputs, check_available, order_of, register
 
 
 def difference_scores(mean_activation: dict) -> np.ndarray:
@@ -28,6 +28,12 @@ class Difference(Criterion):
     def scores(self, inp: Inputs) -> np.ndarray:
         check_available([self.name], inp.means)
         return difference_scores(inp.means)
+
+
+def top_difference(diff: np.ndarray, k: int) -> list[int]:
+    """The ``k`` channels first in the difference criterion's own order (its direction), from
+    :func:`difference_scores`: the maps, their CLI and the activations view name the same ones."""
+    return [int(c) for c in order_of(diff, Difference.direction)[:k]]
 
 
 def difference_ranking(mean_activation: dict, cost_s: float = 0.0):

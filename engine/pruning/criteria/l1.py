@@ -9,7 +9,7 @@ import numpy as np
 from engine.pruning.criteria.base import Criterion, Inputs, register
 
 
-def _conv_kernel(model, layer: str) -> np.ndarray:
+def kernel_4d(model, layer: str) -> np.ndarray:
     """The layer's kernel as (kh, kw, C_in, C_out); a Dense layer's (in, units) as (1, 1, in, units)."""
     k = np.asarray(model.get_layer(layer).get_weights()[0], np.float64)
     return k.reshape((1, 1) + k.shape) if k.ndim == 2 else k
@@ -28,10 +28,10 @@ class L1(Criterion):
     colour = "#8e44ad"
 
     def scores(self, inp: Inputs) -> np.ndarray:
-        return l1_scores(_conv_kernel(inp.model.model, inp.layer))
+        return l1_scores(kernel_4d(inp.model.model, inp.layer))
 
 
 def l1_ranking(model, layer: str):
     t = time.perf_counter()
-    s = l1_scores(_conv_kernel(model, layer))
+    s = l1_scores(kernel_4d(model, layer))
     return L1().ranking(s, time.perf_counter() - t)
