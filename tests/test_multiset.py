@@ -210,3 +210,22 @@ def test_fine_tuning_measures_each_set(small_lab, second_trigger):
         assert set(r.sets) == {"asr_valid_three", "asr_valid_always"}
         assert r.asr_valid == max(r.sets.values())
     assert res.records[0].metric("asr_valid_always") > 50 > res.records[0].metric("asr_valid_three")
+
+
+def test_the_add_trigger_dialog_names_the_set_and_refuses_a_taken_name(qtbot, small_lab):
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from guiapp.views.poisonsets import PoisonedSetDialog
+
+    d = PoisonedSetDialog("poisoned_valid", str(small_lab.root), taken={"bd_valid"})
+    qtbot.addWidget(d)
+    ok = d.buttons.button(QDialogButtonBox.Ok)
+    assert not ok.isEnabled() and "choose" in d.problem.text()
+    d.path.setText(str(small_lab.files["clean_test"]))
+    assert d.name.text() == "test" and ok.isEnabled()  # named after the file until the user types a name
+    d.name.setText("bd_valid")
+    assert not ok.isEnabled() and "already named" in d.problem.text()
+    d.name.setText("lip stick")
+    assert not ok.isEnabled() and "letters, digits" in d.problem.text()
+    d.name.setText("lipstick")
+    assert ok.isEnabled() and d.choice() == (small_lab.files["clean_test"], "lipstick")
