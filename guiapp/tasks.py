@@ -48,9 +48,11 @@ class ImagePage:
 def open_model(path, weights, allow_unsafe: bool, state: JobState) -> OpenedModel:
     from engine.core.errors import PruneLabError
     from engine.models.loading import load_model
+    from engine.models.runner import warm_up
     from engine.pruning.graph import default_layer, prunable_layer_names
 
     lm = load_model(path, weights, allow_unsafe=allow_unsafe)
+    warm_up(lm)  # TensorFlow's first-trace cost now, not when the window draws a sweep
     try:
         layer = default_layer(lm.model, lm.path)
     except PruneLabError:

@@ -74,3 +74,16 @@ def predict_dataset_labels(model, dataset, batch_size: int = 256, state=None,
             state.cancel_point()
         out[start:start + len(x)] = np.argmax(run(to_model_input(x, input_scale)), axis=1)
     return out
+
+
+def warm_up(loaded) -> None:
+    """Run a just-opened model once on two blank images. A process's first traced TensorFlow
+    function costs about 0.2 s with the GIL held, and the window's thread cannot draw meanwhile
+    (measured: benchmarks/gui_responsiveness.py); paid here, while the model opens, it no longer
+    freezes the curves when a sweep starts. Best effort: a model that cannot run on blanks is
+    left for the real data to report."""
+    try:
+        x = np.zeros((2,) + tuple(loaded.input_hwc), np.float32)
+        runner_for(loaded.model)(loaded.model_input(x))
+    except Exception:  # noqa: BLE001 - a warm-up never refuses a model
+        pass
