@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.core.vocabulary import ROLES, role_title
+from engine.core.vocabulary import ROLES, base_role, is_poisoned, role_title
 from engine.core.errors import PruneLabError, UnsafeModelError
 from guiapp import tasks
 from guiapp.controllers.finetune import FineTuneMixin
@@ -223,7 +223,7 @@ class Controller(SweepMixin, PhotosMixin, MapsMixin, FineTuneMixin, SavingMixin,
             if role is None and guessed is not None and guessed in self._dropped_poisoned:
                 role = self.session.new_set_role(guessed, path)  # several triggers dropped at once
             role = role or self.session.role_for(guessed, path)
-            if guessed is not None and guessed.startswith("poisoned") and self._pending:
+            if guessed is not None and is_poisoned(guessed) and self._pending:
                 self._dropped_poisoned.add(guessed)
             if role is None:
                 raise SlotBusy(f"{path}: all four data slots are full; clear one first")
@@ -243,8 +243,8 @@ class Controller(SweepMixin, PhotosMixin, MapsMixin, FineTuneMixin, SavingMixin,
         """One more poisoned set (another trigger) for ``base`` ("poisoned_valid"/"poisoned_test"):
         a named slot of its own; the set already there takes its file's name."""
         try:
-            role = (self.session.new_set_role(base, path, name) if base in self.session.datasets
-                    or any(r.startswith(base + ":") for r in self.session.datasets) else base)
+            taken = any(base_role(r) == base for r in self.session.datasets)  # plain or named
+            role = self.session.new_set_role(base, path, name) if taken else base
         except SlotBusy as e:
             self.error.emit(str(e))
             return
